@@ -1,0 +1,39 @@
+"""Identities derived from the command, so a replay of the log yields the same ones.
+
+A booking id embeds its trip (`<routeId>.<YYYYMMDD>.<token>`): any gateway can route a
+later command on the booking to the partition that owns it without a database lookup.
+"""
+
+import base64
+import hashlib
+from datetime import date
+
+from app.domain.trip import trip_key
+
+_SEPARATOR = "."
+
+
+def _digest(route_id: str, travel_date: date, command_id: str) -> str:
+    raw = hashlib.sha256(f"{trip_key(route_id, travel_date)}|{command_id}".encode()).digest()
+    return base64.b32encode(raw).decode().rstrip("=")
+
+
+def booking_id_for(route_id: str, travel_date: date, command_id: str) -> str:
+    token = _digest(route_id, travel_date, command_id)[:16]
+    return _SEPARATOR.join((route_id, travel_date.strftime("%Y%m%d"), token))
+
+
+def reference_for(route_id: str, travel_date: date, command_id: str) -> str:
+    return "BK" + travel_date.strftime("%Y%m%d") + _digest(route_id, travel_date, command_id)[16:22]
+
+
+def trip_of_booking(booking_id: str) -> tuple[str, date] | None:
+    """The (route id, travel date) a booking id names, or None if it is not one of ours."""
+    parts = booking_id.rsplit(_SEPARATOR, 2)
+    if len(parts) != 3 or not parts[0] or len(parts[2]) != 16:
+        return None
+    try:
+        travel = date(int(parts[1][:4]), int(parts[1][4:6]), int(parts[1][6:8]))
+    except ValueError:
+        return None
+    return parts[0], travel

@@ -1,0 +1,29 @@
+"""Business rules that operators may tune, passed into the core as one value."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    max_seats_per_booking: int = 4
+    booking_close_minutes: int = 15
+    hold_minutes: int = 10
+    payment_hold_minutes: int = 15
+    platform_fee_rate: Decimal = Decimal("0.05")
+    # (occupancy at or above, multiplier), ascending; occupancy is the fullest leg used.
+    demand_bands: tuple[tuple[Decimal, Decimal], ...] = (
+        (Decimal("0"), Decimal("1.00")),
+        (Decimal("0.5"), Decimal("1.10")),
+        (Decimal("0.8"), Decimal("1.25")),
+    )
+    # (whole hours before departure at or above, share of the total refunded), descending.
+    refund_bands: tuple[tuple[int, Decimal], ...] = (
+        (24, Decimal("1")),
+        (6, Decimal("0.5")),
+    )
+    cancel_reason_min: int = 10
+    cancel_reason_max: int = 500
+    # How many closed bookings and remembered outcomes a trip keeps (bounds its state size).
+    closed_bookings_kept: int = 200
+    outcomes_kept: int = 500

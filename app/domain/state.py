@@ -1,0 +1,109 @@
+"""The state of one trip, and `evolve`, the fold of events into it.
+
+One trip's state is one table entry: the trip, its leg inventory, its bookings and the
+outcomes it remembers for idempotency. Keeping all of it in one entry makes every
+command's effect a single changelog record, so a crash can never keep half of it.
+"""
+
+from dataclasses import dataclass, field
+
+from app.domain import inventory
+from app.domain.booking import HOLDING, SOLD, TERMINAL, Booking, Status, occupies_seats
+from app.domain.events import BookingCreated, BookingMoved, Event, RefundRequired, TripPublished
+from app.domain.rejections import Code
+from app.domain.trip import Trip
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """An outcome not recoverable from a booking's transitions: a rejection, a trip
+    command, or a refund demand. Kept so a duplicate gets the same reply and events."""
+
+    code: Code | None
+    booking_id: str | None = None
+    refund: RefundRequired | None = None
+    trip_version: int | None = None
+
+
+@dataclass(slots=True)
+class TripState:
+    trip: Trip | None = None
+    trip_version: int = 0
+    legs: list[int] = field(default_factory=list)
+    bookings: dict[str, Booking] = field(default_factory=dict)
+    remembered: dict[str, Remembered] = field(default_factory=dict)
+
+
+def is_closed(booking: Booking) -> bool:
+    """Nothing more can happen to it: terminal, or cancelled with no refund owed."""
+    if booking.status in TERMINAL:
+        return True
+    return booking.status is Status.CANCELLED and not booking.view().refund_amount
+
+
+def evolve(state: TripState, event: Event) -> TripState:
+    """Apply one event. Mutates and returns `state`: the caller owns a private copy (the
+    agent decodes a fresh one per command), and copying a trip per event would cost the
+    hot path for no gain."""
+    match event:
+        case TripPublished(trip=trip):
+            if not state.legs:
+                state.legs = [0] * (len(trip.stops) - 1)
+            state.trip = trip
+            state.trip_version += 1
+        case BookingCreated(booking=booking):
+            inventory.occupy(state.legs, booking.first_leg, booking.last_leg, booking.seats)
+            state.bookings[booking.booking_id] = booking
+        case BookingMoved(booking_id=booking_id, moves=moves):
+            before = state.bookings[booking_id]
+            after = before.with_transitions(*moves)
+            if occupies_seats(before.status) and not occupies_seats(after.status):
+                inventory.release(state.legs, after.first_leg, after.last_leg, after.seats)
+            state.bookings[booking_id] = after
+        case RefundRequired():
+            pass
+    return state
+
+
+def remember(state: TripState, command_id: str, outcome: Remembered, keep: int) -> None:
+    state.remembered[command_id] = outcome
+    while len(state.remembered) > keep:
+        del state.remembered[next(iter(state.remembered))]
+
+
+def forget_oldest_closed(state: TripState, keep: int) -> None:
+    """Bound the entry's size: drop the closed bookings beyond the newest `keep`
+    (the read model in Postgres keeps them all)."""
+    closed = [b for b in state.bookings.values() if is_closed(b)]
+    if len(closed) <= keep:
+        return
+    closed.sort(key=lambda b: b.transitions[-1].at)
+    for booking in closed[: len(closed) - keep]:
+        del state.bookings[booking.booking_id]
+
+
+@dataclass(frozen=True, slots=True)
+class LegAvailability:
+    from_stop_id: str
+    to_stop_id: str
+    free: int
+    held: int
+    sold: int
+
+
+def availability(state: TripState) -> list[LegAvailability]:
+    """Free seats from the inventory, held and sold counted from the bookings: the two
+    views agree (free + held + sold = capacity) by construction of `evolve`."""
+    trip = state.trip
+    assert trip is not None
+    held, sold = [0] * len(state.legs), [0] * len(state.legs)
+    for booking in state.bookings.values():
+        tally = held if booking.status in HOLDING else sold if booking.status in SOLD else None
+        if tally is not None:
+            for leg in range(booking.first_leg, booking.last_leg + 1):
+                tally[leg] += len(booking.seats)
+    return [
+        LegAvailability(trip.stops[leg].stop_id, trip.stops[leg + 1].stop_id,
+                        trip.capacity - mask.bit_count(), held[leg], sold[leg])
+        for leg, mask in enumerate(state.legs)
+    ]
