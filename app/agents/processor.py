@@ -1,0 +1,117 @@
+"""One command record in, one state write and its replies, events or dead letter out.
+
+Free of faust so that tests and the deterministic replay drive it with a plain dict as
+the table. For each record, in this order:
+1. Decode and validate; a bad record goes to the dead-letter topic (and, if it names a
+   reply address and a command id, gets an error reply), and never stops the worker.
+2. Handle the command against the trip's state, with the broker-stamped record time.
+3. Write the trip's new state. Also on a duplicate: if the first attempt's changelog
+   record was lost in a crash while the local RocksDB kept it, this republishes it.
+4. Queue the lifecycle events, then the reply, behind that changelog record in the
+   producer's buffer, so nothing is announced ahead of the state it came from.
+"""
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+
+import orjson
+from pydantic import ValidationError
+
+from app.domain.commands import QueryAvailability
+from app.domain.handle import handle
+from app.domain.policy import Policy
+from app.models import topics
+from app.models.commands import TRIP_RECORD, parse_command
+from app.models.outbound import lifecycle_events, reply
+from app.tables.codec import decode_state, encode_state
+
+log = logging.getLogger(__name__)
+
+# (topic, key, value, partition or None, headers)
+Send = Callable[[str, bytes, bytes, int | None, Mapping[str, bytes]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Mapping[str, bytes] = field(default_factory=dict)
+
+
+def process_command(record: Record, table: MutableMapping[bytes, bytes], send: Send, policy: Policy) -> None:
+    try:
+        wire = parse_command(record.value or b"")
+    except ValidationError as error:
+        return dead_letter(record, send, "invalid_command", describe(error))
+    if record.key is None or wire.key().encode() != record.key:
+        return dead_letter(record, send, "wrong_key", f"expected key {wire.key()!r}")
+    state = decode_state(table.get(record.key))
+    outcome = handle(state, wire.to_domain(), record.timestamp_ms, policy)
+    if state.trip is not None and (outcome.events or not isinstance(wire.to_domain(), QueryAvailability)):
+        table[record.key] = encode_state(state)
+    for topic, key, value in lifecycle_events(state, outcome):
+        send(topic, key.encode(), value, None, {})
+    send_reply(record, send, wire.command_id, reply(state, outcome, query=wire.type == "query_availability"))
+
+
+def forward_trip(record: Record, send: Send) -> None:
+    """The trips catalog becomes `publish_trip` commands in the command log, so that one
+    log orders everything a trip's state depends on (and a replay needs nothing else)."""
+    try:
+        trip = TRIP_RECORD.validate_json(record.value or b"")
+    except ValidationError as error:
+        return dead_letter(record, send, "invalid_trip", describe(error))
+    command_id = "trip:" + hashlib.sha256(record.value or b"").hexdigest()[:32]
+    command = trip.to_command(command_id)
+    key = f"{trip.route_id}:{trip.travel_date.isoformat()}".encode()
+    send(topics.COMMANDS, key, orjson.dumps(command), None, reply_headers(record))
+
+
+def reply_headers(record: Record) -> dict[str, bytes]:
+    return {name: record.headers[name] for name in (topics.REPLY_TO, topics.REPLY_PARTITION) if name in record.headers}
+
+
+def send_reply(record: Record, send: Send, command_id: str, body: bytes) -> None:
+    if topics.REPLY_TO not in record.headers:
+        return
+    try:
+        partition = int(record.headers[topics.REPLY_PARTITION])
+    except (KeyError, ValueError):
+        partition = None
+    send(record.headers[topics.REPLY_TO].decode(), command_id.encode(), body, partition, {})
+
+
+def dead_letter(record: Record, send: Send, code: str, reason: str) -> None:
+    log.warning("dead letter from %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, code, reason)
+    headers = {
+        **record.headers,
+        "dlq-code": code.encode(),
+        "dlq-reason": reason.encode()[:4000],
+        "dlq-topic": record.topic.encode(),
+        "dlq-partition": str(record.partition).encode(),
+        "dlq-offset": str(record.offset).encode(),
+    }
+    send(topics.DEAD_LETTERS, record.key or b"", record.value or b"", None, headers)
+    command_id = claimed_command_id(record.value)
+    if command_id:
+        send_reply(record, send, command_id, orjson.dumps({
+            "v": 1, "commandId": command_id, "ok": False, "code": code, "message": reason[:500]}))
+
+
+def claimed_command_id(value: bytes | None) -> str | None:
+    try:
+        document = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    command_id = document.get("commandId") if isinstance(document, dict) else None
+    return command_id if isinstance(command_id, str) and 0 < len(command_id) <= 128 else None
+
+
+def describe(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:10])

@@ -1,0 +1,64 @@
+"""The one settings object: every process (worker, gateway, sink, scripts) reads its
+configuration here, from environment variables (names are the upper-cased fields)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.domain.policy import Policy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://openride:openride@127.0.0.1:5433/openride"
+
+    # Topology. The partition count is effectively permanent: choose it with headroom.
+    command_partitions: int = 24
+    reply_partitions: int = 8
+    event_partitions: int = 12
+
+    # Worker
+    worker_id: str = "openride-booking"
+    worker_datadir: Path = ROOT / ".local" / "worker"
+    worker_web_port: int = 6066
+    rocksdb_block_cache_bytes: int = 32 * 1024 * 1024
+    rocksdb_write_buffer_bytes: int = 8 * 1024 * 1024
+    worker_commit_interval_seconds: float = 1.0
+    worker_standby_replicas: int = 1
+
+    # Business rules (see app.domain.policy.Policy)
+    max_seats_per_booking: int = 4
+    booking_close_minutes: int = 15
+    hold_minutes: int = 10
+    payment_hold_minutes: int = 15
+
+    # Gateway
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    reply_timeout_seconds: float = 10.0
+    jwt_secret: str = "dev-secret-change-me-please-32-bytes!"
+    jwt_algorithm: str = "HS256"
+    default_currency: str = "NGN"
+
+    # Sink
+    sink_group: str = "openride-sink"
+    sink_batch_size: int = 2000
+    sink_batch_wait_ms: int = 50
+
+    def policy(self) -> Policy:
+        return Policy(
+            max_seats_per_booking=self.max_seats_per_booking,
+            booking_close_minutes=self.booking_close_minutes,
+            hold_minutes=self.hold_minutes,
+            payment_hold_minutes=self.payment_hold_minutes,
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,254 @@
+"""Commands on the wire (JSON, camelCase, schema version `v`), and their domain form.
+
+Producers outside the gateway (payments, route service) send these same documents; the
+JSON Schema published in `schemas/` is generated from these models.
+"""
+
+from datetime import date, time
+from decimal import Decimal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic.alias_generators import to_camel
+
+from app.domain import commands as domain
+from app.domain.ids import trip_of_booking
+from app.domain.trip import Stop, Trip, trip_key
+
+SCHEMA_VERSION = 1
+ROUTE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def to_minor(amount: Decimal) -> int:
+    return int(amount * 100)
+
+
+def _two_places(amount: Decimal) -> Decimal:
+    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise ValueError("at most two decimal places")
+    return amount
+
+
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown time zone {name!r}") from error
+    return name
+
+
+Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12")), AfterValidator(_two_places)]
+RouteId = Annotated[str, Field(pattern=ROUTE_ID_PATTERN)]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+
+class ActorIn(Wire):
+    user_id: Name
+    role: domain.Role
+
+    def to_domain(self) -> domain.Actor:
+        return domain.Actor(self.user_id, self.role)
+
+
+class StopIn(Wire):
+    stop_id: Name
+    offset_minutes: int = Field(ge=0, le=7 * 24 * 60)
+
+
+class TripIn(Wire):
+    """A trip as the route service publishes it (also the body of PUT /v1/trips/…)."""
+
+    timezone: Annotated[str, AfterValidator(_known_zone)] = "Africa/Lagos"
+    departure_time: time
+    capacity: int = Field(ge=1, le=64)
+    currency: str = Field(default="NGN", pattern=r"^[A-Z]{3}$")
+    stops: list[StopIn] = Field(min_length=2, max_length=64)
+    leg_fares: list[Money]
+    driver_id: Name | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TripIn":
+        if len(self.leg_fares) != len(self.stops) - 1:
+            raise ValueError("legFares needs one fare per leg (stops - 1)")
+        if len({s.stop_id for s in self.stops}) != len(self.stops):
+            raise ValueError("stop ids must be unique")
+        offsets = [s.offset_minutes for s in self.stops]
+        if offsets[0] != 0 or offsets != sorted(offsets):
+            raise ValueError("stop offsets start at 0 and never decrease")
+        return self
+
+    def to_trip(self, route_id: str, travel_date: date) -> Trip:
+        return Trip(
+            route_id=route_id,
+            travel_date=travel_date,
+            timezone=self.timezone,
+            departure_time=self.departure_time,
+            capacity=self.capacity,
+            currency=self.currency,
+            stops=tuple(Stop(s.stop_id, s.offset_minutes) for s in self.stops),
+            leg_fares=tuple(to_minor(f) for f in self.leg_fares),
+            driver_id=self.driver_id,
+        )
+
+
+class CommandIn(Wire):
+    v: Literal[1] = SCHEMA_VERSION
+    command_id: str = Field(min_length=1, max_length=128)
+    actor: ActorIn
+
+
+class TripCommandIn(CommandIn):
+    route_id: RouteId
+    travel_date: date
+
+    def key(self) -> str:
+        return trip_key(self.route_id, self.travel_date)
+
+
+class BookingCommandIn(CommandIn):
+    booking_id: str = Field(min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _routable(self) -> "BookingCommandIn":
+        if trip_of_booking(self.booking_id) is None:
+            raise ValueError("bookingId is not a booking id")
+        return self
+
+    def key(self) -> str:
+        route_id, travel_date = trip_of_booking(self.booking_id)  # type: ignore[misc]
+        return trip_key(route_id, travel_date)
+
+
+class PublishTripIn(TripCommandIn):
+    type: Literal["publish_trip"]
+    trip: TripIn
+
+    def to_domain(self) -> domain.PublishTrip:
+        return domain.PublishTrip(self.command_id, self.actor.to_domain(), self.trip.to_trip(self.route_id, self.travel_date))
+
+
+class CancelTripIn(TripCommandIn):
+    type: Literal["cancel_trip"]
+    reason: str = Field(min_length=1, max_length=500)
+
+    def to_domain(self) -> domain.CancelTrip:
+        return domain.CancelTrip(self.command_id, self.actor.to_domain(), self.reason)
+
+
+class CreateBookingIn(TripCommandIn):
+    type: Literal["create_booking"]
+    origin_stop_id: Name
+    destination_stop_id: Name
+    seats_booked: int = Field(ge=0, le=1000)
+    source: Literal["WEB", "MOBILE", "API"] = "API"
+
+    def to_domain(self) -> domain.CreateBooking:
+        return domain.CreateBooking(self.command_id, self.actor.to_domain(), self.origin_stop_id,
+                                    self.destination_stop_id, self.seats_booked, self.source)
+
+
+class ExpireHoldsIn(TripCommandIn):
+    type: Literal["expire_holds"]
+
+    def to_domain(self) -> domain.ExpireHolds:
+        return domain.ExpireHolds(self.command_id, self.actor.to_domain())
+
+
+class QueryAvailabilityIn(TripCommandIn):
+    type: Literal["query_availability"]
+
+    def to_domain(self) -> domain.QueryAvailability:
+        return domain.QueryAvailability(self.command_id, self.actor.to_domain())
+
+
+class InitiatePaymentIn(BookingCommandIn):
+    type: Literal["initiate_payment"]
+    payment_id: Name | None = None
+
+    def to_domain(self) -> domain.InitiatePayment:
+        return domain.InitiatePayment(self.command_id, self.actor.to_domain(), self.booking_id, self.payment_id)
+
+
+class PaymentSucceededIn(BookingCommandIn):
+    type: Literal["payment_succeeded"]
+    payment_id: Name
+    amount: Money
+
+    def to_domain(self) -> domain.PaymentSucceeded:
+        return domain.PaymentSucceeded(self.command_id, self.actor.to_domain(), self.booking_id, self.payment_id,
+                                       to_minor(self.amount))
+
+
+class PaymentFailedIn(BookingCommandIn):
+    type: Literal["payment_failed"]
+    payment_id: Name
+
+    def to_domain(self) -> domain.PaymentFailed:
+        return domain.PaymentFailed(self.command_id, self.actor.to_domain(), self.booking_id, self.payment_id)
+
+
+class CancelBookingIn(BookingCommandIn):
+    type: Literal["cancel_booking"]
+    reason: str = Field(max_length=2000)
+
+    def to_domain(self) -> domain.CancelBooking:
+        return domain.CancelBooking(self.command_id, self.actor.to_domain(), self.booking_id, self.reason)
+
+
+class CheckInIn(BookingCommandIn):
+    type: Literal["check_in"]
+
+    def to_domain(self) -> domain.CheckIn:
+        return domain.CheckIn(self.command_id, self.actor.to_domain(), self.booking_id)
+
+
+class CompleteIn(BookingCommandIn):
+    type: Literal["complete"]
+
+    def to_domain(self) -> domain.Complete:
+        return domain.Complete(self.command_id, self.actor.to_domain(), self.booking_id)
+
+
+class RefundDoneIn(BookingCommandIn):
+    type: Literal["refund_done"]
+    amount: Money
+
+    def to_domain(self) -> domain.RefundDone:
+        return domain.RefundDone(self.command_id, self.actor.to_domain(), self.booking_id, to_minor(self.amount))
+
+
+AnyCommandIn = Annotated[
+    PublishTripIn | CancelTripIn | CreateBookingIn | ExpireHoldsIn | QueryAvailabilityIn | InitiatePaymentIn
+    | PaymentSucceededIn | PaymentFailedIn | CancelBookingIn | CheckInIn | CompleteIn | RefundDoneIn,
+    Field(discriminator="type"),
+]
+COMMAND = TypeAdapter(AnyCommandIn)
+
+
+def parse_command(raw: bytes) -> AnyCommandIn:
+    """Raises pydantic.ValidationError (the reason goes to the dead-letter topic)."""
+    return COMMAND.validate_json(raw)
+
+
+class TripRecordIn(TripIn):
+    """A record of the trips catalog topic: the trip and which route and date it runs."""
+
+    route_id: RouteId
+    travel_date: date
+
+    def to_command(self, command_id: str) -> dict:
+        """The `publish_trip` command this catalog record stands for."""
+        trip = self.model_dump(mode="json", by_alias=True, exclude={"route_id", "travel_date"})
+        return {
+            "v": SCHEMA_VERSION, "type": "publish_trip", "commandId": command_id,
+            "actor": {"userId": "route-service", "role": domain.Role.SERVICE.value},
+            "routeId": self.route_id, "travelDate": self.travel_date.isoformat(), "trip": trip,
+        }
+
+
+TRIP_RECORD = TypeAdapter(TripRecordIn)

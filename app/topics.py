@@ -1,0 +1,49 @@
+"""Creates the project's topics with their partition counts and configs, idempotently.
+
+`python -m app.topics` runs before the worker starts: faust would otherwise declare the
+command topic itself, without the broker-stamped timestamps that make replays exact.
+"""
+
+import logging
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from app.config import Settings, get_settings
+from app.models import topics
+
+log = logging.getLogger(__name__)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    events = [topics.TRIP_UPDATED, topics.DEAD_LETTERS, *topics.LIFECYCLE]
+    return [
+        # The broker stamps each command, so record time never runs backwards on a
+        # partition, and a replay sees the very same clock.
+        NewTopic(topics.COMMANDS, settings.command_partitions, 1,
+                 config={"message.timestamp.type": "LogAppendTime", "retention.ms": str(7 * 86_400_000)}),
+        NewTopic(topics.REPLIES, settings.reply_partitions, 1, config={"retention.ms": str(3_600_000)}),
+        NewTopic(topics.TRIPS, settings.command_partitions, 1, config={"cleanup.policy": "compact"}),
+        *(NewTopic(name, settings.event_partitions, 1) for name in events),
+    ]
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Creates the missing topics; returns the names it created."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = set(admin.list_topics(timeout=15).topics)
+    missing = [spec for spec in topic_specs(settings) if spec.topic not in existing]
+    if not missing:
+        return []
+    for name, future in admin.create_topics(missing, operation_timeout=30).items():
+        try:
+            future.result()
+        except Exception as error:  # a concurrent creator won the race: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(error):
+                raise
+    return [spec.topic for spec in missing]
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    created = ensure_topics(get_settings())
+    log.info("topics created: %s", ", ".join(created) if created else "none (all exist)")

@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Local PostgreSQL cluster for development and tests, in the project's own data directory.
+# Usage: scripts/postgres.sh install|start|stop|status|wipe|logs [tail args]|psql [psql args]
+set -euo pipefail
+
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+LOG_TAG=postgres
+
+PG_PORT="${PGPORT:-5433}"
+PG_USER="${PGUSER:-openride}"
+PG_PASSWORD="${PGPASSWORD:-openride}"
+PG_DATABASE="${PGDATABASE:-openride}"
+PG_START_TIMEOUT="${PG_START_TIMEOUT:-60}"
+PG_STOP_TIMEOUT="${PG_STOP_TIMEOUT:-30}"
+
+PG_HOME="$OPENRIDE_HOME/pg"
+PG_DATA="$PG_HOME/data"
+PG_INIT_MARKER="$PG_HOME/.initialized"
+SOCKET_DIR="$RUN_DIR/pg"
+LOG_FILE="$LOG_DIR/postgres.log"
+PG_OS_USER=postgres
+PG_BIN=""
+
+database_url() {
+  printf 'postgresql://%s:%s@%s:%s/%s' "$PG_USER" "$PG_PASSWORD" "$LOCAL_HOST" "$PG_PORT" "$PG_DATABASE"
+}
+
+# The server refuses to run as root, so root runs it as the postgres OS user; any other
+# user runs it as itself. `cd /` avoids "could not change directory" noise from a cwd
+# (such as /root) that the postgres user cannot enter.
+as_pg() {
+  if ((EUID == 0)); then
+    (cd / && runuser -u "$PG_OS_USER" -- "$@")
+  else
+    "$@"
+  fi
+}
+
+# Prefers the major version an existing data directory was made with, else the newest.
+find_pg_bin() {
+  local wanted="" dir
+  [[ -f "$PG_DATA/PG_VERSION" ]] && wanted="$(cat "$PG_DATA/PG_VERSION")"
+  if [[ -n "$wanted" && -x "/usr/lib/postgresql/$wanted/bin/initdb" ]]; then
+    printf '%s' "/usr/lib/postgresql/$wanted/bin"
+    return 0
+  fi
+  while read -r dir; do
+    if [[ -x "$dir/initdb" ]]; then
+      printf '%s' "$dir"
+      return 0
+    fi
+  done < <(compgen -G '/usr/lib/postgresql/*/bin' | sort -rV)
+  return 1
+}
+
+apt_install_postgres() {
+  local sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null 2>&1 || die "PostgreSQL is not installed; run as root: apt-get install -y postgresql"
+    sudo=(sudo)
+  fi
+  need_cmd apt-get "Install PostgreSQL server binaries (initdb, pg_ctl) by hand."
+  log "PostgreSQL server not found; installing Debian's postgresql package"
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
+}
+
+cmd_install() {
+  if ! PG_BIN="$(find_pg_bin)"; then
+    apt_install_postgres
+    PG_BIN="$(find_pg_bin)" || die "initdb still not found under /usr/lib/postgresql/*/bin after installing"
+  fi
+  if ((EUID == 0)); then
+    id -u "$PG_OS_USER" >/dev/null 2>&1 || die "OS user '$PG_OS_USER' missing (it comes with Debian's postgresql package)"
+  fi
+  log "using PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') from $PG_BIN"
+}
+
+# The postgres OS user must be able to walk down to its data, socket and log folders.
+# A home directory such as /root is often 0700; o+x lets others pass through it without
+# being able to list it, which is the least that works.
+ensure_reachable() {
+  ((EUID == 0)) || return 0
+  local target part path parts
+  for target in "$@"; do
+    path=""
+    IFS=/ read -r -a parts <<<"${target#/}"
+    # Top-down, so a blocked parent is fixed before its children are judged.
+    for part in "${parts[@]}"; do
+      path+="/$part"
+      if ! runuser -u "$PG_OS_USER" -- test -x "$path" 2>/dev/null; then
+        log "allowing others to traverse $path (chmod o+x) so '$PG_OS_USER' can reach $PG_HOME"
+        chmod o+x "$path"
+      fi
+    done
+  done
+}
+
+prepare_dirs() {
+  ensure_home
+  mkdir -p "$PG_HOME" "$SOCKET_DIR"
+  touch "$LOG_FILE"
+  # 0700: local connections are trusted, so only the server's own user may reach the socket.
+  chmod 0700 "$SOCKET_DIR"
+  if ((EUID == 0)); then
+    chown "$PG_OS_USER:" "$PG_HOME" "$SOCKET_DIR" "$LOG_FILE"
+  fi
+  ensure_reachable "$PG_HOME" "$SOCKET_DIR" "$LOG_DIR"
+  local socket="$SOCKET_DIR/.s.PGSQL.$PG_PORT"
+  ((${#socket} <= 107)) || die "socket path $socket is longer than 107 bytes; use a shorter OPENRIDE_HOME"
+}
+
+pick_locale() {
+  if locale -a 2>/dev/null | grep -qiE '^c\.utf-?8$'; then
+    printf 'C.UTF-8'
+  else
+    printf 'C'
+  fi
+}
+
+# The marker is written only after initdb and the first configuration succeeded, so an
+# interrupted initialisation is redone instead of leaving a cluster that cannot start.
+init_cluster() {
+  [[ -f "$PG_INIT_MARKER" && -f "$PG_DATA/PG_VERSION" ]] && return 0
+  rm -rf "$PG_DATA" "$PG_INIT_MARKER"
+  log "initialising cluster in $PG_DATA"
+  as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+    -E UTF8 --locale="$(pick_locale)" >>"$LOG_FILE" 2>&1 \
+    || { show_log_tail "$LOG_FILE"; die "initdb failed"; }
+  printf "\ninclude = 'openride.conf'\n" | as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
+  write_config
+  touch "$PG_INIT_MARKER"
+}
+
+# Durability settings (fsync, synchronous_commit) stay at their defaults on purpose: tests
+# must see the same commit semantics as production.
+write_config() {
+  as_pg tee "$PG_DATA/openride.conf" >/dev/null <<EOF
+# Generated by scripts/postgres.sh on every start; edit the script, not this file.
+listen_addresses = '$LOCAL_HOST'
+port = $PG_PORT
+unix_socket_directories = '$SOCKET_DIR'
+max_connections = 200
+shared_buffers = 256MB
+EOF
+}
+
+server_pid() {
+  [[ -f "$PG_DATA/postmaster.pid" ]] || return 1
+  as_pg "$PG_BIN/pg_ctl" status -D "$PG_DATA" >/dev/null 2>&1 || return 1
+  head -n 1 "$PG_DATA/postmaster.pid"
+}
+
+pg_ready() {
+  "$PG_BIN/pg_isready" -q -h "$LOCAL_HOST" -p "$PG_PORT" -d postgres
+}
+
+await_ready() {
+  local deadline=$((SECONDS + PG_START_TIMEOUT))
+  until pg_ready; do
+    server_pid >/dev/null || { show_log_tail "$LOG_FILE"; die "server exited during start-up (log: $LOG_FILE)"; }
+    ((SECONDS < deadline)) || { show_log_tail "$LOG_FILE"; die "not ready on $LOCAL_HOST:$PG_PORT after ${PG_START_TIMEOUT}s (log: $LOG_FILE)"; }
+    sleep 0.5
+  done
+}
+
+launch() {
+  if port_open "$LOCAL_HOST" "$PG_PORT"; then
+    die "port $PG_PORT on $LOCAL_HOST is already in use by: $(port_owner "$PG_PORT"). Stop it or set PGPORT."
+  fi
+  write_config
+  log "starting on $LOCAL_HOST:$PG_PORT, log $LOG_FILE"
+  # setsid: the server must not receive Ctrl-C or hang-up aimed at whatever ran us.
+  as_pg setsid -w "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$LOG_FILE" -w -t "$PG_START_TIMEOUT" -s \
+    || { show_log_tail "$LOG_FILE"; die "pg_ctl start failed (log: $LOG_FILE)"; }
+}
+
+# Idempotent; the password is (re)set every time so a changed PGPASSWORD takes effect.
+provision() {
+  as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$PG_PORT" -U postgres -d postgres \
+    -v user="$PG_USER" -v pass="$PG_PASSWORD" -v db="$PG_DATABASE" >/dev/null <<'SQL'
+SELECT format('CREATE ROLE %I', :'user')
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user')
+\gexec
+ALTER ROLE :"user" WITH LOGIN CREATEDB PASSWORD :'pass';
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db')
+\gexec
+SQL
+}
+
+cmd_start() {
+  local pid
+  cmd_install
+  prepare_dirs
+  init_cluster
+  if pid="$(server_pid)"; then
+    log "already running (pid $pid)"
+  else
+    launch
+  fi
+  await_ready
+  provision
+  log "ready (pid $(server_pid)), database '$PG_DATABASE' owned by '$PG_USER'"
+  echo "DATABASE_URL=$(database_url)"
+}
+
+cmd_stop() {
+  local pid
+  PG_BIN="$(find_pg_bin)" || { log "not running (PostgreSQL not installed)"; return 0; }
+  if ! pid="$(server_pid)"; then
+    log "not running"
+    return 0
+  fi
+  log "stopping (pid $pid)"
+  if ! as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t "$PG_STOP_TIMEOUT" -s; then
+    log "fast shutdown did not finish in ${PG_STOP_TIMEOUT}s, using immediate shutdown"
+    as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m immediate -w -t 10 -s || true
+  fi
+  terminate_pid "$pid" 5 postgres
+  log "stopped"
+}
+
+cmd_status() {
+  local pid
+  if ! PG_BIN="$(find_pg_bin)" || ! pid="$(server_pid)"; then
+    echo "postgres: not running"
+    return 1
+  fi
+  if ! pg_ready; then
+    echo "postgres: process $pid alive but not accepting connections on $LOCAL_HOST:$PG_PORT"
+    return 1
+  fi
+  echo "postgres: running (pid $pid) on $LOCAL_HOST:$PG_PORT, DATABASE_URL=$(database_url)"
+}
+
+cmd_wipe() {
+  cmd_stop
+  rm -rf "$PG_HOME"
+  log "deleted $PG_HOME"
+}
+
+cmd_psql() {
+  PG_BIN="$(find_pg_bin)" || die "PostgreSQL is not installed; run scripts/postgres.sh start"
+  export PGPASSWORD="$PG_PASSWORD"
+  exec "$PG_BIN/psql" -h "$LOCAL_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$PG_DATABASE" "$@"
+}
+
+usage() {
+  cat >&2 <<EOF
+usage: scripts/postgres.sh install|start|stop|status|wipe|logs [tail args]|psql [psql args]
+env: PGPORT=$PG_PORT PGUSER=$PG_USER PGPASSWORD=*** PGDATABASE=$PG_DATABASE
+     PG_START_TIMEOUT=$PG_START_TIMEOUT PG_STOP_TIMEOUT=$PG_STOP_TIMEOUT OPENRIDE_HOME=$OPENRIDE_HOME
+EOF
+  exit 2
+}
+
+main() {
+  local cmd=${1:-}
+  [[ $# -gt 0 ]] && shift
+  case "$cmd" in
+    install) cmd_install ;;
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    wipe) cmd_wipe ;;
+    logs) tail_log "$LOG_FILE" "$@" ;;
+    psql) cmd_psql "$@" ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"
