@@ -71,10 +71,11 @@ def remember(state: TripState, command_id: str, outcome: Remembered, keep: int) 
         del state.remembered[next(iter(state.remembered))]
 
 
-def forget_oldest_closed(state: TripState, keep: int) -> None:
-    """Bound the entry's size: drop the closed bookings beyond the newest `keep`
-    (the read model in Postgres keeps them all)."""
-    closed = [b for b in state.bookings.values() if is_closed(b)]
+def forget_oldest_closed(state: TripState, keep: int, spare: frozenset[str]) -> None:
+    """Bound the entry's size: drop the closed bookings beyond the newest `keep` (the read
+    model in Postgres keeps them all), sparing those in `spare`, whose events are still to
+    be published."""
+    closed = [b for b in state.bookings.values() if is_closed(b) and b.booking_id not in spare]
     if len(closed) <= keep:
         return
     closed.sort(key=lambda b: b.transitions[-1].at)

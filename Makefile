@@ -1,0 +1,39 @@
+# The two commands a newcomer needs: `make run` (whole system, foreground) and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+
+.PHONY: run up down test infra venv token topics migrate
+
+run: infra  ## everything in the foreground; Ctrl-C stops it all
+	scripts/services.sh run
+
+up: infra  ## everything in the background
+	scripts/services.sh start
+	@cat docs/try-it.txt
+
+down:  ## stop everything `make up` started; no process or port left behind
+	scripts/services.sh stop
+	scripts/kafka.sh stop
+	scripts/postgres.sh stop
+
+test: venv  ## the whole suite, against its own broker and Postgres
+	scripts/test.sh $(ARGS)
+
+infra: venv
+	scripts/kafka.sh start
+	scripts/postgres.sh start >/dev/null
+	$(PY) -m sinks.migrate
+	$(PY) -m app.topics
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (python3 is %d.%d)" % sys.version_info[:2])'
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -e '.[test]'
+	rm -f .venv/.installed-* && touch $@
+
+token:  ## make token SUB=<user> ROLE=<RIDER|DRIVER|ADMIN|SERVICE>
+	@$(PY) -m gateway.token --sub "$(SUB)" --role "$(ROLE)"
