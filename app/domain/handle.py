@@ -23,7 +23,7 @@ from app.domain.commands import (
     QueryAvailability,
 )
 from app.domain.decide import Accepted, decide, expire_due_holds, expiry_command_id
-from app.domain.events import BookingCreated, BookingMoved, Event
+from app.domain.events import BookingCreated, BookingMoved, Event, TripPublished
 from app.domain.ids import booking_id_for
 from app.domain.policy import Policy
 from app.domain.rejections import Code
@@ -64,7 +64,7 @@ def handle(state: TripState, command: Command, now: int, policy: Policy) -> Outc
             refund=decision.events[0] if decision.events and outcome.code else None,  # type: ignore[arg-type]
             trip_version=outcome.trip_version,
         ), policy.outcomes_kept)
-    forget_oldest_closed(state, policy.closed_bookings_kept)
+    forget_oldest_closed(state, policy.closed_bookings_kept, touched_bookings(outcome.events))
     return outcome
 
 
@@ -85,6 +85,14 @@ def needs_remembering(command: Command, outcome: Outcome) -> bool:
     return not outcome.accepted or outcome.trip_version is not None
 
 
+def touched_bookings(events: tuple[Event, ...]) -> frozenset[str]:
+    return frozenset(
+        e.booking.booking_id if isinstance(e, BookingCreated) else e.booking_id
+        for e in events
+        if isinstance(e, (BookingCreated, BookingMoved))
+    )
+
+
 # -- recall -----------------------------------------------------------------------------
 
 
@@ -93,7 +101,7 @@ def recall(state: TripState, command: Command) -> Outcome | None:
     if isinstance(command, QueryAvailability):
         return None
     if (known := state.remembered.get(command_id)) is not None:
-        events = events_of(state, command_id) + ((known.refund,) if known.refund else ())
+        events = events_of(state, command_id, trip_published_by(state, known)) + ((known.refund,) if known.refund else ())
         return Outcome(command_id, known.code, events, booking_id=known.booking_id,
                        trip_version=known.trip_version, duplicate=True)
     booking, version = booking_moved_by(state, command)
@@ -128,11 +136,21 @@ def confirmed_by_payment(booking: Booking, payment_id: str) -> int | None:
     return None
 
 
-def events_of(state: TripState, command_id: str) -> tuple[Event, ...]:
+def events_of(state: TripState, command_id: str, published: tuple[Event, ...] = ()) -> tuple[Event, ...]:
     """The booking events a command produced, rebuilt from the transitions it left: its
-    triggered expiries first, then its own, as `handle` emitted them."""
+    triggered expiries first, then the trip it published if any, then its own moves, as
+    `handle` emitted them."""
     expiries = _events_with(state, expiry_command_id(command_id))
-    return expiries + _events_with(state, command_id)
+    return expiries + published + _events_with(state, command_id)
+
+
+def trip_published_by(state: TripState, known: Remembered) -> tuple[Event, ...]:
+    """An accepted trip command published the trip as of its version: rebuilt from the state
+    while that version is current (always, for a cancel: a cancelled trip never changes)."""
+    if known.code is None and known.trip_version is not None and known.trip_version == state.trip_version \
+            and state.trip is not None:
+        return (TripPublished(state.trip),)
+    return ()
 
 
 def _events_with(state: TripState, command_id: str) -> tuple[Event, ...]:
