@@ -43,12 +43,16 @@ class Settings(BaseSettings):
     reply_timeout_seconds: float = 10.0
     jwt_secret: str = "dev-secret-change-me-please-32-bytes!"
     jwt_algorithm: str = "HS256"
+    jwt_public_key: str = ""  # PEM, or a path to one, when jwt_algorithm is RS256/ES256
     default_currency: str = "NGN"
 
     # Sink
     sink_group: str = "openride-sink"
     sink_batch_size: int = 2000
     sink_batch_wait_ms: int = 50
+    # Static group membership (e.g. the pod name): a sink restarted after a crash gets its
+    # partitions back at once instead of after the session timeout. Unique per replica.
+    sink_instance_id: str = ""
 
     def policy(self) -> Policy:
         return Policy(

@@ -1,0 +1,323 @@
+"""Kafka for the gateway: commands out through one idempotent producer, replies back
+through a ReplyWaiter that owns one partition of the replies topic.
+
+The request/reply pattern (notes/faust-facts.md): each gateway process reads exactly one
+reply partition with `assign()` (never `subscribe()`, so starting or stopping a gateway
+rebalances nobody), names that partition in the command's headers, and the worker sends
+the reply there with key = command id. Two processes may land on the same partition;
+each ignores the replies it is not waiting for.
+"""
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import uuid
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from app.config import Settings
+from app.models import topics
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.1
+REPLY_BATCH = 500
+METADATA_TIMEOUT_SECONDS = 5.0
+RETRY_CONNECT_SECONDS = 1.0
+
+
+class KafkaUnavailable(Exception):
+    """The command could not be handed to Kafka, or the reply consumer is not ready."""
+
+
+class ReplyTimeout(Exception):
+    """No reply in time. The command may still apply: retrying with the same id is safe."""
+
+    def __init__(self, command_id: str):
+        super().__init__(f"no reply for command {command_id}")
+        self.command_id = command_id
+
+
+class RequestInFlight(Exception):
+    """This process is already waiting for a reply to the same command id."""
+
+    def __init__(self, command_id: str):
+        super().__init__(f"command {command_id} is already in flight")
+        self.command_id = command_id
+
+
+def process_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def choose_reply_partition(partitions: int, identity: str | None = None) -> int:
+    """A stable hash of (hostname, pid): processes spread over the reply partitions, and
+    the choice is reproducible from the logs (Python's hash() is salted per process)."""
+    return zlib.crc32((identity or process_identity()).encode()) % partitions
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": f"openride-gateway-{process_identity()}",
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 1,
+        # faust (aiokafka) places keys like Java, with murmur2; librdkafka's default
+        # (CRC32) would send a trip's commands to a partition another agent owns.
+        "partitioner": "murmur2_random",
+        # Bounds how long a command may sit in the producer during a broker outage:
+        # past this the client was long told 503, and a late hold would only expire.
+        "message.timeout.ms": 30_000,
+        # A metadata request must never create a topic with the broker's default
+        # partition count: the command topic's count is a contract with the workers.
+        "allow.auto.create.topics": False,
+    }
+
+
+def reply_consumer_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": f"openride-gateway-replies-{process_identity()}",
+        # Never used for a group join (we assign); unique so no commit can ever clash.
+        "group.id": f"openride-gateway-{uuid.uuid4()}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "latest",
+    }
+
+
+class ReplyWaiter:
+    """A background thread reading one reply partition and resolving the asyncio future
+    registered for each reply's command id."""
+
+    def __init__(self, settings: Settings, topic: str = topics.REPLIES, partition: int | None = None):
+        self.topic = topic
+        self.partition = choose_reply_partition(settings.reply_partitions) if partition is None else partition
+        self._config = reply_consumer_config(settings)
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._assigned = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def assigned(self) -> bool:
+        return self._assigned.is_set()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run, name="reply-waiter", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    async def wait_assigned(self, timeout: float) -> bool:
+        """True once the partition is assigned and positioned (checked without blocking
+        the event loop)."""
+        return await asyncio.to_thread(self._assigned.wait, timeout)
+
+    def expect(self, command_id: str) -> asyncio.Future[dict[str, Any]]:
+        """Registers interest in a reply; call before producing so no reply can beat it."""
+        if command_id in self._pending:
+            raise RequestInFlight(command_id)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[command_id] = future
+        return future
+
+    def forget(self, command_id: str, future: asyncio.Future[dict[str, Any]]) -> None:
+        if self._pending.get(command_id) is future:
+            del self._pending[command_id]
+
+    # -- the consumer thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer = self._connect_until_assigned()
+        if consumer is None:
+            return
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._deliver(next_batch(consumer))
+                except KafkaException as error:  # librdkafka recovers from most by itself
+                    log.warning("reply consumer: %s", error)
+                    self._stopping.wait(POLL_SECONDS)
+        finally:
+            self._assigned.clear()
+            consumer.close()
+
+    def _connect_until_assigned(self) -> Consumer | None:
+        """Retries until the broker answers, so a gateway started before Kafka becomes
+        ready later (until then /health/ready says 503 and requests get 503)."""
+        while not self._stopping.is_set():
+            consumer = Consumer(self._config)
+            try:
+                self._assign_at_end(consumer)
+                return consumer
+            except KafkaException as error:
+                log.warning("reply partition %s[%d] not assignable yet: %s", self.topic, self.partition, error)
+                consumer.close()
+                self._stopping.wait(RETRY_CONNECT_SECONDS)
+        return None
+
+    def _assign_at_end(self, consumer: Consumer) -> None:
+        """Assigns the partition at its current end as an explicit offset. Assigning the
+        symbolic OFFSET_END would resolve the offset later, when fetching starts, and a
+        reply written before that moment would be skipped; with the high watermark read
+        first, every reply to a command produced after this returns is at or past it."""
+        metadata = consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT_SECONDS).topics.get(self.topic)
+        if metadata is None or metadata.error is not None or self.partition not in metadata.partitions:
+            raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                            f"{self.topic} has no partition {self.partition}"))
+        _, end = consumer.get_watermark_offsets(TopicPartition(self.topic, self.partition),
+                                                timeout=METADATA_TIMEOUT_SECONDS)
+        consumer.assign([TopicPartition(self.topic, self.partition, end)])
+        self._deliver(consumer.consume(1, 0))  # a first poll starts the fetcher on the assignment
+        log.info("reading replies from %s[%d] from offset %d", self.topic, self.partition, end)
+        self._assigned.set()
+
+    def _deliver(self, messages: list[Message]) -> None:
+        resolved = [pair for message in messages if (pair := self._match(message)) is not None]
+        if resolved and self._loop is not None:
+            # One hop into the event loop per batch, not per reply.
+            self._loop.call_soon_threadsafe(_resolve_all, resolved)
+
+    def _match(self, message: Message) -> tuple[asyncio.Future[dict[str, Any]], dict[str, Any]] | None:
+        if message.error() is not None:
+            if message.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("reply consumer: %s", message.error())
+            return None
+        key = message.key()
+        # The key is the command id: replies for other processes sharing this partition
+        # are skipped without parsing them.
+        if key is not None and key.decode(errors="replace") not in self._pending:
+            return None
+        try:
+            body = orjson.loads(message.value() or b"")
+        except orjson.JSONDecodeError:
+            body = None
+        command_id = body.get("commandId") if isinstance(body, dict) else None
+        if not isinstance(command_id, str):
+            log.warning("unreadable reply at %s[%d]@%d", message.topic(), message.partition(), message.offset())
+            return None
+        # Plain dict operations are atomic under the GIL: the event loop thread adds and
+        # forgets entries, this thread pops them; whoever pops first owns the future.
+        future = self._pending.pop(command_id, None)
+        return (future, body) if future is not None else None
+
+
+def next_batch(consumer: Consumer) -> list[Message]:
+    """Waits for one message, then takes whatever else is already fetched. (A single
+    consume(n, timeout) would wait for n messages or the whole timeout: 100 ms a reply.)"""
+    first = consumer.poll(POLL_SECONDS)
+    if first is None:
+        return []
+    return [first, *consumer.consume(REPLY_BATCH - 1, 0)]
+
+
+def _resolve_all(resolved: list[tuple[asyncio.Future[dict[str, Any]], dict[str, Any]]]) -> None:
+    for future, body in resolved:
+        if not future.done():  # it may have timed out meanwhile
+            future.set_result(body)
+
+
+class CommandBus:
+    """Produces commands and awaits their replies: the gateway's only way to change state."""
+
+    def __init__(self, settings: Settings, commands_topic: str = topics.COMMANDS,
+                 replies_topic: str = topics.REPLIES, reply_partition: int | None = None):
+        self.commands_topic = commands_topic
+        self._producer = Producer(producer_config(settings))
+        self._replies = ReplyWaiter(settings, replies_topic, reply_partition)
+        self._headers = [(topics.REPLY_TO, replies_topic.encode()),
+                         (topics.REPLY_PARTITION, str(self._replies.partition).encode())]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._pump: threading.Thread | None = None
+
+    @property
+    def reply_partition(self) -> int:
+        return self._replies.partition
+
+    @property
+    def replies_assigned(self) -> bool:
+        return self._replies.assigned
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._replies.start(self._loop)
+        self._pump = threading.Thread(target=self._serve_delivery_reports, name="producer-pump", daemon=True)
+        self._pump.start()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        return await self._replies.wait_assigned(timeout)
+
+    def stop(self, flush_seconds: float = 5.0) -> None:
+        self._replies.stop()
+        remaining = self._producer.flush(flush_seconds)
+        if remaining:
+            log.warning("%d commands still unsent at shutdown", remaining)
+        self._stopping.set()
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+
+    async def request(self, key: str, command: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Produces the command and returns its reply. Raises ReplyTimeout (the command may
+        still apply), KafkaUnavailable (it was not sent), RequestInFlight."""
+        command_id = command["commandId"]
+        if not self._replies.assigned and not await self._replies.wait_assigned(min(timeout, 1.0)):
+            # Sending now could lose the reply: refuse instead, nothing was produced.
+            raise KafkaUnavailable("the reply consumer is not assigned yet")
+        future = self._replies.expect(command_id)
+        try:
+            self._produce(key, command, future)
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise ReplyTimeout(command_id) from None
+        finally:
+            self._replies.forget(command_id, future)
+
+    def kafka_reachable(self, timeout: float = 2.0) -> bool:
+        """Blocking metadata round trip to the brokers (run it in a thread)."""
+        try:
+            metadata = self._producer.list_topics(self.commands_topic, timeout=timeout)
+        except KafkaException:
+            return False
+        found = metadata.topics.get(self.commands_topic)
+        return found is not None and found.error is None
+
+    def _produce(self, key: str, command: dict[str, Any], future: asyncio.Future[dict[str, Any]]) -> None:
+        try:
+            self._producer.produce(self.commands_topic, key=key.encode(), value=orjson.dumps(command),
+                                   headers=self._headers, on_delivery=self._on_delivery(future))
+        except (BufferError, KafkaException) as error:
+            raise KafkaUnavailable(str(error)) from error
+
+    def _on_delivery(self, future: asyncio.Future[dict[str, Any]]) -> Callable[[KafkaError | None, Message], None]:
+        loop = self._loop
+        assert loop is not None
+
+        def report(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:  # runs on the pump thread
+                loop.call_soon_threadsafe(_fail, future, KafkaUnavailable(f"command not delivered: {error}"))
+
+        return report
+
+    def _serve_delivery_reports(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(POLL_SECONDS)
+
+
+def _fail(future: asyncio.Future[dict[str, Any]], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)

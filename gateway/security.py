@@ -1,0 +1,116 @@
+"""Bearer JWTs: who is calling, and in which roles.
+
+HS256 with the shared secret by default; RS256/ES256 (and their siblings) with a public
+key when `JWT_ALGORITHM` names one and `JWT_PUBLIC_KEY` holds the PEM (or a path to it).
+Only the configured algorithm is accepted, so `alg: none` or an HS256 token signed with
+the public key as secret (algorithm confusion) never verifies.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from app.config import Settings
+from app.domain.commands import Actor, Role
+
+SYMMETRIC = ("HS256", "HS384", "HS512")
+ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
+LEEWAY_SECONDS = 10
+MAX_USER_ID = 64  # the actor's userId on the wire (app.models.commands.Name)
+# When a token grants several roles that an endpoint accepts, the command acts with the
+# strongest one (an admin who is also a rider cancels as an admin).
+ROLE_STRENGTH = (Role.ADMIN, Role.SERVICE, Role.DRIVER, Role.RIDER)
+
+
+class AuthError(Exception):
+    """401: no usable credentials. `code` is the stable machine-readable reason."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RoleError(Exception):
+    """403: authenticated, but no role that may do this."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    roles: frozenset[Role]
+
+    def acting_as(self, allowed: tuple[Role, ...]) -> Actor:
+        for role in ROLE_STRENGTH:
+            if role in allowed and role in self.roles:
+                return Actor(self.user_id, role)
+        raise RoleError(f"requires one of the roles {', '.join(allowed)}")
+
+    def is_any(self, *roles: Role) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+
+def roles_of(claims: dict[str, Any]) -> frozenset[Role]:
+    """`role` (a string, as the platform's auth service issues) and/or `roles` (a list, as
+    some services read); "ROLE_ADMIN" and "admin" spellings too; unknown names ignored."""
+    names: list[Any] = []
+    if isinstance(claims.get("role"), str):
+        names.append(claims["role"])
+    if isinstance(claims.get("roles"), list):
+        names.extend(claims["roles"])
+    known = {role.value for role in Role}
+    normalised = (str(name).upper().removeprefix("ROLE_") for name in names)
+    return frozenset(Role(name) for name in normalised if name in known)
+
+
+def load_key(text: str) -> str:
+    """A PEM given inline, or the path of a file holding it."""
+    if text.lstrip().startswith("-----BEGIN"):
+        return text
+    return Path(text).read_text()
+
+
+class TokenVerifier:
+    def __init__(self, algorithm: str, key: Any):
+        if algorithm not in SYMMETRIC + ASYMMETRIC:
+            raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
+        self.algorithm = algorithm
+        self.key = key
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TokenVerifier":
+        if settings.jwt_algorithm in ASYMMETRIC:
+            if not settings.jwt_public_key:
+                raise ValueError(f"JWT_ALGORITHM={settings.jwt_algorithm} needs JWT_PUBLIC_KEY")
+            return cls(settings.jwt_algorithm, load_key(settings.jwt_public_key))
+        return cls(settings.jwt_algorithm, settings.jwt_secret)
+
+    def verify(self, token: str) -> Principal:
+        claims = self._decode(token)
+        user_id = claims["sub"]
+        if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID:
+            raise AuthError("invalid_token", f"the token's subject must be 1 to {MAX_USER_ID} characters")
+        return Principal(user_id, roles_of(claims))
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            return jwt.decode(token, self.key, algorithms=[self.algorithm], leeway=LEEWAY_SECONDS,
+                              options={"require": ["sub", "exp"]})
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token_expired", "The token has expired.") from None
+        except jwt.InvalidTokenError as error:
+            raise AuthError("invalid_token", f"The token is not valid: {error}") from None
+
+
+def mint_token(sub: str, roles: list[str], ttl_seconds: int, algorithm: str, key: Any) -> str:
+    """A development token: one role goes in `role`, several in `roles`."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl_seconds}
+    if len(roles) == 1:
+        claims["role"] = roles[0]
+    else:
+        claims["roles"] = roles
+    return jwt.encode(claims, key, algorithm=algorithm)

@@ -1,0 +1,123 @@
+"""Test doubles and data for the gateway's unit-level tests (see conftest.py)."""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import orjson
+
+from app.config import get_settings
+from app.models.commands import parse_command
+
+TRIP = {
+    "timezone": "Africa/Lagos",
+    "departureTime": "08:00:00",
+    "capacity": 4,
+    "currency": "NGN",
+    "stops": [{"stopId": "A", "offsetMinutes": 0}, {"stopId": "B", "offsetMinutes": 30},
+              {"stopId": "C", "offsetMinutes": 60}],
+    "legFares": ["1500.00", 1000],
+    "driverId": "driver-1",
+}
+BOOKING_REQUEST = {"routeId": "R1", "travelDate": "2030-01-15", "originStopId": "A",
+                   "destinationStopId": "C", "seatsBooked": 2}
+
+
+def booking_snapshot(command: dict[str, Any], booking_id: str = "R1.20300115.ABCDEFGHIJKLMNOP") -> dict[str, Any]:
+    """The booking body a worker would reply with for this create_booking command."""
+    return {
+        "id": booking_id, "bookingReference": "BK20300115ABCDEF", "riderId": command["actor"]["userId"],
+        "driverId": "driver-1", "routeId": command["routeId"], "originStopId": command["originStopId"],
+        "destinationStopId": command["destinationStopId"], "travelDate": command["travelDate"],
+        "departureTime": "08:00:00", "departureAt": "2030-01-15T07:00:00.000Z",
+        "seatsBooked": command["seatsBooked"], "seatNumbers": list(range(1, command["seatsBooked"] + 1)),
+        "pricePerSeat": "2500.00", "fare": "5000.00", "platformFee": "250.00", "totalPrice": "5250.00",
+        "currency": "NGN", "status": "HELD", "paymentId": None, "paymentStatus": None,
+        "cancellationReason": None, "cancelledAt": None, "refundAmount": "0.00", "refundStatus": None,
+        "bookingSource": command["source"], "createdAt": "2030-01-01T10:00:00.000Z",
+        "updatedAt": "2030-01-01T10:00:00.000Z", "expiresAt": "2030-01-01T10:10:00.000Z",
+        "confirmedAt": None, "version": 1,
+    }
+
+
+def accepted(key: str, command: dict[str, Any]) -> dict[str, Any]:
+    """A worker-like successful reply for the command."""
+    reply: dict[str, Any] = {"v": 1, "commandId": command["commandId"], "ok": True, "code": None, "message": None}
+    if command["type"] == "create_booking":
+        reply["booking"] = booking_snapshot(command)
+    if command["type"] == "publish_trip":
+        reply["tripVersion"] = 1
+    return reply
+
+
+def rejected(code: str) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+    def answer(_key: str, command: dict[str, Any]) -> dict[str, Any]:
+        return {"v": 1, "commandId": command["commandId"], "ok": False, "code": code, "message": f"{code}!"}
+    return answer
+
+
+class FakeBus:
+    """Records each request, checks the worker would accept the command, and answers
+    with `answer` (a reply, or an exception to raise)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.answer: Callable[[str, dict[str, Any]], dict[str, Any]] = accepted
+        self.replies_assigned = True
+        self.reachable = True
+
+    async def request(self, key: str, command: dict[str, Any], timeout: float) -> dict[str, Any]:
+        parsed = parse_command(orjson.dumps(command))  # what the worker does first
+        assert parsed.key() == key, "the Kafka key must be the one the worker checks"
+        self.sent.append((key, command))
+        return self.answer(key, command)
+
+    def kafka_reachable(self, timeout: float) -> bool:
+        return self.reachable
+
+
+class FakeReads:
+    def __init__(self) -> None:
+        self.bookings: dict[str, dict[str, Any]] = {}
+        self.asked: list[str] = []
+
+    async def booking_by_id(self, booking_id: str) -> dict[str, Any] | None:
+        self.asked.append(booking_id)
+        return self.bookings.get(booking_id)
+
+
+class FakePool:
+    """Enough of psycopg_pool.AsyncConnectionPool for /health/ready."""
+
+    def __init__(self) -> None:
+        self.up = True
+
+    def connection(self, timeout: float | None = None) -> "FakePool":
+        return self
+
+    async def __aenter__(self) -> "FakePool":
+        if not self.up:
+            raise OSError("postgres down")
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    async def execute(self, _sql: str) -> None:
+        return None
+
+
+def token(sub: str = "rider-1", role: str | list[str] | None = "RIDER", ttl: int = 3600, **claims: Any) -> str:
+    settings = get_settings()
+    now = int(time.time())
+    body: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl, **claims}
+    if isinstance(role, str):
+        body["role"] = role
+    elif role is not None:
+        body["roles"] = role
+    return jwt.encode(body, settings.jwt_secret, algorithm="HS256")
+
+
+def auth(sub: str = "rider-1", role: str | list[str] | None = "RIDER") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(sub, role)}"}
