@@ -32,6 +32,8 @@ def trip_of_booking(booking_id: str) -> tuple[str, date] | None:
     parts = booking_id.rsplit(_SEPARATOR, 2)
     if len(parts) != 3 or not parts[0] or len(parts[2]) != 16:
         return None
+    if not (len(parts[1]) == 8 and parts[1].isascii() and parts[1].isdigit()):
+        return None
     try:
         travel = date(int(parts[1][:4]), int(parts[1][4:6]), int(parts[1][6:8]))
     except ValueError:

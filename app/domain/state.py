@@ -47,7 +47,7 @@ def evolve(state: TripState, event: Event) -> TripState:
     hot path for no gain."""
     match event:
         case TripPublished(trip=trip):
-            if not state.legs:
+            if len(state.legs) != len(trip.stops) - 1:  # first publish, or new stops before any booking
                 state.legs = [0] * (len(trip.stops) - 1)
             state.trip = trip
             state.trip_version += 1
@@ -74,8 +74,9 @@ def remember(state: TripState, command_id: str, outcome: Remembered, keep: int) 
 def forget_oldest_closed(state: TripState, keep: int, spare: frozenset[str]) -> None:
     """Bound the entry's size: drop the closed bookings beyond the newest `keep` (the read
     model in Postgres keeps them all), sparing those in `spare`, whose events are still to
-    be published."""
-    closed = [b for b in state.bookings.values() if is_closed(b) and b.booking_id not in spare]
+    be published. A completed booking is kept: its seats still count as sold on its legs."""
+    closed = [b for b in state.bookings.values()
+              if is_closed(b) and not occupies_seats(b.status) and b.booking_id not in spare]
     if len(closed) <= keep:
         return
     closed.sort(key=lambda b: b.transitions[-1].at)

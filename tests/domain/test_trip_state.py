@@ -1,0 +1,70 @@
+"""A trip's state as a whole: trip updates, the bounded entry, and duplicate trip commands."""
+
+from dataclasses import replace
+
+from app.domain.commands import CancelTrip, CheckIn, Complete, CreateBooking, PublishTrip
+from app.domain.handle import handle
+from app.domain.rejections import Code
+from app.domain.state import TripState, availability
+from tests.domain.support import DRIVER, POLICY, RIDER, Script, make_trip
+
+
+def conserved(state: TripState) -> bool:
+    return all(leg.free + leg.held + leg.sold == state.trip.capacity for leg in availability(state))
+
+
+def test_a_trip_republished_with_more_stops_before_any_booking_can_be_booked_on_them():
+    script = Script(make_trip(stops=3))
+    assert script.run(PublishTrip("republish", DRIVER, make_trip(stops=6))).accepted
+    assert len(script.state.legs) == 5
+    assert script.create(4, 5).seats == (1,)
+
+
+def test_stops_are_frozen_and_capacity_shrinks_only_down_to_the_seats_in_use():
+    script = Script(make_trip(stops=3, capacity=10))
+    script.create(0, 1, seats=3)
+    assert script.run(PublishTrip("more-stops", DRIVER, make_trip(stops=4, capacity=10))).code is \
+        Code.TRIP_UPDATE_CONFLICT
+    assert script.run(PublishTrip("too-small", DRIVER, make_trip(stops=3, capacity=2))).code is \
+        Code.TRIP_UPDATE_CONFLICT
+    assert script.run(PublishTrip("smaller", DRIVER, make_trip(stops=3, capacity=3))).accepted
+    assert conserved(script.state)
+    assert script.run(CreateBooking("full", RIDER, "S0", "S1", 1)).code is Code.SEATS_UNAVAILABLE
+
+
+def test_completed_bookings_are_not_forgotten_while_they_hold_seats():
+    """Forgetting closed bookings bounds the entry, but a completed booking still counts as
+    sold on its legs: forgetting it would break free + held + sold = capacity."""
+    policy = replace(POLICY, closed_bookings_kept=1)
+    script = Script(make_trip(stops=3, capacity=3), policy=policy)
+    for _ in range(3):
+        booking = script.create(0, 2)
+        script.pay(booking)
+        assert script.run(CheckIn(script.next_id(), DRIVER, booking.booking_id)).accepted
+        assert script.run(Complete(script.next_id(), DRIVER, booking.booking_id)).accepted
+        script.now += 1
+    assert conserved(script.state)
+    assert [leg.sold for leg in availability(script.state)] == [3, 3]
+
+
+def test_closed_bookings_beyond_the_limit_are_forgotten():
+    policy = replace(POLICY, closed_bookings_kept=2)
+    script = Script(make_trip(stops=3, capacity=10), policy=policy)
+    for _ in range(5):
+        script.create(0, 2)
+        script.create(0, 2)
+        script.now += 11 * 60_000  # both holds expire at the next command
+    script.create(0, 1)  # expires the last two holds
+    script.create(0, 1)
+    assert len([b for b in script.state.bookings.values() if b.status == "EXPIRED"]) == 2
+    assert conserved(script.state)
+
+
+def test_a_duplicate_trip_command_gets_the_original_events():
+    state = TripState()
+    publish = PublishTrip("publish", DRIVER, make_trip())
+    first = handle(state, publish, 0, POLICY)
+    assert replace(handle(state, publish, 1, POLICY), duplicate=False) == first
+    cancel = CancelTrip("cancel", DRIVER, "Vehicle broke down")
+    first = handle(state, cancel, 2, POLICY)
+    assert replace(handle(state, cancel, 3, POLICY), duplicate=False) == first
