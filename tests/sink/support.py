@@ -1,0 +1,190 @@
+"""Helpers for the sink tests: databases, Kafka, the sink as a subprocess, and reading
+back what it wrote."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, Producer, TopicPartition
+from psycopg.conninfo import make_conninfo
+
+from app.config import ROOT, get_settings
+from sinks import queries
+from sinks.events import SUBSCRIBED
+
+# -- Postgres ---------------------------------------------------------------------------
+
+
+def database_url(name: str) -> str:
+    return make_conninfo(get_settings().database_url, dbname=name)
+
+
+def create_database() -> str:
+    name = f"openride_test_sink_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(get_settings().database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(get_settings().database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def scalar(url: str, query: str, params: tuple[Any, ...] = ()) -> Any:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, params).fetchone()[0]
+
+
+def rows(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def booking_ids_like(url: str, prefix: str) -> list[str]:
+    return [r[0] for r in rows(url, "SELECT id FROM bookings WHERE route_id LIKE %s ORDER BY id", (prefix + "%",))]
+
+
+def read_back(url: str, booking_ids: list[str]) -> tuple[dict[str, dict], dict[str, list[dict]]]:
+    """The bookings and histories as the gateway would read them (sinks.queries)."""
+
+    async def read() -> tuple[dict[str, dict], dict[str, list[dict]]]:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            found = {bid: await queries.booking_by_id(conn, bid) for bid in booking_ids}
+            moves = {bid: await queries.history(conn, bid) for bid in booking_ids}
+        return found, moves
+
+    return asyncio.run(read())
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, message: str, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s: {message}")
+
+
+# -- Kafka ------------------------------------------------------------------------------
+
+
+def bootstrap() -> str:
+    return get_settings().kafka_bootstrap
+
+
+def partitions_of(topics: tuple[str, ...] | list[str]) -> list[tuple[str, int]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap(), "group.id": "sinktest-metadata"})
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        return [(t, p) for t in topics for p in sorted(metadata.topics[t].partitions)]
+    finally:
+        consumer.close()
+
+
+def log_end_offsets(topics: tuple[str, ...] | list[str]) -> dict[tuple[str, int], int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap(), "group.id": "sinktest-metadata"})
+    try:
+        return {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                for t, p in partitions_of(topics)}
+    finally:
+        consumer.close()
+
+
+def start_sink_at_log_end(url: str) -> None:
+    """A fresh database would make the sink read the shared topics from their beginning:
+    everything other engineers produced. Start it where the log ends now instead."""
+    ends = log_end_offsets(SUBSCRIBED)
+    with psycopg.connect(url) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO sink_offsets (topic, partition, next_offset) VALUES (%s, %s, %s)",
+            [(t, p, offset) for (t, p), offset in ends.items()],
+        )
+
+
+def produce(records: list[tuple[str, str | None, bytes]], headers: list | None = None) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap(), "linger.ms": 10, "enable.idempotence": True,
+                         "batch.num.messages": 10000})
+    failures: list[Any] = []
+
+    def on_delivery(error, _message) -> None:
+        if error is not None:
+            failures.append(error)
+
+    for topic, key, value in records:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(30) == 0, "records still queued"
+    assert not failures, failures
+
+
+def consume_from(offsets: dict[tuple[str, int], int], accept: Callable[[Any], bool], wanted: int,
+                 timeout: float) -> list[Any]:
+    """Messages from the given positions on that `accept` keeps, until `wanted` of them."""
+    consumer = Consumer({"bootstrap.servers": bootstrap(), "group.id": f"sinktest-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < wanted and time.monotonic() < deadline:
+            for message in consumer.consume(500, 0.2):
+                if message.error() is None and accept(message):
+                    found.append(message)
+    finally:
+        consumer.close()
+    return found
+
+
+# -- the sink as a process --------------------------------------------------------------
+
+
+@dataclass
+class SinkProcess:
+    """`python -m sinks.main` on a test database, with its own consumer group."""
+
+    database_url: str
+    log_path: Path
+    group: str = field(default_factory=lambda: f"sinktest-{uuid.uuid4().hex[:12]}")
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP": bootstrap(),
+                "SINK_GROUP": self.group, "PYTHONUNBUFFERED": "1", **self.extra_env}
+
+    def start(self) -> None:
+        log = self.log_path.open("a")
+        self.process = subprocess.Popen([sys.executable, "-m", "sinks.main"], cwd=ROOT, env=self.env(),
+                                        stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def stop(self, timeout: float = 15) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def ensure_stopped(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
