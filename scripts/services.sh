@@ -27,8 +27,11 @@ start_one() {
     log "$name already running (pid $pid)"
     return
   fi
+  # A plain background command, so $! is the service itself (setsid execs in place: a
+  # script's background job is no process-group leader) and nothing keeps our stdout.
   # shellcheck disable=SC2046 # the command line is split into words on purpose
-  (cd "$REPO_ROOT" && setsid nohup $(command_of "$name") >>"$LOG_DIR/$name.log" 2>&1 </dev/null & echo $! >"$pidfile")
+  setsid nohup $(command_of "$name") >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
   log "$name started (pid $(cat "$pidfile")), log $LOG_DIR/$name.log"
 }
 
@@ -42,6 +45,7 @@ stop_one() {
 
 start_all() {
   ensure_home
+  cd "$REPO_ROOT"
   [[ "$GATEWAY_PORT" =~ ^[0-9]+$ ]] || die "GATEWAY_PORT must be a number"
   if port_open "$LOCAL_HOST" "$GATEWAY_PORT" && ! read_pidfile "$RUN_DIR/gateway.pid" >/dev/null; then
     die "port $GATEWAY_PORT is taken by $(port_owner "$GATEWAY_PORT"); set GATEWAY_PORT"

@@ -50,6 +50,7 @@ class Stopping(Exception):
 class DeadLetter:
     message: Message
     reason: str
+    too_large: bool = False  # the broker refused the copy: send it without the value
 
 
 class Sink:
@@ -162,6 +163,7 @@ class Sink:
     def produce_dead_letter(self, letter: DeadLetter, failed: list[DeadLetter]) -> None:
         def on_delivery(error: KafkaError | None, _: Message) -> None:
             if error is not None:
+                letter.too_large = letter.too_large or error.code() == KafkaError.MSG_SIZE_TOO_LARGE
                 failed.append(letter)
 
         m = letter.message
@@ -171,13 +173,22 @@ class Sink:
             ("dlq-partition", str(m.partition()).encode()),
             ("dlq-offset", str(m.offset()).encode()),
         ]
+        if letter.too_large:
+            headers.append(("dlq-value-dropped", b"too large to copy; read it at dlq-topic/partition/offset"))
+        value = None if letter.too_large else m.value()
         while True:
             try:
-                self.producer.produce(topics.DEAD_LETTERS, key=m.key(), value=m.value(), headers=headers,
+                self.producer.produce(topics.DEAD_LETTERS, key=m.key(), value=value, headers=headers,
                                       on_delivery=on_delivery)
                 return
             except BufferError:  # local queue full: let deliveries drain
                 self.producer.poll(0.1)
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE or letter.too_large:
+                    raise
+                letter.too_large = True
+                value = None
+                headers.append(("dlq-value-dropped", b"too large to copy; read it at dlq-topic/partition/offset"))
 
     # -- Postgres ---------------------------------------------------------------------
 

@@ -111,9 +111,10 @@ def start_sink_at_log_end(url: str) -> None:
         )
 
 
-def produce(records: list[tuple[str, str | None, bytes]], headers: list | None = None) -> None:
+def produce(records: list[tuple[str, str | None, bytes]], headers: list | None = None,
+            max_bytes: int = 1_000_000) -> None:
     producer = Producer({"bootstrap.servers": bootstrap(), "linger.ms": 10, "enable.idempotence": True,
-                         "batch.num.messages": 10000})
+                         "batch.num.messages": 10000, "message.max.bytes": max_bytes})
     failures: list[Any] = []
 
     def on_delivery(error, _message) -> None:

@@ -121,12 +121,15 @@ def test_poison_records_are_dead_lettered_and_the_sink_goes_on(sink_process):
         conn.execute("ALTER TABLE bookings ADD CONSTRAINT test_refused CHECK (rider_id <> 'refused-rider')")
     log = TripLog(unique_prefix("poison"))
     refused = log.book("refused-rider")
-    before = log.book("rider-before")
+    log.book("rider-before")  # valid, and likely in the same batch as the refused one
     poison_key = f"{log.route_id}-garbage"
     sink_process.start()
 
     support.produce(log.records)
     support.produce([(topics.CREATED, poison_key, b"{not json")], headers=[("trace-id", b"abc-123")])
+    # Fits the broker, but not the sink's producer once the dead-letter headers are added.
+    oversized_key = f"{log.route_id}-oversized"
+    support.produce([(topics.CREATED, oversized_key, b"x" * 1_010_000)], max_bytes=1_040_000)
     after = log.book("rider-after")
     log.pay(after)
     support.produce(log.records[-3:])
@@ -134,8 +137,8 @@ def test_poison_records_are_dead_lettered_and_the_sink_goes_on(sink_process):
     kept = {bid: b for bid, b in expected_bookings(log.records).items() if bid != refused}
     support.wait_until(lambda: progress(url, log.route_id)[0] == len(kept), CATCH_UP_SECONDS,
                        "valid bookings around the poison applied")
-    letters = support.consume_from(dead_letter_start, lambda m: m.key() in (poison_key.encode(), refused.encode()),
-                                   wanted=2, timeout=CATCH_UP_SECONDS)
+    ours = (poison_key.encode(), refused.encode(), oversized_key.encode())
+    letters = support.consume_from(dead_letter_start, lambda m: m.key() in ours, wanted=3, timeout=CATCH_UP_SECONDS)
     by_key = {m.key().decode(): m for m in letters}
 
     garbage = by_key[poison_key]
@@ -146,6 +149,8 @@ def test_poison_records_are_dead_lettered_and_the_sink_goes_on(sink_process):
     assert headers["dlq-reason"].startswith(b"not JSON")
     assert int(headers["dlq-offset"]) >= 0 and int(headers["dlq-partition"]) >= 0
     assert b"refused by Postgres" in dict(by_key[refused].headers())["dlq-reason"]
+    oversized = by_key[oversized_key]
+    assert oversized.value() is None and "dlq-value-dropped" in dict(oversized.headers())
     found, _ = support.read_back(url, sorted(kept))
     assert found == kept
     assert support.rows(url, "SELECT id FROM bookings WHERE id = %s", (refused,)) == []
