@@ -51,13 +51,14 @@ def process_command(record: Record, table: MutableMapping[bytes, bytes], send: S
         return dead_letter(record, send, "invalid_command", describe(error))
     if record.key is None or wire.key().encode() != record.key:
         return dead_letter(record, send, "wrong_key", f"expected key {wire.key()!r}")
+    command = wire.to_domain()
     state = decode_state(table.get(record.key))
-    outcome = handle(state, wire.to_domain(), record.timestamp_ms, policy)
-    if state.trip is not None and (outcome.events or not isinstance(wire.to_domain(), QueryAvailability)):
+    outcome = handle(state, command, record.timestamp_ms, policy)
+    if state.trip is not None and (outcome.events or not isinstance(command, QueryAvailability)):
         table[record.key] = encode_state(state)
     for topic, key, value in lifecycle_events(state, outcome):
         send(topic, key.encode(), value, None, {})
-    send_reply(record, send, wire.command_id, reply(state, outcome, query=wire.type == "query_availability"))
+    send_reply(record, send, wire.command_id, reply(state, outcome, query=isinstance(command, QueryAvailability)))
 
 
 def forward_trip(record: Record, send: Send) -> None:
