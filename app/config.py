@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     rocksdb_block_cache_bytes: int = 32 * 1024 * 1024
     rocksdb_write_buffer_bytes: int = 8 * 1024 * 1024
     worker_commit_interval_seconds: float = 1.0
+    # Decoded trip states kept in memory between commands (an LRU), per worker process.
+    worker_trips_cached: int = 10_000
     worker_standby_replicas: int = 1
 
     # Business rules (see app.domain.policy.Policy)

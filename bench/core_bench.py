@@ -8,11 +8,12 @@ refunds reported done, ticks, availability queries and re-sent commands), record
 command with its record time. Each timed run replays that recorded stream into a fresh
 state, so every run does exactly the same work.
 
-It prints markdown tables: `handle` commands/s (the core alone, state kept in memory) as
-the median of the runs with the min-max spread; the time to encode and decode the trip's
-final state with app.tables.codec, which a table-backed agent pays on every command if it
-decodes the entry, handles the command and writes the entry back; the ceiling that puts on
-such an agent; and the encoded size of the state.
+It prints markdown tables of commands/s, as the median of the runs with the min-max
+spread, for three paths: `handle` alone with the whole state in memory; `TripStore.handle`
+over a dict standing in for the RocksDB table, as the agent runs it (decoded state cached
+between commands, only changed entries encoded and written); and the same with nothing
+cached, as after a restart or a rebalance. Then what the table holds and what a command
+writes: the bytes that go into changelog records.
 """
 
 import argparse
@@ -44,20 +45,7 @@ from app.domain.handle import handle  # noqa: E402
 from app.domain.policy import Policy  # noqa: E402
 from app.domain.state import TripState, availability  # noqa: E402
 from app.domain.trip import Stop, Trip  # noqa: E402
-
-try:
-    from app.tables.codec import decode_state, encode_state
-    SIZE_METHOD = "app.tables.codec.encode_state"
-except ImportError:  # the codec is another module's job; fall back to a plain JSON dump
-    import dataclasses
-
-    import orjson
-
-    def encode_state(state: TripState) -> bytes:
-        return orjson.dumps(dataclasses.asdict(state), default=str)
-
-    decode_state = None
-    SIZE_METHOD = "orjson.dumps(dataclasses.asdict(state))"
+from app.tables.store import TripStore  # noqa: E402
 
 POLICY = Policy()
 STOPS, SEATS = 10, 50
@@ -85,16 +73,12 @@ def record_stream(commands: int, seed: int) -> tuple[list[tuple[object, int]], d
     state, now = TripState(), trip.departure_ms(0) - 2 * 24 * 3_600_000
     stream: list[tuple[object, int]] = []
     codes: Counter[str] = Counter()
-    largest = 0
     kinds, weights = zip(*MIX.items())
 
     def run(command) -> None:
-        nonlocal largest
         stream.append((command, now))
         outcome = handle(state, command, now, POLICY)
         codes[f"{type(command).__name__}: {outcome.code or ('duplicate' if outcome.duplicate else 'ok')}"] += 1
-        if len(stream) % 250 == 0:
-            largest = max(largest, len(encode_state(state)))
 
     run(PublishTrip("publish", DRIVER, trip))
     for n in range(commands - 1):
@@ -128,10 +112,8 @@ def record_stream(commands: int, seed: int) -> tuple[list[tuple[object, int]], d
             run(QueryAvailability(cid, TICKER))
         else:
             run(stream[rng.randrange(max(1, len(stream) - 500), len(stream))][0])
-    final = encode_state(state)
-    return stream, {"state": state,
-        "codes": codes, "largest": max(largest, len(final)), "final": len(final),
-        "bookings": len(state.bookings), "remembered": len(state.remembered),
+    return stream, {
+        "key": trip.key.encode(), "codes": codes, "bookings": len(state.bookings),
         "sold": sum(leg.sold for leg in availability(state)), "span_h": (now - stream[0][1]) / 3_600_000,
     }
 
@@ -144,15 +126,26 @@ def time_core(stream) -> float:
     return len(stream) / (time.perf_counter() - started)
 
 
-def time_codec(state: TripState, repeat: int = 50) -> tuple[float, float]:
-    """Seconds to encode, then to decode, the given state once (mean of `repeat`)."""
+class CountingTable(dict):
+    """A dict standing in for the table, counting what is written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+        self.writes = 0
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.written += len(value)
+        self.writes += 1
+        super().__setitem__(key, value)
+
+
+def time_store(stream, key: bytes, trips_cached: int) -> tuple[float, CountingTable]:
+    store = TripStore(CountingTable(), trips_cached)
     started = time.perf_counter()
-    for _ in range(repeat):
-        raw = encode_state(state)
-    encoded = time.perf_counter()
-    for _ in range(repeat):
-        decode_state(raw)
-    return (encoded - started) / repeat, (time.perf_counter() - encoded) / repeat
+    for command, now in stream:
+        store.handle(key, command, now, POLICY)
+    return len(stream) / (time.perf_counter() - started), store.table
 
 
 def summary(samples: list[float]) -> str:
@@ -167,31 +160,28 @@ def main() -> None:
     args = parser.parse_args()
 
     stream, seen = record_stream(args.commands, args.seed)
+    key = seen["key"]
     core = [time_core(stream) for _ in range(args.runs)]
+    cached = [time_store(stream, key, 1)[0] for _ in range(args.runs)]
+    uncached = [time_store(stream, key, 0)[0] for _ in range(args.runs)]
+    table = time_store(stream, key, 1)[1]
     print(f"Hot trip: {STOPS} stops, {SEATS} seats; {len(stream):,} commands over {seen['span_h']:.1f} h "
           f"of record time; Python {sys.version.split()[0]}; median of {args.runs} runs.\n")
     print("| path | commands/s (median) | min – max |")
     print("|---|---:|---:|")
-    print(f"| `handle`, state in memory | {summary(core)} |")
-    if decode_state is not None:
-        codec = [time_codec(seen["state"]) for _ in range(args.runs)]
-        encode_ms = statistics.median(e for e, _ in codec) * 1000
-        decode_ms = statistics.median(d for _, d in codec) * 1000
-        ceiling = 1 / (1 / statistics.median(core) + (encode_ms + decode_ms) / 1000)
-        print(f"| decode + `handle` + encode per command (ceiling from the rows below) | {ceiling:,.0f} | |")
-        print("\n| codec on the final state | ms (median) | min – max |")
-        print("|---|---:|---:|")
-        print(f"| `encode_state` | {encode_ms:.2f} | {min(e for e, _ in codec) * 1000:.2f} – "
-              f"{max(e for e, _ in codec) * 1000:.2f} |")
-        print(f"| `decode_state` | {decode_ms:.2f} | {min(d for _, d in codec) * 1000:.2f} – "
-              f"{max(d for _, d in codec) * 1000:.2f} |")
-    print(f"\nState size ({SIZE_METHOD}):\n")
-    print("| measure | value |")
+    print(f"| `handle`, the whole state in memory | {summary(core)} |")
+    print(f"| `TripStore.handle`, the trip cached (the agent's path) | {summary(cached)} |")
+    print(f"| `TripStore.handle`, nothing cached (read back every command) | {summary(uncached)} |")
+    trip_entry = len(table[key])
+    bookings = [len(v) for k, v in table.items() if b"/b/" in k]
+    outcomes = [len(v) for k, v in table.items() if b"/c/" in k]
+    print("\n| what the table holds at the end | |")
     print("|---|---:|")
-    print(f"| encoded entry at the end | {seen['final']:,} bytes |")
-    print(f"| largest encoded entry seen (sampled every 250 commands) | {seen['largest']:,} bytes |")
-    print(f"| bookings kept at the end | {seen['bookings']:,} |")
-    print(f"| remembered outcomes at the end | {seen['remembered']:,} |")
+    print(f"| trip entry | {trip_entry:,} bytes |")
+    print(f"| booking entries | {len(bookings):,}, median {statistics.median(bookings):,.0f} bytes |")
+    print(f"| remembered outcome entries | {len(outcomes):,}, median {statistics.median(outcomes):,.0f} bytes |")
+    print(f"| written per command (changelog payload), mean | {table.written / len(stream):,.0f} bytes "
+          f"in {table.writes / len(stream):.2f} records |")
     print(f"| seat-legs sold at the end | {seen['sold']:,} of {SEATS * (STOPS - 1):,} |")
     print("\nMix as played (command: outcome → count):\n")
     for key, count in sorted(seen["codes"].items()):

@@ -4,28 +4,27 @@ Free of faust so that tests and the deterministic replay drive it with a plain d
 the table. For each record, in this order:
 1. Decode and validate; a bad record goes to the dead-letter topic (and, if it names a
    reply address and a command id, gets an error reply), and never stops the worker.
-2. Handle the command against the trip's state, with the broker-stamped record time.
-3. Write the trip's new state. Also on a duplicate: if the first attempt's changelog
-   record was lost in a crash while the local RocksDB kept it, this republishes it.
-4. Queue the lifecycle events, then the reply, behind that changelog record in the
+2. Handle the command against the trip's state, with the broker-stamped record time,
+   and write what changed to the table (`app.tables.store` says in which order, and why
+   a duplicate rewrites it).
+3. Queue the lifecycle events, then the reply, behind that changelog record in the
    producer's buffer, so nothing is announced ahead of the state it came from.
 """
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import orjson
 from pydantic import ValidationError
 
 from app.domain.commands import QueryAvailability
-from app.domain.handle import handle
 from app.domain.policy import Policy
 from app.models import topics
 from app.models.commands import TRIP_RECORD, parse_command
 from app.models.outbound import lifecycle_events, reply
-from app.tables.codec import decode_state, encode_state
+from app.tables.store import TripStore
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class Record:
     headers: Mapping[str, bytes] = field(default_factory=dict)
 
 
-def process_command(record: Record, table: MutableMapping[bytes, bytes], send: Send, policy: Policy) -> None:
+def process_command(record: Record, store: TripStore, send: Send, policy: Policy) -> None:
     try:
         wire = parse_command(record.value or b"")
     except ValidationError as error:
@@ -52,10 +51,7 @@ def process_command(record: Record, table: MutableMapping[bytes, bytes], send: S
     if record.key is None or wire.key().encode() != record.key:
         return dead_letter(record, send, "wrong_key", f"expected key {wire.key()!r}")
     command = wire.to_domain()
-    state = decode_state(table.get(record.key))
-    outcome = handle(state, command, record.timestamp_ms, policy)
-    if state.trip is not None and (outcome.events or not isinstance(command, QueryAvailability)):
-        table[record.key] = encode_state(state)
+    state, outcome = store.handle(record.key, command, record.timestamp_ms, policy)
     for topic, key, value in lifecycle_events(state, outcome):
         send(topic, key.encode(), value, None, {})
     send_reply(record, send, wire.command_id, reply(state, outcome, query=isinstance(command, QueryAvailability)))

@@ -13,6 +13,7 @@ import faust
 from app.agents.processor import Record, dead_letter, forward_trip, process_command
 from app.config import get_settings
 from app.models import topics
+from app.tables.store import TripStore
 from app.tables.trips import trip_state_table
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ commands = app.topic(topics.COMMANDS, key_serializer="raw", value_serializer="ra
                      partitions=settings.command_partitions)
 trips_catalog = app.topic(topics.TRIPS, key_serializer="raw", value_serializer="raw",
                           partitions=settings.command_partitions)
-trip_states = trip_state_table(app, settings)
+trip_states = TripStore(trip_state_table(app, settings), settings.worker_trips_cached)
 _topics_by_name: dict[str, faust.TopicT] = {}
 
 

@@ -1,6 +1,7 @@
 """`decide(state, command, now, policy)`: the rules. Pure: it reads the state and returns
 what happened, as events or a rejection; it never changes anything itself."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -78,7 +79,7 @@ def publish_trip(state: TripState, command: PublishTrip) -> Decision:
         return Rejected(Code.FORBIDDEN)
     if state.trip and state.trip.status is TripStatus.CANCELLED:
         return Rejected(Code.TRIP_CANCELLED)
-    if state.bookings and not keeps_bookings_valid(state, command.trip):
+    if state.booked and not keeps_bookings_valid(state, command.trip):
         return Rejected(Code.TRIP_UPDATE_CONFLICT)
     return Accepted((TripPublished(command.trip),))
 
@@ -101,7 +102,7 @@ def cancel_trip(state: TripState, command: CancelTrip, now: int) -> Decision:
         return Rejected(Code.TRIP_CANCELLED)
     cancelled = replace(trip, status=TripStatus.CANCELLED)
     events: list[Event] = [TripPublished(cancelled)]
-    for booking in state.bookings.values():
+    for booking in in_id_order(state.bookings.values()):
         if can_move(booking.status, Status.CANCELLED):
             refund = booking.view().amount_paid  # the driver cancelled: everything back
             events.append(moved(booking, Status.CANCELLED, "trip_cancelled", command, now, refund=refund,
@@ -160,6 +161,12 @@ def occupancy(state: TripState, first: int, last: int) -> Decimal:
 # -- expiry -----------------------------------------------------------------------------
 
 
+def in_id_order(bookings: Iterable[Booking]) -> list[Booking]:
+    """A command that moves several bookings moves them in this order, whatever order
+    they were loaded in, so that its events are rebuilt the same way on a duplicate."""
+    return sorted(bookings, key=lambda b: b.booking_id)
+
+
 def expiry_command_id(command_id: str) -> str:
     """Expiries are attributed to the record whose time triggered them, so that a
     redelivered record re-emits them, without being mistaken for that command's own move."""
@@ -168,16 +175,13 @@ def expiry_command_id(command_id: str) -> str:
 
 def expire_due_holds(state: TripState, now: int, command_id: str) -> tuple[Event, ...]:
     """Holds whose time is up by `now`, the time of the record being processed."""
-    events: list[Event] = []
-    for booking in state.bookings.values():
-        if booking.status in HOLDING:
-            expires_at = booking.view().expires_at
-            if expires_at is not None and expires_at <= now:
-                events.append(BookingMoved(booking.booking_id, (
-                    Transition(booking.status, Status.EXPIRED, "hold_expired", SYSTEM, now,
-                               expiry_command_id(command_id), {}),
-                )))
-    return tuple(events)
+    due = [b for b in state.bookings.values() if b.status in HOLDING and (b.view().expires_at or now + 1) <= now]
+    return tuple(
+        BookingMoved(booking.booking_id, (
+            Transition(booking.status, Status.EXPIRED, "hold_expired", SYSTEM, now, expiry_command_id(command_id), {}),
+        ))
+        for booking in in_id_order(due)
+    )
 
 
 # -- commands on an existing booking ----------------------------------------------------

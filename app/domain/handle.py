@@ -2,12 +2,14 @@
 
 The order of steps matters:
 1. Recall: a command id seen before gets the outcome it got then, with the same events
-   (rebuilt from the bookings' transitions or the remembered outcome), and changes nothing.
+   (rebuilt from the bookings' transitions and the remembered outcome), and changes
+   nothing. The caller loads into the state what recall needs: the booking the command
+   names or would create, the remembered outcome of its id and the bookings it touched.
 2. Expire holds due by the record's time, before deciding, so a payment that arrives
    after its hold ran out sees the hold expired, live or in a replay.
 3. Decide, then fold the events into the state.
-4. Remember what the bookings cannot tell later (rejections, trip commands, refund
-   demands), and forget the oldest closed bookings, to bound the entry's size.
+4. Remember what the command's own booking cannot tell later: a rejection, a trip
+   command, a refund demand, or moves of other bookings (expiries, a trip's cancels).
 """
 
 from dataclasses import dataclass, replace
@@ -17,17 +19,16 @@ from app.domain.commands import (
     CancelTrip,
     Command,
     CreateBooking,
-    ExpireHolds,
     PaymentSucceeded,
     PublishTrip,
-    QueryAvailability,
 )
-from app.domain.decide import Accepted, decide, expire_due_holds, expiry_command_id
+from app.domain.decide import Accepted, decide, expire_due_holds, expiry_command_id, in_id_order
 from app.domain.events import BookingCreated, BookingMoved, Event, TripPublished
 from app.domain.ids import booking_id_for
 from app.domain.policy import Policy
 from app.domain.rejections import Code
-from app.domain.state import Remembered, TripState, evolve, forget_oldest_closed, remember
+from app.domain.state import Remembered, TripState, evolve
+from app.domain.trip import Trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +58,15 @@ def handle(state: TripState, command: Command, now: int, policy: Policy) -> Outc
         evolve(state, event)
     outcome = outcome_of(state, command, decision)
     outcome = replace(outcome, events=events + decision.events)
-    if needs_remembering(command, outcome):
-        remember(state, command.command_id, Remembered(
+    if needs_remembering(outcome):
+        state.remembered[command.command_id] = Remembered(
             code=outcome.code,
             booking_id=outcome.booking_id,
             refund=decision.events[0] if decision.events and outcome.code else None,  # type: ignore[arg-type]
             trip_version=outcome.trip_version,
-        ), policy.outcomes_kept)
-    forget_oldest_closed(state, policy.closed_bookings_kept, touched_bookings(outcome.events))
+            trip=state.trip if outcome.trip_version is not None else None,
+            touched=tuple(sorted(touched_bookings(outcome.events))),
+        )
     return outcome
 
 
@@ -79,10 +81,9 @@ def outcome_of(state: TripState, command: Command, decision) -> Outcome:
     return Outcome(command.command_id, None, (), booking_id=booking.booking_id, version=booking.version)
 
 
-def needs_remembering(command: Command, outcome: Outcome) -> bool:
-    if isinstance(command, (ExpireHolds, QueryAvailability)):
-        return False
-    return not outcome.accepted or outcome.trip_version is not None
+def needs_remembering(outcome: Outcome) -> bool:
+    own = {outcome.booking_id} if outcome.accepted and outcome.booking_id else set()
+    return not outcome.accepted or outcome.trip_version is not None or bool(touched_bookings(outcome.events) - own)
 
 
 def touched_bookings(events: tuple[Event, ...]) -> frozenset[str]:
@@ -98,31 +99,40 @@ def touched_bookings(events: tuple[Event, ...]) -> frozenset[str]:
 
 def recall(state: TripState, command: Command) -> Outcome | None:
     command_id = command.command_id
-    if isinstance(command, QueryAvailability):
-        return None
-    if (known := state.remembered.get(command_id)) is not None:
-        events = events_of(state, command_id, trip_published_by(state, known)) + ((known.refund,) if known.refund else ())
-        return Outcome(command_id, known.code, events, booking_id=known.booking_id,
-                       trip_version=known.trip_version, duplicate=True)
+    known = state.remembered.get(command_id)
     booking, version = booking_moved_by(state, command)
-    if booking is not None and version is not None:
-        return Outcome(command_id, None, events_of(state, command_id),
-                       booking_id=booking.booking_id, version=version, duplicate=True)
-    if isinstance(command, ExpireHolds) and (events := events_of(state, command_id)):
-        return Outcome(command_id, None, events, duplicate=True)
-    return None
+    if known is None and version is None:
+        return None
+    published = (TripPublished(known.trip),) if known is not None and known.trip is not None else ()
+    refund = (known.refund,) if known is not None and known.refund is not None else ()
+    return Outcome(
+        command_id,
+        known.code if known else None,
+        events_of(state, command_id, published) + refund,
+        booking_id=known.booking_id if known else booking.booking_id if booking else None,
+        version=version,
+        trip_version=known.trip_version if known else None,
+        duplicate=True,
+    )
+
+
+def bookings_named(trip: Trip | None, command: Command) -> tuple[str, ...]:
+    """The booking a command names, or would create: what recall and decide read beyond
+    the trip's live bookings."""
+    if isinstance(command, CreateBooking):
+        return (booking_id_for(trip.route_id, trip.travel_date, command.command_id),) if trip else ()
+    booking_id = getattr(command, "booking_id", None)
+    return (booking_id,) if booking_id else ()
 
 
 def booking_moved_by(state: TripState, command: Command) -> tuple[Booking | None, int | None]:
     """The booking this command already created or moved, and the version it left."""
-    if isinstance(command, CreateBooking):
-        if state.trip is None:
-            return None, None
-        booking = state.bookings.get(booking_id_for(state.trip.route_id, state.trip.travel_date, command.command_id))
-        return booking, (1 if booking else None)
-    booking = state.bookings.get(getattr(command, "booking_id", ""))
+    named = bookings_named(state.trip, command)
+    booking = state.bookings.get(named[0]) if named else None
     if booking is None:
         return None, None
+    if isinstance(command, CreateBooking):
+        return booking, 1
     if isinstance(command, PaymentSucceeded):
         return booking, booking.command_version(command.command_id) or confirmed_by_payment(booking, command.payment_id)
     return booking, booking.command_version(command.command_id)
@@ -144,18 +154,9 @@ def events_of(state: TripState, command_id: str, published: tuple[Event, ...] = 
     return expiries + published + _events_with(state, command_id)
 
 
-def trip_published_by(state: TripState, known: Remembered) -> tuple[Event, ...]:
-    """An accepted trip command published the trip as of its version: rebuilt from the state
-    while that version is current (always, for a cancel: a cancelled trip never changes)."""
-    if known.code is None and known.trip_version is not None and known.trip_version == state.trip_version \
-            and state.trip is not None:
-        return (TripPublished(state.trip),)
-    return ()
-
-
 def _events_with(state: TripState, command_id: str) -> tuple[Event, ...]:
     events: list[Event] = []
-    for booking in state.bookings.values():
+    for booking in in_id_order(state.bookings.values()):
         indexes = [i for i, move in enumerate(booking.transitions) if move.command_id == command_id]
         if not indexes:
             continue

@@ -19,8 +19,16 @@ def _digest(route_id: str, travel_date: date, command_id: str) -> str:
 
 
 def booking_id_for(route_id: str, travel_date: date, command_id: str) -> str:
-    token = _digest(route_id, travel_date, command_id)[:16]
+    return booking_id_of(route_id, travel_date, _digest(route_id, travel_date, command_id)[:16])
+
+
+def booking_id_of(route_id: str, travel_date: date, token: str) -> str:
     return _SEPARATOR.join((route_id, travel_date.strftime("%Y%m%d"), token))
+
+
+def token_of(booking_id: str) -> str:
+    """The part that tells a trip's bookings apart (the rest is the trip)."""
+    return booking_id.rsplit(_SEPARATOR, 1)[1]
 
 
 def reference_for(route_id: str, travel_date: date, command_id: str) -> str:

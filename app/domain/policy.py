@@ -24,6 +24,3 @@ class Policy:
     )
     cancel_reason_min: int = 10
     cancel_reason_max: int = 500
-    # How many closed bookings and remembered outcomes a trip keeps (bounds its state size).
-    closed_bookings_kept: int = 200
-    outcomes_kept: int = 500

@@ -1,8 +1,9 @@
 """The state of one trip, and `evolve`, the fold of events into it.
 
-One trip's state is one table entry: the trip, its leg inventory, its bookings and the
-outcomes it remembers for idempotency. Keeping all of it in one entry makes every
-command's effect a single changelog record, so a crash can never keep half of it.
+A `TripState` holds what one command may need: the trip, its leg inventory, its live
+bookings, and any closed booking or earlier outcome the caller loaded for this command
+(a booking the command names, the outcome of its command id). How it is stored, and
+what is kept in memory between commands, is the caller's business (`app.tables.store`).
 """
 
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ class Remembered:
     booking_id: str | None = None
     refund: RefundRequired | None = None
     trip_version: int | None = None
+    trip: Trip | None = None  # as a trip command published it
+    touched: tuple[str, ...] = ()  # the bookings its events moved, to rebuild them
 
 
 @dataclass(slots=True)
@@ -32,6 +35,7 @@ class TripState:
     legs: list[int] = field(default_factory=list)
     bookings: dict[str, Booking] = field(default_factory=dict)
     remembered: dict[str, Remembered] = field(default_factory=dict)
+    booked: int = 0  # bookings ever created on the trip, closed and forgotten ones too
 
 
 def is_closed(booking: Booking) -> bool:
@@ -41,10 +45,15 @@ def is_closed(booking: Booking) -> bool:
     return booking.status is Status.CANCELLED and not booking.view().refund_amount
 
 
+def is_live(booking: Booking) -> bool:
+    """Part of the trip's working set: it may still move, or its seats still count (a
+    completed booking is closed, but its seats stay sold on its legs)."""
+    return occupies_seats(booking.status) or not is_closed(booking)
+
+
 def evolve(state: TripState, event: Event) -> TripState:
-    """Apply one event. Mutates and returns `state`: the caller owns a private copy (the
-    agent decodes a fresh one per command), and copying a trip per event would cost the
-    hot path for no gain."""
+    """Apply one event. Mutates and returns `state`: the caller owns it, and copying a
+    trip per event would cost the hot path for no gain."""
     match event:
         case TripPublished(trip=trip):
             if len(state.legs) != len(trip.stops) - 1:  # first publish, or new stops before any booking
@@ -54,6 +63,7 @@ def evolve(state: TripState, event: Event) -> TripState:
         case BookingCreated(booking=booking):
             inventory.occupy(state.legs, booking.first_leg, booking.last_leg, booking.seats)
             state.bookings[booking.booking_id] = booking
+            state.booked += 1
         case BookingMoved(booking_id=booking_id, moves=moves):
             before = state.bookings[booking_id]
             after = before.with_transitions(*moves)
@@ -63,25 +73,6 @@ def evolve(state: TripState, event: Event) -> TripState:
         case RefundRequired():
             pass
     return state
-
-
-def remember(state: TripState, command_id: str, outcome: Remembered, keep: int) -> None:
-    state.remembered[command_id] = outcome
-    while len(state.remembered) > keep:
-        del state.remembered[next(iter(state.remembered))]
-
-
-def forget_oldest_closed(state: TripState, keep: int, spare: frozenset[str]) -> None:
-    """Bound the entry's size: drop the closed bookings beyond the newest `keep` (the read
-    model in Postgres keeps them all), sparing those in `spare`, whose events are still to
-    be published. A completed booking is kept: its seats still count as sold on its legs."""
-    closed = [b for b in state.bookings.values()
-              if is_closed(b) and not occupies_seats(b.status) and b.booking_id not in spare]
-    if len(closed) <= keep:
-        return
-    closed.sort(key=lambda b: b.transitions[-1].at)
-    for booking in closed[: len(closed) - keep]:
-        del state.bookings[booking.booking_id]
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,10 +99,12 @@ def transition_json(move: Transition) -> dict[str, Any]:
 def lifecycle_events(state: TripState, outcome: Outcome) -> list[tuple[str, str, bytes]]:
     """(topic, key, value) for each event of the outcome, in order."""
     assert state.trip is not None or not outcome.events
-    return [rendered for event in outcome.events if (rendered := render_event(state, event)) is not None]
+    trip_version = outcome.trip_version or state.trip_version  # a duplicate's is the original's
+    return [rendered for event in outcome.events
+            if (rendered := render_event(state, event, trip_version)) is not None]
 
 
-def render_event(state: TripState, event: Event) -> tuple[str, str, bytes] | None:
+def render_event(state: TripState, event: Event, trip_version: int) -> tuple[str, str, bytes] | None:
     trip = state.trip
     assert trip is not None
     match event:
@@ -117,8 +119,8 @@ def render_event(state: TripState, event: Event) -> tuple[str, str, bytes] | Non
         case RefundRequired():
             return _refund_required(trip, state, event)
         case TripPublished(trip=published):
-            value = {"v": SCHEMA_VERSION, "eventId": f"{published.key}:{state.trip_version}",
-                     "type": topics.TRIP_UPDATED, "version": state.trip_version, "trip": trip_to_json(published)}
+            value = {"v": SCHEMA_VERSION, "eventId": f"{published.key}:{trip_version}",
+                     "type": topics.TRIP_UPDATED, "version": trip_version, "trip": trip_to_json(published)}
             return topics.TRIP_UPDATED, published.key, orjson.dumps(value)
     return None
 

@@ -1,9 +1,10 @@
-"""A trip's state as bytes for its table entry and changelog record.
+"""The table entries of a trip's state as bytes (the layout is `app.tables.store`'s).
 
-Positional arrays rather than objects with field names: the whole entry is written once
-per command, so every byte of it is paid for on the hot path.
+Positional arrays rather than objects with field names: entries are written on every
+command, so every byte of them is paid for on the hot path.
 """
 
+from dataclasses import dataclass
 from datetime import date, time
 from typing import Any
 
@@ -15,33 +16,59 @@ from app.domain.rejections import Code
 from app.domain.state import Remembered, TripState
 from app.domain.trip import Stop, Trip, TripStatus
 
-FORMAT = 1
+FORMAT = 2
+
+# Which commit a booking or outcome entry was written by: (trip entry seq, command id).
+Mark = tuple[int, str]
 
 
-def encode_state(state: TripState) -> bytes:
+@dataclass(frozen=True, slots=True)
+class TripEntry:
+    state: TripState  # the trip, its inventory and counters; no bookings yet
+    seq: int
+    last: str  # the command id of the commit that wrote it
+    live: list[str]  # the id tokens of the trip's working set (`app.domain.ids.token_of`)
+
+
+def encode_trip_entry(state: TripState, seq: int, last: str, live: list[str]) -> bytes:
     return orjson.dumps([
         FORMAT,
         trip_to_json(state.trip) if state.trip else None,
         state.trip_version,
         state.legs,
-        [_booking_row(b) for b in state.bookings.values()],
-        [_remembered_row(command_id, r) for command_id, r in state.remembered.items()],
+        state.booked,
+        seq,
+        last,
+        live,
     ])
 
 
-def decode_state(raw: bytes | None) -> TripState:
-    if not raw:
-        return TripState()
-    fmt, trip, trip_version, legs, bookings, remembered = orjson.loads(raw)
+def decode_trip_entry(raw: bytes) -> TripEntry:
+    fmt, trip, trip_version, legs, booked, seq, last, live = orjson.loads(raw)
     if fmt != FORMAT:
-        raise ValueError(f"unknown trip state format {fmt}")
-    return TripState(
-        trip=trip_from_json(trip) if trip else None,
-        trip_version=trip_version,
-        legs=legs,
-        bookings={row[0]: _booking_from(row) for row in bookings},
-        remembered={row[0]: _remembered_from(row) for row in remembered},
-    )
+        raise ValueError(f"unknown trip entry format {fmt}")
+    state = TripState(trip=trip_from_json(trip) if trip else None, trip_version=trip_version, legs=legs, booked=booked)
+    return TripEntry(state, seq, last, live)
+
+
+def encode_booking_entry(mark: Mark, prev: int, booking: Booking) -> bytes:
+    """`prev` is the booking's version before the commit `mark`: what it was if that
+    commit never completes."""
+    return orjson.dumps([*mark, prev, _booking_row(booking)])
+
+
+def decode_booking_entry(raw: bytes) -> tuple[Mark, int, Booking]:
+    seq, command_id, prev, row = orjson.loads(raw)
+    return (seq, command_id), prev, _booking_from(row)
+
+
+def encode_outcome_entry(mark: Mark, remembered: Remembered) -> bytes:
+    return orjson.dumps([*mark, _remembered_row(remembered)])
+
+
+def decode_outcome_entry(raw: bytes) -> tuple[Mark, Remembered]:
+    seq, command_id, row = orjson.loads(raw)
+    return (seq, command_id), _remembered_from(row)
 
 
 def trip_to_json(trip: Trip) -> dict[str, Any]:
@@ -95,17 +122,20 @@ def _transition_from(row: list[Any]) -> Transition:
     return Transition(Status(source), Status(target), reason, actor, at, command_id, data)
 
 
-def _remembered_row(command_id: str, r: Remembered) -> list[Any]:
+def _remembered_row(r: Remembered) -> list[Any]:
     refund = r.refund
     refund_row = [refund.booking_id, refund.payment_id, refund.amount, refund.reason, refund.at] if refund else None
-    return [command_id, r.code.value if r.code else None, r.booking_id, refund_row, r.trip_version]
+    return [r.code.value if r.code else None, r.booking_id, refund_row, r.trip_version,
+            trip_to_json(r.trip) if r.trip else None, r.touched]
 
 
 def _remembered_from(row: list[Any]) -> Remembered:
-    _, code, booking_id, refund, trip_version = row
+    code, booking_id, refund, trip_version, trip, touched = row
     return Remembered(
         code=Code(code) if code else None,
         booking_id=booking_id,
         refund=RefundRequired(*refund) if refund else None,
         trip_version=trip_version,
+        trip=trip_from_json(trip) if trip else None,
+        touched=tuple(touched),
     )

@@ -36,13 +36,12 @@ from app.domain.commands import (
     RefundDone,
     Role,
 )
-from app.domain.events import BookingCreated, BookingMoved, RefundRequired, TripPublished
+from app.domain.events import BookingCreated, BookingMoved, RefundRequired
 from app.domain.handle import handle
 from app.domain.ids import booking_id_for
 from app.domain.rejections import Code
 from app.domain.state import TripState, availability
 from app.domain.trip import Stop, Trip
-from app.tables.codec import encode_state
 from tests.domain.support import ADMIN, DAY, DRIVER, HOUR, MINUTE, OTHER_DRIVER, PAYMENTS, POLICY, local_ms
 
 RIDERS = [Actor(f"rider-{i}", Role.RIDER) for i in range(3)]
@@ -80,14 +79,6 @@ def half_up(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator)
 
 
-def mentioned(command, outcome) -> set[str]:
-    """The bookings a command and its outcome name."""
-    ids = {getattr(command, "booking_id", None), outcome.booking_id}
-    ids |= {e.booking.booking_id if isinstance(e, BookingCreated) else e.booking_id for e in outcome.events
-            if isinstance(e, (BookingCreated, BookingMoved))}
-    return ids - {None}
-
-
 class BookingMachine(RuleBasedStateMachine):
     policy = POLICY
 
@@ -114,18 +105,24 @@ class BookingMachine(RuleBasedStateMachine):
         )
         self.departure0 = local_ms(self.trip.travel_date, self.trip.departure_time, self.trip.timezone)
         self.now = self.departure0 - data.draw(st.integers(0, 3 * DAY), label="lead")
-        self.state = TripState()
+        self.start_core()
         self.count = 0
         self.history: list[tuple[object, object]] = []  # (command, outcome) of every new command
         self.model: dict[str, Model] = {}
         self.trip_cancelled = False
-        self.forgotten: set[str] = set()  # bookings the core dropped from its bounded entry
         outcome = self.send(PublishTrip(self.new_id(), DRIVER, self.trip), expiring=set())
         assert outcome.accepted and outcome.trip_version == 1
         for _ in range(data.draw(st.integers(0, 6), label="first bookings")):
             self.book(data, data.draw(st.sampled_from(RIDERS)), data.draw(st.integers(1, 4)))
 
     # -- plumbing -------------------------------------------------------------------
+
+    def start_core(self) -> None:
+        self.state = TripState()
+
+    def run(self, command):
+        """The core's outcome; afterwards `self.state` is the trip's whole state."""
+        return handle(self.state, command, self.now, self.policy)
 
     def new_id(self) -> str:
         self.count += 1
@@ -143,29 +140,13 @@ class BookingMachine(RuleBasedStateMachine):
         return due
 
     def send(self, command, expiring: set[str]):
-        outcome = handle(self.state, command, self.now, self.policy)
+        outcome = self.run(command)
         expired = {e.booking_id for e in outcome.events
                    if isinstance(e, BookingMoved) and e.moves[-1].target is Status.EXPIRED}
         assert expired == expiring, "the holds due, and only those, expire first"
         self.history.append((command, outcome))
-        self.check_forgotten(outcome)
         event(f"{type(command).__name__}: {outcome.code or 'accepted'}")  # see --hypothesis-show-statistics
         return outcome
-
-    def check_forgotten(self, outcome) -> None:
-        """The entry is bounded by forgetting closed bookings: only closed ones (a completed
-        booking still holds its seats), never one this command touched, and after a new
-        command at most `closed_bookings_kept` closed ones remain besides those."""
-        touched = {e.booking.booking_id if isinstance(e, BookingCreated) else e.booking_id
-                   for e in outcome.events if isinstance(e, (BookingCreated, BookingMoved))}
-        for booking_id in set(self.model) - set(self.state.bookings):
-            b = self.model.pop(booking_id)
-            assert b.status in (Status.REFUNDED, Status.EXPIRED) or (b.status is Status.CANCELLED and not b.refund)
-            assert booking_id not in touched
-            self.forgotten.add(booking_id)
-        closed = [b for b in self.model.values() if b.booking_id not in touched and (
-            b.status in (Status.REFUNDED, Status.EXPIRED) or (b.status is Status.CANCELLED and not b.refund))]
-        assert outcome.duplicate or len(closed) <= self.policy.closed_bookings_kept
 
     def pick(self, data, likely=lambda b: True) -> Model:
         """Any booking; but mostly one for which `likely` holds (a booking the command can
@@ -438,20 +419,15 @@ class BookingMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def duplicate(self, data):
         """(3) Re-sending a command id gets the original outcome and changes nothing."""
-        candidates = [(c, o) for c, o in self.history if not (isinstance(c, ExpireHolds) and not o.events)
-                      and not self.forgotten & mentioned(c, o)]
+        candidates = [(c, o) for c, o in self.history if not (isinstance(c, ExpireHolds) and not o.events)]
         if not candidates:
             return
         command, original = data.draw(st.sampled_from(candidates), label="duplicate of")
-        before, encoded = copy.deepcopy(self.state), encode_state(self.state)
-        outcome = handle(self.state, command, self.now, self.policy)
+        before = copy.deepcopy(self.state)
+        outcome = self.run(command)
         assert outcome.duplicate
-        if isinstance(command, PublishTrip) and original.trip_version != self.state.trip_version:
-            # Known gap (reported): the state keeps only the current trip, so the duplicate of
-            # a publish that was superseded since comes back without its TripPublished event.
-            original = replace(original, events=tuple(e for e in original.events if not isinstance(e, TripPublished)))
         assert replace(outcome, duplicate=False) == replace(original, duplicate=False)
-        assert self.state == before and encode_state(self.state) == encoded
+        assert self.state == before
 
     # -- invariants -----------------------------------------------------------------
 
@@ -517,20 +493,3 @@ BookingMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestBookingMachine = BookingMachine.TestCase
-
-
-class SmallEntryMachine(BookingMachine):
-    """The same, with an entry that keeps only 1 closed booking: forgetting them must
-    never touch the inventory, the invariants, or a command's own bookings. A duplicate
-    of a command on a forgotten booking is out of the idempotency window and not re-sent."""
-
-    policy = replace(POLICY, closed_bookings_kept=1)
-
-
-SmallEntryMachine.TestCase.settings = settings(
-    max_examples=100,
-    stateful_step_count=80,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-TestSmallEntryMachine = SmallEntryMachine.TestCase

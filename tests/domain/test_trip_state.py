@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from app.domain.commands import CancelTrip, CheckIn, Complete, CreateBooking, PublishTrip
+from app.domain.commands import CancelTrip, CreateBooking, PublishTrip
 from app.domain.handle import handle
 from app.domain.rejections import Code
 from app.domain.state import TripState, availability
@@ -30,34 +30,6 @@ def test_stops_are_frozen_and_capacity_shrinks_only_down_to_the_seats_in_use():
     assert script.run(PublishTrip("smaller", DRIVER, make_trip(stops=3, capacity=3))).accepted
     assert conserved(script.state)
     assert script.run(CreateBooking("full", RIDER, "S0", "S1", 1)).code is Code.SEATS_UNAVAILABLE
-
-
-def test_completed_bookings_are_not_forgotten_while_they_hold_seats():
-    """Forgetting closed bookings bounds the entry, but a completed booking still counts as
-    sold on its legs: forgetting it would break free + held + sold = capacity."""
-    policy = replace(POLICY, closed_bookings_kept=1)
-    script = Script(make_trip(stops=3, capacity=3), policy=policy)
-    for _ in range(3):
-        booking = script.create(0, 2)
-        script.pay(booking)
-        assert script.run(CheckIn(script.next_id(), DRIVER, booking.booking_id)).accepted
-        assert script.run(Complete(script.next_id(), DRIVER, booking.booking_id)).accepted
-        script.now += 1
-    assert conserved(script.state)
-    assert [leg.sold for leg in availability(script.state)] == [3, 3]
-
-
-def test_closed_bookings_beyond_the_limit_are_forgotten():
-    policy = replace(POLICY, closed_bookings_kept=2)
-    script = Script(make_trip(stops=3, capacity=10), policy=policy)
-    for _ in range(5):
-        script.create(0, 2)
-        script.create(0, 2)
-        script.now += 11 * 60_000  # both holds expire at the next command
-    script.create(0, 1)  # expires the last two holds
-    script.create(0, 1)
-    assert len([b for b in script.state.bookings.values() if b.status == "EXPIRED"]) == 2
-    assert conserved(script.state)
 
 
 def test_a_duplicate_trip_command_gets_the_original_events():
