@@ -21,7 +21,10 @@ ROLE_BY_MODULE = {"app.agents.worker": "worker", "sinks.main": "sink", "gateway.
 
 
 def role_of_pid1() -> str:
-    arguments = Path("/proc/1/cmdline").read_bytes().decode(errors="replace").split("\0")
+    return role_of(Path("/proc/1/cmdline").read_bytes().decode(errors="replace").split("\0"))
+
+
+def role_of(arguments: list[str]) -> str:
     for module, role in ROLE_BY_MODULE.items():
         if module in arguments:
             return role
