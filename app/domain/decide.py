@@ -214,13 +214,17 @@ def moved(booking: Booking, target: Status, reason: str, command, now: int, **da
     return BookingMoved(booking.booking_id, (move,))
 
 
-def is_owner_or(actor: Actor, booking: Booking, *roles: Role) -> bool:
-    return actor.role in roles or (actor.role is Role.RIDER and actor.user_id == booking.rider_id)
+def refused_to(actor: Actor, booking: Booking, *roles: Role) -> Code | None:
+    """None if the actor may act on the booking: its rider, or one of `roles`. Another
+    rider is told the booking is not theirs; any other role, that the act is not its."""
+    if actor.role in roles or (actor.role is Role.RIDER and actor.user_id == booking.rider_id):
+        return None
+    return Code.NOT_OWNER if actor.role is Role.RIDER else Code.FORBIDDEN
 
 
 def initiate_payment(booking: Booking, command: InitiatePayment, now: int, policy: Policy) -> Decision:
-    if not is_owner_or(command.actor, booking, Role.SERVICE, Role.ADMIN):
-        return Rejected(Code.NOT_OWNER)
+    if refused := refused_to(command.actor, booking, Role.SERVICE, Role.ADMIN):
+        return Rejected(refused)
     if not can_move(booking.status, Status.PAYMENT_INITIATED):
         return Rejected(Code.HOLD_EXPIRED if booking.status is Status.EXPIRED else Code.INVALID_TRANSITION)
     data = {"expires_at": now + policy.payment_hold_minutes * MS_PER_MINUTE}
@@ -267,8 +271,8 @@ def payment_failed(booking: Booking, command: PaymentFailed, now: int) -> Decisi
 
 def cancel_booking(trip: Trip, booking: Booking, command: CancelBooking, now: int, policy: Policy) -> Decision:
     forced = command.actor.role is Role.ADMIN
-    if not forced and not is_owner_or(command.actor, booking):
-        return Rejected(Code.NOT_OWNER)
+    if not forced and (refused := refused_to(command.actor, booking)):
+        return Rejected(refused)
     if not policy.cancel_reason_min <= len(command.reason.strip()) <= policy.cancel_reason_max:
         return Rejected(Code.INVALID_REASON)
     if not can_move(booking.status, Status.CANCELLED):

@@ -313,7 +313,9 @@ def test_only_the_rider_who_booked_may_initiate_payment_or_cancel():
     booking = script.create(0, 1, rider=RIDER)
     assert script.run(InitiatePayment("i1", OTHER_RIDER, booking.booking_id)).code is Code.NOT_OWNER
     assert script.run(CancelBooking("c1", OTHER_RIDER, booking.booking_id, REASON)).code is Code.NOT_OWNER
-    assert script.run(CancelBooking("c2", DRIVER, booking.booking_id, REASON)).code is Code.NOT_OWNER
+    assert script.run(CancelBooking("c2", DRIVER, booking.booking_id, REASON)).code is Code.FORBIDDEN
+    assert script.run(CancelBooking("c-payments", PAYMENTS, booking.booking_id, REASON)).code is Code.FORBIDDEN
+    assert script.run(InitiatePayment("i-driver", DRIVER, booking.booking_id)).code is Code.FORBIDDEN
     assert script.booking(booking.booking_id) == booking
     assert script.run(CancelBooking("c3", RIDER, booking.booking_id, REASON)).accepted
 
