@@ -271,8 +271,7 @@ class Sink:
         log.info("revoked %d partitions", len(partitions))
 
     def watermarks(self, partition: tuple[str, int]) -> tuple[int, int]:
-        """As of the consumer's last fetch response (no broker call); called from the
-        monitor's HTTP thread, which librdkafka allows."""
+        """As of the consumer's last fetch response (no broker call)."""
         try:
             return self.consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
         except (KafkaException, RuntimeError):  # RuntimeError: the consumer is closed

@@ -5,15 +5,17 @@
   records on the partition after the position Postgres holds (`sink_offsets`), so it
   counts what is not yet in the read model, including a batch being written or waiting
   for Postgres. The log end comes from the consumer's fetch responses (no broker round
-  trip per scrape); it keeps moving while the sink waits for Postgres, as the client
-  keeps prefetching in the background until its queue is full.
+  trip), read by the sink's loop at most once a second, also while it waits for Postgres
+  (the client keeps prefetching in the background until its queue is full).
 - `GET /health/live`: 200 while the sink's loop turns (it also turns while it waits for
   Postgres with backoff); 503 if it has been stuck longer than STALL_SECONDS (a call
   that never returns), so an orchestrator restarts it.
 - `GET /health/ready`: 200 when live and the last Postgres operation succeeded; the sink
   pings Postgres when idle, so an outage shows even when no events arrive.
 
-The server runs in a daemon thread; the loop shares only the few values below with it.
+The server runs in a daemon thread and never calls the consumer: a call from another
+thread blocks while the loop is inside consume() (confluent-kafka 2.16). The loop shares
+only the few values below with it.
 """
 
 import json
@@ -30,6 +32,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 log = logging.getLogger("sinks.monitor")
 
 STALL_SECONDS = 120.0
+REFRESH_SECONDS = 1.0
 Partition = tuple[str, int]
 # (low, high) watermarks of a partition as last seen by the consumer; negative when unknown.
 Watermarks = Callable[[Partition], tuple[int, int]]
@@ -64,13 +67,23 @@ class Monitor:
         self.registry.register(_LagCollector(self))
         self._lock = threading.Lock()
         self._positions: dict[Partition, int | None] = {}
+        self._log_ends: dict[Partition, tuple[int, int]] = {}
+        self._refreshed = 0.0
         self._heartbeat = time.monotonic()
         self._postgres_ok = False
 
     # -- written by the sink's loop -----------------------------------------------------
 
     def beat(self) -> None:
+        """The loop turns; every second, it also takes the log ends the consumer has seen."""
         self._heartbeat = time.monotonic()
+        if self._heartbeat - self._refreshed >= REFRESH_SECONDS:
+            self._refreshed = self._heartbeat
+            with self._lock:
+                partitions = list(self._positions)
+            log_ends = {partition: self.watermarks(partition) for partition in partitions}
+            with self._lock:
+                self._log_ends = log_ends
 
     def postgres(self, ok: bool) -> None:
         self._postgres_ok = ok
@@ -95,8 +108,8 @@ class Monitor:
 
     def lag(self) -> list[tuple[Partition, int]]:
         with self._lock:
-            positions = dict(self._positions)
-        return list(lag_per_partition(positions, self.watermarks))
+            positions, log_ends = dict(self._positions), self._log_ends
+        return list(lag_per_partition(positions, lambda partition: log_ends.get(partition, (-1, -1))))
 
     def health(self) -> tuple[bool, bool, dict[str, bool]]:
         """(live, ready, checks)."""

@@ -21,6 +21,8 @@ def test_a_position_past_a_stale_log_end_is_no_lag():
 def test_only_assigned_partitions_count_and_writes_move_them():
     watched = Monitor(WATERMARKS.__getitem__)
     watched.assigned({("t", 0): 10, ("t", 1): None})
+    assert watched.lag() == []  # the loop has not taken the log ends yet
+    watched.beat()
     watched.written({("t", 0): 100, ("t", 2): 7})  # t/2 is not ours: ignored
     assert dict(watched.lag()) == {("t", 0): 0, ("t", 1): 50}
     watched.revoked([("t", 1)])
