@@ -5,7 +5,7 @@
   records on the partition after the position Postgres holds (`sink_offsets`), so it
   counts what is not yet in the read model, including a batch being written or waiting
   for Postgres. The log end comes from the consumer's fetch responses (no broker round
-  trip), read by the sink's loop at most once a second, also while it waits for Postgres
+  trip), read by the sink's loop every REFRESH_SECONDS, also while it waits for Postgres
   (the client keeps prefetching in the background until its queue is full).
 - `GET /health/live`: 200 while the sink's loop turns (it also turns while it waits for
   Postgres with backoff); 503 if it has been stuck longer than STALL_SECONDS (a call
@@ -32,7 +32,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 log = logging.getLogger("sinks.monitor")
 
 STALL_SECONDS = 120.0
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 0.25  # ~132 partitions x ~20 µs: about 1 % of a core
 Partition = tuple[str, int]
 # (low, high) watermarks of a partition as last seen by the consumer; negative when unknown.
 Watermarks = Callable[[Partition], tuple[int, int]]
@@ -75,7 +75,7 @@ class Monitor:
     # -- written by the sink's loop -----------------------------------------------------
 
     def beat(self) -> None:
-        """The loop turns; every second, it also takes the log ends the consumer has seen."""
+        """The loop turns; every REFRESH_SECONDS it also takes the log ends the consumer has seen."""
         self._heartbeat = time.monotonic()
         if self._heartbeat - self._refreshed >= REFRESH_SECONDS:
             self._refreshed = self._heartbeat
