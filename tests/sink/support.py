@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import make_conninfo
 
@@ -147,10 +147,26 @@ def partitions_of(topics: tuple[str, ...] | list[str]) -> list[tuple[str, int]]:
 def log_end_offsets(topics: tuple[str, ...] | list[str]) -> dict[tuple[str, int], int]:
     consumer = Consumer({"bootstrap.servers": bootstrap(), "group.id": "sinktest-metadata"})
     try:
-        return {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-                for t, p in partitions_of(topics)}
+        return {(t, p): log_end(consumer, TopicPartition(t, p)) for t, p in partitions_of(topics)}
     finally:
         consumer.close()
+
+
+ELECTION_PENDING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                    KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def log_end(consumer: Consumer, partition: TopicPartition, timeout: float = 60) -> int:
+    """Retried while the broker says so: right after the topics are created, their
+    leaders may not be elected yet (NOT_LEADER_FOR_PARTITION)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=10)[1]
+        except KafkaException as error:
+            if error.args[0].code() not in ELECTION_PENDING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def start_sink_at_log_end(url: str) -> None:
