@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 
-.PHONY: run up down test infra venv token topics migrate
+.PHONY: run up down test bench-sink infra venv token topics migrate
 
 run: infra  ## everything in the foreground; Ctrl-C stops it all
 	scripts/services.sh run
@@ -19,6 +19,9 @@ down:  ## stop everything `make up` started; no process or port left behind
 
 test: venv  ## the whole suite, against its own broker and Postgres
 	scripts/test.sh $(ARGS)
+
+bench-sink: venv  ## the sink's events/s and lag, against its own broker and Postgres (ARGS: see --help)
+	scripts/isolated.sh $(PY) -m tests.sink.bench_sink $(ARGS)
 
 infra: venv
 	scripts/kafka.sh start

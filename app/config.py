@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # Static group membership (e.g. the pod name): a sink restarted after a crash gets its
     # partitions back at once instead of after the session timeout. Unique per replica.
     sink_instance_id: str = ""
+    # The sink's own HTTP server: /metrics (Prometheus, lag per partition), /health/live,
+    # /health/ready. Port 0 takes any free port and logs it (tests run several sinks).
+    sink_http_host: str = "127.0.0.1"
+    sink_http_port: int = 9108
 
     def policy(self) -> Policy:
         return Policy(

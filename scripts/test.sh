@@ -1,24 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole suite against a broker and a Postgres of its own (other ports, other
-# data dirs), so it never disturbs a system started with `make up`. The broker starts
-# empty on every run: tests see only their own records.
+# Runs the whole suite (or the pytest arguments given) against a broker and a Postgres of
+# its own; see scripts/isolated.sh for the ports and data dirs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-export OPENRIDE_HOME="${OPENRIDE_TEST_HOME:-$PWD/.local/test}"
-export KAFKA_PORT="${TEST_KAFKA_PORT:-19092}" KAFKA_CONTROLLER_PORT="${TEST_KAFKA_CONTROLLER_PORT:-19093}"
-export PGPORT="${TEST_PGPORT:-15433}"
-export KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
-export DATABASE_URL="postgresql://openride:openride@127.0.0.1:$PGPORT/openride"
-
-stop_infra() {
-  scripts/kafka.sh stop || true
-  scripts/postgres.sh stop || true
-}
-trap stop_infra EXIT
-
-scripts/kafka.sh wipe
-scripts/kafka.sh start
-scripts/postgres.sh start >/dev/null
-.venv/bin/python -m app.topics
-.venv/bin/python -m pytest "$@"
+exec scripts/isolated.sh .venv/bin/python -m pytest "$@"

@@ -10,6 +10,7 @@ Exactly-once in effect, with at-least-once delivery underneath:
 A record that does not fit the contract goes to the dead-letter topic and its offset
 advances with the batch. Postgres down: the same batch is retried with backoff, and
 nothing advances until it is written.
+Lag per partition and health are served over HTTP (sinks.monitor).
 """
 
 import argparse
@@ -27,11 +28,15 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from app.config import Settings, get_settings
 from app.models import topics
 from sinks import store
+from sinks.monitor import Monitor, serve
 from sinks.events import SUBSCRIBED, Batch, Invalid, parse_record
 
 log = logging.getLogger("sinks.main")
 
 PROGRESS_EVERY_SECONDS = 5.0
+# An idle sink checks Postgres this often, so readiness and the gauge tell the truth
+# even when no events arrive.
+PING_EVERY_SECONDS = 5.0
 BACKOFF_FIRST_SECONDS = 0.1
 BACKOFF_MAX_SECONDS = 5.0
 SESSION_TIMEOUT_MS = 10_000
@@ -62,6 +67,8 @@ class Sink:
         self.consumer = Consumer(consumer_config(settings))
         self.producer = Producer(producer_config(settings))
         self.progress = Progress()
+        self.monitor = Monitor(self.watermarks)
+        self.database_ok_at = 0.0  # time.monotonic() of the last Postgres operation that succeeded
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -69,24 +76,31 @@ class Sink:
         self.stopping = True
 
     def run(self) -> None:
-        self.consumer.subscribe(list(SUBSCRIBED), on_assign=self.on_assign, on_revoke=self.on_revoke)
-        log.info("sink started: group %s, %d topics, database %s", self.settings.sink_group, len(SUBSCRIBED),
-                 redact(self.database_url))
+        server = serve(self.monitor, self.settings.sink_http_host, self.settings.sink_http_port)
         try:
+            # Postgres first: a sink that cannot write should not take partitions from one that can.
+            self.with_database(store.ping)
+            self.consumer.subscribe(list(SUBSCRIBED), on_assign=self.on_assign, on_revoke=self.on_revoke)
+            log.info("sink started: group %s, %d topics, database %s", self.settings.sink_group, len(SUBSCRIBED),
+                     redact(self.database_url))
             while not self.stopping:
                 self.run_once()
         except Stopping:
             log.warning("stopped while waiting for Postgres or Kafka; what was not written is read again on restart")
         finally:
+            server.shutdown()
             self.close()
 
     def run_once(self) -> None:
+        self.monitor.beat()
         started = time.monotonic()
         messages = self.consumer.consume(num_messages=self.settings.sink_batch_size,
                                          timeout=self.settings.sink_batch_wait_ms / 1000)
         records = [m for m in messages if not is_error(m)]
         if records:
             self.process(records, started)
+        elif time.monotonic() - self.database_ok_at > PING_EVERY_SECONDS:
+            self.with_database(store.ping)
         self.progress.maybe_report()
 
     def close(self) -> None:
@@ -111,6 +125,9 @@ class Sink:
             log.error("batch refused by Postgres (%s); writing its records one by one", first_line(error))
             self.write_one_by_one(records)
         self.commit_to_group(batch)
+        self.monitor.written(batch.next_offsets)
+        self.monitor.events.inc(len(records))
+        self.monitor.batch_seconds.observe(time.monotonic() - started)
         self.progress.add(len(records), len(dead), time.monotonic() - started)
         log.debug("batch: %d records, %d bookings, %d history, %d trips, %d dead-lettered in %.1f ms",
                   len(records), len(batch.bookings), len(batch.history), len(batch.trips), len(dead),
@@ -149,6 +166,7 @@ class Sink:
             for letter in pending:
                 self.produce_dead_letter(letter, failed)
             while self.producer.flush(1.0) > 0:  # undelivered ones fail by delivery.timeout.ms
+                self.monitor.beat()
                 if self.stopping:
                     raise Stopping
             if failed:
@@ -156,6 +174,7 @@ class Sink:
                 self.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_SECONDS)
             pending = failed
+        self.monitor.dead_letters.inc(len(dead))
         for letter in dead:
             m = letter.message
             log.warning("dead-lettered %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), letter.reason)
@@ -200,10 +219,14 @@ class Sink:
             try:
                 if self.conn is None or self.conn.closed:
                     self.conn = store.connect(self.database_url)
-                return work(self.conn)
+                result = work(self.conn)
+                self.database_ok_at = time.monotonic()
+                self.monitor.postgres(True)
+                return result
             except ROW_ERRORS:
                 raise
             except psycopg.Error as error:
+                self.monitor.postgres(False)
                 log.warning("Postgres unavailable or failing (%s: %s); retrying in %.1f s", type(error).__name__,
                             first_line(error), delay)
                 self.drop_connection()
@@ -222,6 +245,7 @@ class Sink:
         """A wait that SIGTERM cuts short."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
+            self.monitor.beat()
             if self.stopping:
                 raise Stopping
             time.sleep(min(0.05, deadline - time.monotonic()))
@@ -238,11 +262,20 @@ class Sink:
         # Setting the offsets is not enough: the client's own fallback assigns the list it
         # was given, with the offsets it had. Assigning here makes ours the positions.
         consumer.assign(partitions)
+        self.monitor.assigned({(p.topic, p.partition): stored.get((p.topic, p.partition)) for p in partitions})
         log.info("assigned %d partitions (%d with stored offsets)", len(partitions), len(stored))
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Nothing to flush: every batch is committed before the next consume().
+        self.monitor.revoked([(p.topic, p.partition) for p in partitions])
         log.info("revoked %d partitions", len(partitions))
+
+    def watermarks(self, partition: tuple[str, int]) -> tuple[int, int]:
+        """As of the consumer's last fetch response (no broker call)."""
+        try:
+            return self.consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
+        except (KafkaException, RuntimeError):  # RuntimeError: the consumer is closed
+            return -1, -1
 
 
 # -- pure helpers -----------------------------------------------------------------------

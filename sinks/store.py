@@ -94,6 +94,11 @@ def write_batch(conn: psycopg.Connection, batch: Batch) -> None:
                                         for (topic, partition), offset in sorted(batch.next_offsets.items())])
 
 
+def ping(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("SELECT 1")
+
+
 def stored_offsets(conn: psycopg.Connection, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
     """The next offset to read for each of the given partitions that has one."""
     wanted = list(partitions)

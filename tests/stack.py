@@ -108,6 +108,7 @@ def start_stack(database_url: str, workdir: Path) -> Stack:
         "WORKER_DATADIR": str(workdir / "worker"),
         "SINK_GROUP": f"openride-sink-test-{run_id}",
         "GATEWAY_PORT": str(port),
+        "SINK_HTTP_PORT": "0",  # any free port: test runs share the machine
     }
     python = sys.executable
     stack = Stack(base_url=f"http://127.0.0.1:{port}", database_url=database_url)

@@ -3,6 +3,7 @@ back what it wrote."""
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,13 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import make_conninfo
 
 from app.config import ROOT, get_settings
 from sinks import queries
 from sinks.events import SUBSCRIBED
+from tests.sink.scenario import expected_bookings, expected_history
 
 # -- Postgres ---------------------------------------------------------------------------
 
@@ -54,6 +58,22 @@ def booking_ids_like(url: str, prefix: str) -> list[str]:
     return [r[0] for r in rows(url, "SELECT id FROM bookings WHERE route_id LIKE %s ORDER BY id", (prefix + "%",))]
 
 
+def dump_of_routes(url: str, prefix: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every column of every row the events of these routes produced."""
+    like = (prefix + "%",)
+    return {
+        "bookings": rows(url, "SELECT * FROM bookings WHERE route_id LIKE %s ORDER BY id", like),
+        "booking_history": rows(url, "SELECT * FROM booking_history WHERE booking_id LIKE %s "
+                                     "ORDER BY event_id, seq", like),
+        "trips": rows(url, "SELECT * FROM trips WHERE route_id LIKE %s ORDER BY trip_key", like),
+    }
+
+
+def duplicate_history_rows(url: str) -> int:
+    """Transitions recorded more than once (a replayed event written twice)."""
+    return scalar(url, "SELECT count(*) - count(DISTINCT (booking_id, version)) FROM booking_history")
+
+
 def read_back(url: str, booking_ids: list[str]) -> tuple[dict[str, dict], dict[str, list[dict]]]:
     """The bookings and histories as the gateway would read them (sinks.queries)."""
 
@@ -75,6 +95,39 @@ def wait_until(condition: Callable[[], bool], timeout: float, message: str, ever
     raise AssertionError(f"timed out after {timeout} s: {message}")
 
 
+# Generous: the machine is shared and slow; a test that passes waits only as long as it must.
+CATCH_UP_SECONDS = 120
+
+
+def progress(url: str, prefix: str) -> tuple[int, int]:
+    """(bookings, history rows) of this test's routes."""
+    return (scalar(url, "SELECT count(*) FROM bookings WHERE id LIKE %s", (prefix + "%",)),
+            scalar(url, "SELECT count(*) FROM booking_history WHERE booking_id LIKE %s", (prefix + "%",)))
+
+
+def wait_for_log(url: str, records, prefix: str, sink: "SinkProcess") -> None:
+    """Until every booking is at its newest version and every transition is recorded."""
+    newest = {bid: b["version"] for bid, b in expected_bookings(records).items()}
+    transitions = sum(len(moves) for moves in expected_history(records).values())
+
+    def caught_up() -> bool:
+        stored = dict(rows(url, "SELECT id, version FROM bookings WHERE id LIKE %s", (prefix + "%",)))
+        return stored == newest and progress(url, prefix)[1] == transitions
+
+    try:
+        wait_until(caught_up, CATCH_UP_SECONDS, "the sink did not catch up with the log")
+    except AssertionError:
+        raise AssertionError(f"sink did not catch up; its log:\n{sink.log()[-4000:]}") from None
+
+
+def assert_equals_log(url: str, records) -> None:
+    """Rows and history are exactly what the events say: nothing missing, nothing twice."""
+    bookings = expected_bookings(records)
+    found, moves = read_back(url, sorted(bookings))
+    assert found == bookings
+    assert moves == expected_history(records)
+
+
 # -- Kafka ------------------------------------------------------------------------------
 
 
@@ -94,10 +147,26 @@ def partitions_of(topics: tuple[str, ...] | list[str]) -> list[tuple[str, int]]:
 def log_end_offsets(topics: tuple[str, ...] | list[str]) -> dict[tuple[str, int], int]:
     consumer = Consumer({"bootstrap.servers": bootstrap(), "group.id": "sinktest-metadata"})
     try:
-        return {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-                for t, p in partitions_of(topics)}
+        return {(t, p): log_end(consumer, TopicPartition(t, p)) for t, p in partitions_of(topics)}
     finally:
         consumer.close()
+
+
+ELECTION_PENDING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                    KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def log_end(consumer: Consumer, partition: TopicPartition, timeout: float = 60) -> int:
+    """Retried while the broker says so: right after the topics are created, their
+    leaders may not be elected yet (NOT_LEADER_FOR_PARTITION)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=10)[1]
+        except KafkaException as error:
+            if error.args[0].code() not in ELECTION_PENDING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def start_sink_at_log_end(url: str) -> None:
@@ -165,7 +234,7 @@ class SinkProcess:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP": bootstrap(),
-                "SINK_GROUP": self.group, "PYTHONUNBUFFERED": "1", **self.extra_env}
+                "SINK_GROUP": self.group, "PYTHONUNBUFFERED": "1", "SINK_HTTP_PORT": "0", **self.extra_env}
 
     def start(self) -> None:
         log = self.log_path.open("a")
@@ -189,3 +258,18 @@ class SinkProcess:
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def monitor_url(self) -> str:
+        """Where this run of the process serves /metrics and /health (it took a free port)."""
+        found = re.findall(r"monitoring on (http://\S+) ", self.log())
+        assert found, f"the sink has not started its HTTP server; its log:\n{self.log()[-2000:]}"
+        return found[-1]
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.monitor_url() + path, timeout=10)
+
+    def lag(self) -> dict[tuple[str, int], float]:
+        """openride_sink_lag per partition, as Prometheus would scrape it."""
+        families = text_string_to_metric_families(self.get("/metrics").text)
+        return {(s.labels["topic"], int(s.labels["partition"])): s.value
+                for family in families if family.name == "openride_sink_lag" for s in family.samples}
