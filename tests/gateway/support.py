@@ -1,6 +1,7 @@
 """Test doubles and data for the gateway's unit-level tests (see conftest.py)."""
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -41,12 +42,26 @@ def booking_snapshot(command: dict[str, Any], booking_id: str = "R1.20300115.ABC
     }
 
 
+# The status a booking has after each accepted booking command.
+STATUS_AFTER = {"initiate_payment": "PAYMENT_INITIATED", "payment_succeeded": "CONFIRMED", "payment_failed": "HELD",
+                "cancel_booking": "CANCELLED", "check_in": "CHECKED_IN", "complete": "COMPLETED",
+                "refund_done": "REFUNDED"}
+STORED_REQUEST = {"actor": {"userId": "rider-1"}, "routeId": "R1", "originStopId": "A", "destinationStopId": "C",
+                  "travelDate": "2030-01-15", "seatsBooked": 1, "source": "API"}
+
+
 def accepted(key: str, command: dict[str, Any]) -> dict[str, Any]:
     """A worker-like successful reply for the command."""
     reply: dict[str, Any] = {"v": 1, "commandId": command["commandId"], "ok": True, "code": None, "message": None}
     if command["type"] == "create_booking":
         reply["booking"] = booking_snapshot(command)
-    if command["type"] == "publish_trip":
+    elif command["type"] in STATUS_AFTER:
+        reply["booking"] = {**booking_snapshot(STORED_REQUEST, command["bookingId"]),
+                            "status": STATUS_AFTER[command["type"]], "version": 2}
+    elif command["type"] == "query_availability":
+        reply["availability"] = [{"fromStopId": "A", "toStopId": "B", "free": 3, "held": 1, "sold": 0},
+                                 {"fromStopId": "B", "toStopId": "C", "free": 4, "held": 0, "sold": 0}]
+    if command["type"] in ("publish_trip", "cancel_trip"):
         reply["tripVersion"] = 1
     return reply
 
@@ -66,6 +81,7 @@ class FakeBus:
         self.answer: Callable[[str, dict[str, Any]], dict[str, Any]] = accepted
         self.replies_assigned = True
         self.reachable = True
+        self.published: list[tuple[str, str, dict[str, Any]]] = []
 
     async def request(self, key: str, command: dict[str, Any], timeout: float) -> dict[str, Any]:
         parsed = parse_command(orjson.dumps(command))  # what the worker does first
@@ -76,15 +92,8 @@ class FakeBus:
     def kafka_reachable(self, timeout: float) -> bool:
         return self.reachable
 
-
-class FakeReads:
-    def __init__(self) -> None:
-        self.bookings: dict[str, dict[str, Any]] = {}
-        self.asked: list[str] = []
-
-    async def booking_by_id(self, booking_id: str) -> dict[str, Any] | None:
-        self.asked.append(booking_id)
-        return self.bookings.get(booking_id)
+    def publish(self, topic: str, key: str, value: bytes) -> None:
+        self.published.append((topic, key, orjson.loads(value)))
 
 
 class FakePool:
@@ -117,6 +126,11 @@ def token(sub: str = "rider-1", role: str | list[str] | None = "RIDER", ttl: int
     elif role is not None:
         body["roles"] = role
     return jwt.encode(body, settings.jwt_secret, algorithm="HS256")
+
+
+def new_key() -> str:
+    """An Idempotency-Key no other test uses (the store lives as long as the session's database)."""
+    return f"key-{uuid.uuid4()}"
 
 
 def auth(sub: str = "rider-1", role: str | list[str] | None = "RIDER") -> dict[str, str]:
