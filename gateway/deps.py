@@ -5,9 +5,8 @@ All are `async def`, even those that never await: FastAPI runs a plain `def` dep
 in its thread pool, a thread hop per dependency per request on the hot path."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any, Protocol
-
 from datetime import timedelta
+from typing import Annotated, Any, Protocol
 
 import psycopg
 from fastapi import Depends, Header, Request

@@ -7,7 +7,6 @@ return the worker's JSON directly (no second validation on the hot path).
 """
 
 from datetime import date
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator

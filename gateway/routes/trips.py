@@ -24,6 +24,7 @@ from gateway.schemas import (
     TripPublishedOut,
     error_responses,
 )
+
 router = APIRouter(prefix="/v1/trips", tags=["trips"])
 
 RouteIdPath = Annotated[str, Path(alias="routeId", pattern=ROUTE_ID_PATTERN, examples=["LAG-IBD"])]

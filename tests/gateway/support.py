@@ -1,8 +1,11 @@
 """Test doubles and data for the gateway's unit-level tests (see conftest.py)."""
 
+import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 import jwt
@@ -10,6 +13,10 @@ import orjson
 
 from app.config import get_settings
 from app.models.commands import parse_command
+from tests.sink.scenario import TRAVEL_DATE, TripLog, unique_prefix
+from tests.sink.test_store import apply
+
+_far_days = itertools.count()
 
 TRIP = {
     "timezone": "Africa/Lagos",
@@ -82,11 +89,14 @@ class FakeBus:
         self.replies_assigned = True
         self.reachable = True
         self.published: list[tuple[str, str, dict[str, Any]]] = []
+        self.delay = 0.0  # seconds the "worker" takes to answer
 
     async def request(self, key: str, command: dict[str, Any], timeout: float) -> dict[str, Any]:
         parsed = parse_command(orjson.dumps(command))  # what the worker does first
         assert parsed.key() == key, "the Kafka key must be the one the worker checks"
         self.sent.append((key, command))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return self.answer(key, command)
 
     def kafka_reachable(self, timeout: float) -> bool:
@@ -135,3 +145,39 @@ def new_key() -> str:
 
 def auth(sub: str = "rider-1", role: str | list[str] | None = "RIDER") -> dict[str, str]:
     return {"Authorization": f"Bearer {token(sub, role)}"}
+
+
+def trip_log(name: str, travel_date: date = TRAVEL_DATE, capacity: int = 48) -> TripLog:
+    """A trip driven through the real core (tests/sink/scenario.py), unique to this run."""
+    return TripLog(unique_prefix(name), travel_date=travel_date, capacity=capacity)
+
+
+def store_log(database_url: str, log: TripLog) -> TripLog:
+    """Writes the trip's events to Postgres through the sink's own write path."""
+    apply(database_url, log.records)
+    return log
+
+
+def far_date() -> date:
+    """A travel date no other test of this session writes (statistics sum over dates; the
+    session's database is fresh)."""
+    return date(2090, 1, 1) + timedelta(days=next(_far_days))
+
+
+def mixed(log: TripLog) -> TripLog:
+    """Bookings in most statuses, by three riders."""
+    for rider in ("rider-a", "rider-b"):
+        log.pay(log.book(rider, seats=2))
+    ridden = log.book("rider-c")
+    log.pay(ridden)
+    log.check_in(ridden)
+    log.complete(ridden)
+    refunded = log.book("rider-a")
+    log.pay(refunded)
+    log.cancel(refunded)
+    log.refund(refunded)
+    owed = log.book("rider-b", to_stop="ibadan")
+    log.pay(owed)
+    log.cancel(owed)
+    log.book("rider-c")  # stays HELD
+    return log

@@ -1,16 +1,11 @@
 """POST /v1/bookings and GET /v1/bookings/{id} against a stand-in command bus and read side."""
 
-import asyncio
 from datetime import date
 
-import psycopg
 import pytest
-from psycopg_pool import PoolTimeout
 
 from app.domain.trip import trip_key
-from gateway import deps
 from gateway.commands import command_id_for
-from gateway.errors import ApiError
 from gateway.kafka import KafkaUnavailable, ReplyTimeout, RequestInFlight
 from tests.gateway.support import BOOKING_REQUEST, auth, booking_snapshot, new_key, rejected
 
