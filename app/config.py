@@ -46,7 +46,15 @@ class Settings(BaseSettings):
     jwt_secret: str = "dev-secret-change-me-please-32-bytes!"
     jwt_algorithm: str = "HS256"
     jwt_public_key: str = ""  # PEM, or a path to one, when jwt_algorithm is RS256/ES256
+    jwt_audience: str = ""  # when set, tokens must carry this `aud`
+    jwt_issuer: str = ""  # when set, tokens must carry this `iss`
     default_currency: str = "NGN"
+    # Token bucket per user, per gateway process (N processes allow N times as much).
+    rate_limit_per_minute: int = 100
+    rate_limit_burst: int = 20
+    idempotency_ttl_hours: int = 24
+    # Comma-separated origins allowed to call from a browser ("*" for any); empty: no CORS.
+    cors_origins: str = ""
 
     # Sink
     sink_group: str = "openride-sink"

@@ -1,13 +1,8 @@
-"""HTTP requests into command documents, built with the worker's own wire models
-(app.models.commands), so what the gateway sends is what the worker accepts."""
+"""Command ids for HTTP requests. The commands themselves are the worker's own wire models
+(app.models.commands), built by gateway.dispatch.Dispatcher.command, so what the gateway
+sends is what the worker accepts."""
 
 import uuid
-from datetime import date
-from typing import Any
-
-from app.domain.commands import Actor
-from app.models.commands import ActorIn, CreateBookingIn, PublishTripIn, TripIn
-from gateway.schemas import BookingCreate
 
 # Fixed for good: changing it would change every derived command id, and a client's retry
 # with its Idempotency-Key would no longer find the original outcome.
@@ -21,26 +16,3 @@ def command_id_for(operation: str, user_id: str, idempotency_key: str | None) ->
     if idempotency_key is None:
         return str(uuid.uuid4())
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{operation}\x1f{user_id}\x1f{idempotency_key}"))
-
-
-def actor_in(actor: Actor) -> ActorIn:
-    return ActorIn(user_id=actor.user_id, role=actor.role)
-
-
-def create_booking_command(command_id: str, rider: Actor, body: BookingCreate) -> tuple[str, dict[str, Any]]:
-    """(Kafka key, command) for POST /v1/bookings."""
-    command = CreateBookingIn(
-        type="create_booking", command_id=command_id, actor=actor_in(rider),
-        route_id=body.route_id, travel_date=body.travel_date,
-        origin_stop_id=body.origin_stop_id, destination_stop_id=body.destination_stop_id,
-        seats_booked=body.seats_booked, source=body.booking_source,
-    )
-    return command.key(), command.model_dump(mode="json", by_alias=True)
-
-
-def publish_trip_command(command_id: str, actor: Actor, route_id: str, travel_date: date,
-                         trip: TripIn) -> tuple[str, dict[str, Any]]:
-    """(Kafka key, command) for PUT /v1/trips/{routeId}/{travelDate}."""
-    command = PublishTripIn(type="publish_trip", command_id=command_id, actor=actor_in(actor),
-                            route_id=route_id, travel_date=travel_date, trip=trip)
-    return command.key(), command.model_dump(mode="json", by_alias=True)

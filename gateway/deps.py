@@ -5,19 +5,30 @@ All are `async def`, even those that never await: FastAPI runs a plain `def` dep
 in its thread pool, a thread hop per dependency per request on the hot path."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any, Protocol
 
 import psycopg
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app.config import Settings, get_settings
 from app.domain.commands import Actor, Role
-from gateway.reads import Reads, database_unavailable
+from gateway import metrics
+from gateway.dispatch import Dispatcher
+from gateway.errors import ApiError, database_unavailable
+from gateway.idempotency import IdempotencyStore
+from gateway.middleware import RATE_LIMIT_HEADERS
+from gateway.ratelimit import RateLimiter
+from gateway.reads import Reads
+from gateway.schemas import IDEMPOTENCY_KEY_MAX
 from gateway.security import AuthError, Principal, TokenVerifier
 
 DB_CONNECT_TIMEOUT_SECONDS = 2.0
+
+# A claim outlives the longest a request can wait for its reply, with room to spare.
+IN_FLIGHT_MARGIN_SECONDS = 5.0
 
 bearer = HTTPBearer(auto_error=False, bearerFormat="JWT",
                     description="`make token SUB=<user> ROLE=<RIDER|DRIVER|ADMIN|SERVICE>` prints one.")
@@ -32,6 +43,8 @@ class Bus(Protocol):
     def replies_assigned(self) -> bool: ...
 
     def kafka_reachable(self, timeout: float) -> bool: ...
+
+    def publish(self, topic: str, key: str, value: bytes) -> None: ...
 
 
 async def get_bus(request: Request) -> Bus:
@@ -59,13 +72,28 @@ async def get_reads(connection: Annotated[psycopg.AsyncConnection, Depends(get_d
     return Reads(connection)
 
 
+async def get_limiter(request: Request) -> RateLimiter:
+    return request.app.state.limiter
+
+
 async def current_principal(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     verifier: Annotated[TokenVerifier, Depends(get_verifier)],
+    limiter: Annotated[RateLimiter, Depends(get_limiter)],
 ) -> Principal:
+    """The verified caller, who has just spent a token of their rate limit (429 if none)."""
     if credentials is None:
         raise AuthError("missing_token", "A Bearer token is required.")
-    return verifier.verify(credentials.credentials)
+    principal = verifier.verify(credentials.credentials)
+    decision = limiter.take(principal.user_id)
+    headers = limiter.headers(decision)
+    setattr(request.state, RATE_LIMIT_HEADERS, headers)  # the middleware puts them on the response
+    if not decision.allowed:
+        metrics.RATE_LIMITED.inc()
+        raise ApiError(429, "rate_limited", f"More than {limiter.per_minute} requests per minute; retry after "
+                                            f"{decision.retry_after} s.", headers=headers)
+    return principal
 
 
 def acting_as(*allowed: Role) -> Callable[[Principal], Awaitable[Actor]]:
@@ -82,9 +110,40 @@ async def settings() -> Settings:
     return get_settings()
 
 
+async def get_idempotency(pool: Annotated[AsyncConnectionPool, Depends(get_pool)],
+                          current: Annotated[Settings, Depends(settings)]) -> IdempotencyStore:
+    return IdempotencyStore(pool, timedelta(hours=current.idempotency_ttl_hours),
+                            timedelta(seconds=current.reply_timeout_seconds + IN_FLIGHT_MARGIN_SECONDS))
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+                                              description="Repeat it to retry safely (kept 24 h, per user).")]
+
+
+def dispatcher_as(*allowed: Role) -> Callable[..., Awaitable[Dispatcher]]:
+    """A dependency giving the request's way to the command log, acting as the caller in
+    the strongest allowed role they hold (or 403)."""
+
+    async def dispatcher(request: Request, actor: Annotated[Actor, Depends(acting_as(*allowed))],
+                         bus: Annotated[Bus, Depends(get_bus)], current: Annotated[Settings, Depends(settings)],
+                         store: Annotated[IdempotencyStore, Depends(get_idempotency)],
+                         idempotency_key: IdempotencyKey = None) -> Dispatcher:
+        return Dispatcher(request, actor, bus, store, current.reply_timeout_seconds, idempotency_key)
+
+    return dispatcher
+
+
 SettingsDep = Annotated[Settings, Depends(settings)]
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 BusDep = Annotated[Bus, Depends(get_bus)]
 ReadsDep = Annotated[Reads, Depends(get_reads)]
 Rider = Annotated[Actor, Depends(acting_as(Role.RIDER))]
-TripManager = Annotated[Actor, Depends(acting_as(Role.SERVICE, Role.ADMIN, Role.DRIVER))]
+Admin = Annotated[Actor, Depends(acting_as(Role.ADMIN))]
+AsRider = Annotated[Dispatcher, Depends(dispatcher_as(Role.RIDER))]
+AsAdmin = Annotated[Dispatcher, Depends(dispatcher_as(Role.ADMIN))]
+AsService = Annotated[Dispatcher, Depends(dispatcher_as(Role.SERVICE))]
+# The booking's rider (the worker checks ownership), the payments service, or an admin.
+AsPayer = Annotated[Dispatcher, Depends(dispatcher_as(Role.RIDER, Role.SERVICE, Role.ADMIN))]
+# The trip's driver (the worker checks it is theirs), the route service, or an admin.
+AsTripManager = Annotated[Dispatcher, Depends(dispatcher_as(Role.SERVICE, Role.ADMIN, Role.DRIVER))]
+AsAnyone = Annotated[Dispatcher, Depends(dispatcher_as(*Role))]

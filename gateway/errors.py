@@ -118,6 +118,10 @@ def unavailable(code: str, message: str, **extra: Any) -> ApiError:
     return ApiError(503, code, message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, **extra)
 
 
+def database_unavailable() -> ApiError:
+    return unavailable("database_unavailable", "The bookings database is unavailable; retry.")
+
+
 # -- validation -------------------------------------------------------------------------
 
 

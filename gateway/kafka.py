@@ -296,6 +296,13 @@ class CommandBus:
         found = metadata.topics.get(self.commands_topic)
         return found is not None and found.error is None
 
+    def publish(self, topic: str, key: str, value: bytes) -> None:
+        """Fire and forget (the audit trail): a failure is logged, never raised."""
+        try:
+            self._producer.produce(topic, key=key.encode(), value=value, on_delivery=_log_failure)
+        except (BufferError, KafkaException) as error:
+            log.warning("not published to %s: %s", topic, error)
+
     def _produce(self, key: str, command: dict[str, Any], future: asyncio.Future[dict[str, Any]]) -> None:
         try:
             self._producer.produce(self.commands_topic, key=key.encode(), value=orjson.dumps(command),
@@ -316,6 +323,11 @@ class CommandBus:
     def _serve_delivery_reports(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(POLL_SECONDS)
+
+
+def _log_failure(error: KafkaError | None, message: Message) -> None:
+    if error is not None:
+        log.warning("not delivered to %s: %s", message.topic(), error)
 
 
 def _fail(future: asyncio.Future[dict[str, Any]], error: Exception) -> None:

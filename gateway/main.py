@@ -5,18 +5,23 @@ Authenticates, validates, produces the command to Kafka and waits for the worker
 reads come from Postgres, as the sink keeps it.
 """
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Settings, get_settings
+from gateway.deps import Bus, get_idempotency
 from gateway.errors import JsonResponse, install_error_handlers
 from gateway.kafka import CommandBus
-from gateway.middleware import BodySizeLimit
-from gateway.routes import bookings, health, trips
+from gateway.middleware import BodySizeLimit, RequestContext
+from gateway.ratelimit import RateLimiter
+from gateway.routes import admin, bookings, health, trips
 from gateway.security import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -24,6 +29,28 @@ log = logging.getLogger(__name__)
 STARTUP_WAIT_SECONDS = 15.0
 MAX_BODY_BYTES = 64 * 1024  # a 64-stop trip is a few KB
 POOL_MAX_CONNECTIONS = 10
+PURGE_EVERY_SECONDS = 3600.0
+EXPOSED_HEADERS = ["Location", "Retry-After", "X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining",
+                   "RateLimit-Reset", "RateLimit-Policy", "X-Rate-Limit-Remaining", "X-Rate-Limit-Retry-After-Seconds",
+                   "Idempotent-Replayed"]
+DESCRIPTION = """
+Bookings for shared rides over a Kafka command log: writes are commands answered by the
+booking worker, reads come from Postgres (kept by the sink, a moment behind).
+
+**Auth**: `Authorization: Bearer <JWT>`; `sub` is the user, roles from `role` or `roles`
+(RIDER, DRIVER, ADMIN, SERVICE). `make token SUB=rider-1 ROLE=RIDER` prints one.
+
+**Errors**: one shape, `{status, error, code, message, timestamp}` (+ `errors` per field on
+400). 404 also for a booking that is not yours.
+
+**Idempotency**: send `Idempotency-Key` (or `idempotencyKey` in the create body) on any
+POST/PUT; per user, kept 24 h. Same key and body: the original status and body
+(`Idempotent-Replayed: true`); other body: 422; still in flight: 409. After a 503 retry
+with the same key: it is safe.
+
+**Rate limit**: 100 requests per minute per user, bursts of 20, per gateway process; 429
+with `Retry-After`; `RateLimit-*` headers on every authenticated response.
+"""
 
 
 def create_pool(settings: Settings) -> AsyncConnectionPool:
@@ -35,38 +62,72 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings = get_settings()
-    bus = CommandBus(settings)
+    settings: Settings = app.state.settings
+    own_bus = app.state.given_bus is None
+    bus = CommandBus(settings) if own_bus else app.state.given_bus
     pool = create_pool(settings)
-    bus.start()
+    if own_bus:
+        bus.start()
     await pool.open(wait=False)
     app.state.bus, app.state.pool = bus, pool
-    if await bus.wait_ready(STARTUP_WAIT_SECONDS):
-        log.info("gateway ready: replies on partition %d", bus.reply_partition)
+    if not own_bus or await bus.wait_ready(STARTUP_WAIT_SECONDS):
+        log.info("gateway ready")
     else:
         log.warning("reply partition %d not assigned yet; requests get 503 until it is", bus.reply_partition)
+    stopping = asyncio.Event()
+    purging = asyncio.create_task(purge_idempotency_keys(pool, settings, stopping))
     try:
         yield
     finally:
-        bus.stop()
+        stopping.set()  # not cancel(): a purge under way ends by itself, within its timeouts
+        await purging
+        if own_bus:
+            bus.stop()
         await pool.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+async def purge_idempotency_keys(pool: AsyncConnectionPool, settings: Settings, stopping: asyncio.Event) -> None:
+    """Hourly, in every process (deleting twice is harmless), until `stopping` is set."""
+    store = await get_idempotency(pool, settings)
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), PURGE_EVERY_SECONDS)
+            return
+        try:
+            purged = await store.purge()
+            if purged:
+                log.info("purged %d idempotency keys older than %s", purged, store.ttl)
+        except Exception as error:  # noqa: BLE001 - Postgres down: try again next time
+            log.warning("idempotency purge failed: %s", error)
+
+
+def create_app(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
+    """The gateway. `bus` replaces the Kafka command bus (the unit tests hand in theirs)."""
     settings = settings or get_settings()
     app = FastAPI(
         title="OpenRide Booking",
         version="0.1.0",
         summary="Seat inventory and bookings for shared rides, over a Kafka command log.",
+        description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JsonResponse,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.state.settings, app.state.given_bus = settings, bus
     # Built here, not in the lifespan: a bad JWT configuration fails at import, loudly.
     app.state.verifier = TokenVerifier.from_settings(settings)
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    # Added innermost first: RequestContext sees every request, also those refused early.
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
+                           allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+                           expose_headers=EXPOSED_HEADERS, max_age=600)
+    app.add_middleware(RequestContext)
     install_error_handlers(app)
-    for module in (trips, bookings, health):
+    for module in (trips, bookings, admin, health):
         app.include_router(module.router)
+    app.include_router(health.metrics_router)
     return app
 
 

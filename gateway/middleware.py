@@ -1,12 +1,20 @@
 """ASGI middleware of the gateway."""
 
-from starlette.datastructures import Headers
+import re
+import time
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import audit, metrics
 from gateway.errors import error_response
 
 TOO_LARGE = "The request body is too large."
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Where the caller's rate-limit headers wait for the response (set by gateway.deps).
+RATE_LIMIT_HEADERS = "rate_limit_headers"
 
 
 class BodySizeLimit:
@@ -44,3 +52,46 @@ class BodySizeLimit:
             return message
 
         return counted
+
+
+class RequestContext:
+    """Per request: an X-Request-ID (the client's, if sane, else a new one) echoed in the
+    response; the rate-limit headers of the caller's bucket; the request metrics; and,
+    once the response is out, the audit record the route noted (gateway.audit)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        request_id = state["request_id"] = request_id_of(Headers(scope=scope))
+        started = time.perf_counter()
+        status = 500  # if the app raises before it answers
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                for name, value in state.get(RATE_LIMIT_HEADERS, {}).items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            route = scope.get("route")
+            metrics.observe_request(scope["method"], getattr(route, "path", metrics.UNMATCHED), status,
+                                    time.perf_counter() - started)
+            entry = audit.entry_of(state)
+            if entry is not None:
+                audit.record(getattr(scope["app"].state, "bus", None), entry, request_id, status)
+
+
+def request_id_of(headers: Headers) -> str:
+    given = headers.get("x-request-id", "")
+    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex

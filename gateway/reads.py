@@ -1,14 +1,18 @@
-"""The read side: bookings as the sink keeps them in Postgres (sinks/queries.py).
+"""The read side: bookings and trips as the sink keeps them in Postgres (sinks/queries.py).
 
 Reads lag the command path by the sink's batch interval: a booking just created may be
 missing here for a moment (the 201 of POST /v1/bookings already carried it)."""
 
-from typing import Any
+from collections.abc import Awaitable
+from datetime import date, datetime
+from typing import Any, TypeVar
 
 import psycopg
 
-from gateway.errors import unavailable
+from gateway.errors import database_unavailable
 from sinks import queries
+
+T = TypeVar("T")
 
 
 class Reads:
@@ -19,11 +23,33 @@ class Reads:
         self.connection = connection
 
     async def booking_by_id(self, booking_id: str) -> dict[str, Any] | None:
-        try:
-            return await queries.booking_by_id(self.connection, booking_id)
-        except psycopg.OperationalError as error:
-            raise database_unavailable() from error
+        return await guarded(queries.booking_by_id(self.connection, booking_id))
+
+    async def booking_by_reference(self, reference: str, rider_id: str | None) -> dict[str, Any] | None:
+        return await guarded(queries.booking_by_reference(self.connection, reference, rider_id))
+
+    async def bookings_of_rider(self, rider_id: str, status: str | None, page: int,
+                                size: int) -> tuple[list[dict[str, Any]], int]:
+        return await guarded(queries.bookings_of_rider(self.connection, rider_id, status, page, size))
+
+    async def upcoming_of_rider(self, rider_id: str, now: datetime) -> list[dict[str, Any]]:
+        return await guarded(queries.upcoming_of_rider(self.connection, rider_id, now))
+
+    async def search(self, filters: queries.SearchFilters, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
+        return await guarded(queries.search_bookings(self.connection, filters, page, size))
+
+    async def statistics(self, first_day: date, last_day: date) -> dict[str, Any]:
+        return await guarded(queries.booking_statistics(self.connection, first_day, last_day))
+
+    async def trip(self, route_id: str, travel_date: date) -> dict[str, Any] | None:
+        return await guarded(queries.trip_by_key(self.connection, route_id, travel_date))
+
+    async def manifest(self, route_id: str, travel_date: date) -> list[dict[str, Any]]:
+        return await guarded(queries.manifest_bookings(self.connection, route_id, travel_date))
 
 
-def database_unavailable() -> Exception:
-    return unavailable("database_unavailable", "The bookings database is unavailable; retry.")
+async def guarded(query: Awaitable[T]) -> T:
+    try:
+        return await query
+    except psycopg.OperationalError as error:
+        raise database_unavailable() from error

@@ -7,15 +7,17 @@ return the worker's JSON directly (no second validation on the hot path).
 """
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from app.config import get_settings
-from app.models.commands import Name, RouteId
+from app.domain.booking import Status
+from app.models.commands import Money, Name, RouteId
 
 IDEMPOTENCY_KEY_MAX = 100
+REASON_MIN, REASON_MAX = 10, 500  # as the Java service, and app.domain.policy
 
 
 class Camel(BaseModel):
@@ -23,7 +25,16 @@ class Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
+def examples(*values: dict[str, Any]) -> ConfigDict:
+    """Model config with OpenAPI examples (shown by /docs)."""
+    return ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
+                      json_schema_extra={"examples": list(values)})
+
+
 class BookingCreate(Camel):
+    model_config = examples({"routeId": "LAG-IBD", "travelDate": "2030-01-15", "originStopId": "LAG",
+                             "destinationStopId": "IBD", "seatsBooked": 2, "idempotencyKey": "7d0c1c9e-booking-1"})
+
     route_id: RouteId
     travel_date: date
     origin_stop_id: Name
@@ -61,10 +72,73 @@ class BookingCreate(Camel):
         return rank
 
 
+class CancelRequest(Camel):
+    model_config = examples({"reason": "My plans changed, sorry."})
+
+    reason: str = Field(description=f"{REASON_MIN} to {REASON_MAX} characters (spaces around do not count)")
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_length(cls, reason: str) -> str:
+        if not REASON_MIN <= len(reason.strip()) <= REASON_MAX:
+            raise ValueError(f"must be {REASON_MIN} to {REASON_MAX} characters")
+        return reason.strip()
+
+
+class TripCancelRequest(Camel):
+    model_config = examples({"reason": "Vehicle broke down."})
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class PaymentRequest(Camel):
+    model_config = examples({"paymentId": "pay_8f2a61"}, {})
+
+    payment_id: Name | None = Field(default=None, description="the payment provider's id, if known yet")
+
+
+class ConfirmRequest(Camel):
+    """The payments service reports a payment (the Java service's confirm body, plus the
+    amount, which must equal the booking's total)."""
+
+    model_config = examples({"paymentId": "pay_8f2a61", "paymentStatus": "SUCCESS", "amount": "5250.00"},
+                            {"paymentId": "pay_8f2a61", "paymentStatus": "FAILED"})
+
+    payment_id: Name
+    payment_status: Literal["SUCCESS", "FAILED"]
+    amount: Money | None = Field(default=None, description="decimal, 2 places; required when SUCCESS")
+
+    @model_validator(mode="after")
+    def _amount_when_paid(self) -> "ConfirmRequest":
+        if self.payment_status == "SUCCESS" and self.amount is None:
+            raise ValueError("amount is required when paymentStatus is SUCCESS")
+        return self
+
+
+class RefundDoneRequest(Camel):
+    model_config = examples({"amount": "5250.00"})
+
+    amount: Money = Field(description="decimal, 2 places: what was returned to the rider")
+
+
 # -- responses (documentation) ----------------------------------------------------------
+
+BOOKING_EXAMPLE: dict[str, Any] = {
+    "id": "LAG-IBD.20300115.M3ZQ7KX2B4TQJH6A", "bookingReference": "BK20300115RW4C2N", "riderId": "rider-1",
+    "driverId": "driver-7", "routeId": "LAG-IBD", "originStopId": "LAG", "destinationStopId": "IBD",
+    "travelDate": "2030-01-15", "departureTime": "09:00:00", "departureAt": "2030-01-15T08:00:00.000Z",
+    "seatsBooked": 2, "seatNumbers": [1, 2], "pricePerSeat": "2500.00", "fare": "5000.00",
+    "platformFee": "250.00", "totalPrice": "5250.00", "currency": "NGN", "status": "HELD", "paymentId": None,
+    "paymentStatus": "PENDING", "cancellationReason": None, "cancelledAt": None, "refundAmount": "0.00",
+    "refundStatus": "NONE", "bookingSource": "API", "createdAt": "2030-01-10T10:00:00.000Z",
+    "updatedAt": "2030-01-10T10:00:00.000Z", "expiresAt": "2030-01-10T10:10:00.000Z", "confirmedAt": None,
+    "version": 1,
+}
 
 
 class BookingOut(Camel):
+    model_config = examples(BOOKING_EXAMPLE)
+
     id: str
     booking_reference: str
     rider_id: str
@@ -102,6 +176,107 @@ class BookingCreatedOut(Camel):
     payment_url: str | None = None
     expires_at: str | None
     message: str
+
+
+class BookingPage(Camel):
+    """A page as the Java service's clients read it (Spring's Page: numbered from 0)."""
+
+    content: list[BookingOut]
+    total_elements: int
+    total_pages: int
+    size: int
+    number: int = Field(description="this page's number, from 0")
+
+
+class LegOut(Camel):
+    from_stop_id: str
+    to_stop_id: str
+    free: int
+    held: int
+    sold: int
+
+
+class AvailabilityOut(Camel):
+    model_config = examples({"routeId": "LAG-IBD", "travelDate": "2030-01-15", "legs": [
+        {"fromStopId": "LAG", "toStopId": "IBD", "free": 12, "held": 2, "sold": 0}]})
+
+    route_id: str
+    travel_date: date
+    legs: list[LegOut] = Field(description="in route order; free + held + sold = capacity")
+
+
+class TripCancelledOut(Camel):
+    route_id: str
+    travel_date: date
+    trip_version: int
+    status: Literal["CANCELLED"]
+
+
+class PassengerOut(Camel):
+    booking_id: str
+    booking_reference: str
+    rider_id: str
+    seats_booked: int
+    seat_numbers: list[int]
+    destination_stop_id: str
+    status: str
+    checked_in: bool
+
+
+class BoardingStopOut(Camel):
+    stop_id: str
+    offset_minutes: int
+    boarding: list[PassengerOut]
+    alighting_seats: int = Field(description="seats freed at this stop")
+
+
+class ManifestOut(Camel):
+    model_config = examples({"routeId": "LAG-IBD", "travelDate": "2030-01-15", "driverId": "driver-7",
+                             "status": "ACTIVE", "timezone": "Africa/Lagos", "departureTime": "09:00:00",
+                             "capacity": 14, "passengers": 1, "seats": 2, "stops": [
+                                 {"stopId": "LAG", "offsetMinutes": 0, "alightingSeats": 0, "boarding": [
+                                     {"bookingId": "LAG-IBD.20300115.M3ZQ7KX2B4TQJH6A",
+                                      "bookingReference": "BK20300115RW4C2N", "riderId": "rider-1",
+                                      "seatsBooked": 2, "seatNumbers": [1, 2], "destinationStopId": "IBD",
+                                      "status": "CONFIRMED", "checkedIn": False}]},
+                                 {"stopId": "IBD", "offsetMinutes": 90, "alightingSeats": 2, "boarding": []}]})
+
+    route_id: str
+    travel_date: date
+    driver_id: str | None
+    status: str
+    timezone: str
+    departure_time: str
+    capacity: int
+    passengers: int = Field(description="bookings on board (confirmed, checked in or completed)")
+    seats: int
+    stops: list[BoardingStopOut]
+
+
+class RevenueOut(Camel):
+    currency: str
+    paid_bookings: int
+    gross: str
+    refunded: str
+    refunds_pending: str
+    net: str
+    average_value: str
+
+
+class StatisticsOut(Camel):
+    model_config = examples({"from": "2030-01-01", "to": "2030-01-31", "totalBookings": 3,
+                             "byStatus": {status.value: 0 for status in Status} | {"CONFIRMED": 2, "EXPIRED": 1},
+                             "uniqueRiders": 3, "uniqueDrivers": 1, "revenue": [
+                                 {"currency": "NGN", "paidBookings": 2, "gross": "10500.00", "refunded": "0.00",
+                                  "refundsPending": "0.00", "net": "10500.00", "averageValue": "5250.00"}]})
+
+    from_: date = Field(alias="from")
+    to: date
+    total_bookings: int
+    by_status: dict[str, int]
+    unique_riders: int
+    unique_drivers: int
+    revenue: list[RevenueOut] = Field(description="per currency: amounts in different currencies are never summed")
 
 
 class StopOut(Camel):

@@ -74,19 +74,22 @@ def load_key(text: str) -> str:
 
 
 class TokenVerifier:
-    def __init__(self, algorithm: str, key: Any):
+    def __init__(self, algorithm: str, key: Any, audience: str = "", issuer: str = ""):
         if algorithm not in SYMMETRIC + ASYMMETRIC:
             raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
         self.algorithm = algorithm
         self.key = key
+        self.audience = audience or None  # not checked unless configured
+        self.issuer = issuer or None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenVerifier":
         if settings.jwt_algorithm in ASYMMETRIC:
             if not settings.jwt_public_key:
                 raise ValueError(f"JWT_ALGORITHM={settings.jwt_algorithm} needs JWT_PUBLIC_KEY")
-            return cls(settings.jwt_algorithm, load_key(settings.jwt_public_key))
-        return cls(settings.jwt_algorithm, settings.jwt_secret)
+            return cls(settings.jwt_algorithm, load_key(settings.jwt_public_key), settings.jwt_audience,
+                       settings.jwt_issuer)
+        return cls(settings.jwt_algorithm, settings.jwt_secret, settings.jwt_audience, settings.jwt_issuer)
 
     def verify(self, token: str) -> Principal:
         claims = self._decode(token)
@@ -98,17 +101,22 @@ class TokenVerifier:
     def _decode(self, token: str) -> dict[str, Any]:
         try:
             return jwt.decode(token, self.key, algorithms=[self.algorithm], leeway=LEEWAY_SECONDS,
-                              options={"require": ["sub", "exp"]})
+                              audience=self.audience, issuer=self.issuer, options={"require": ["sub", "exp"]})
         except jwt.ExpiredSignatureError:
             raise AuthError("token_expired", "The token has expired.") from None
         except jwt.InvalidTokenError as error:
             raise AuthError("invalid_token", f"The token is not valid: {error}") from None
 
 
-def mint_token(sub: str, roles: list[str], ttl_seconds: int, algorithm: str, key: Any) -> str:
+def mint_token(sub: str, roles: list[str], ttl_seconds: int, algorithm: str, key: Any, audience: str = "",
+               issuer: str = "") -> str:
     """A development token: one role goes in `role`, several in `roles`."""
     now = int(time.time())
     claims: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl_seconds}
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
     if len(roles) == 1:
         claims["role"] = roles[0]
     else:

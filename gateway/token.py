@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         key = load_key(args.private_key)
     else:
         key = settings.jwt_secret
-    print(mint_token(args.sub, args.role, args.ttl, settings.jwt_algorithm, key))
+    print(mint_token(args.sub, args.role, args.ttl, settings.jwt_algorithm, key, settings.jwt_audience,
+                     settings.jwt_issuer))
     return 0
 
 

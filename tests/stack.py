@@ -113,7 +113,9 @@ def start_stack(database_url: str, workdir: Path) -> Stack:
     python = sys.executable
     stack = Stack(base_url=f"http://127.0.0.1:{port}", database_url=database_url)
     commands = {
-        "worker": [python, "-m", "app.agents.worker", "worker", "-l", "info"],
+        # --without-web: faust's CLI turns the web server back on (port 6066) whatever the
+        # app's web_enabled says, and another suite's worker on this machine may hold it.
+        "worker": [python, "-m", "app.agents.worker", "worker", "-l", "info", "--without-web"],
         "sink": [python, "-m", "sinks.main"],
         "gateway": [python, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(port)],
     }

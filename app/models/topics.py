@@ -7,6 +7,7 @@ REPLIES = "booking.replies"  # one partition per gateway process, key = command 
 TRIPS = "trips.catalog"  # compacted, published by the route service, keyed by trip
 TRIP_UPDATED = "trip.updated"  # the processor's view of each trip, after every change
 DEAD_LETTERS = "booking.deadletter"
+AUDIT = "booking.audit"  # who did what over HTTP, keyed by user id (gateway.audit)
 
 # Lifecycle topics, keyed by booking id; the event type is the topic name.
 CREATED = "booking.created"

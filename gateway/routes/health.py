@@ -4,12 +4,15 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import Response
 from psycopg_pool import AsyncConnectionPool
 
+from gateway import metrics
 from gateway.deps import Bus, BusDep, get_pool
 from gateway.errors import JsonResponse, error_body
 
 router = APIRouter(prefix="/health", tags=["health"])
+metrics_router = APIRouter(tags=["health"])
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -44,3 +47,14 @@ async def postgres_reachable(pool: AsyncConnectionPool) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means not ready
         return False
+
+
+@metrics_router.get("/metrics", response_class=Response,
+                    responses={200: {"content": {"text/plain": {"example": "openride_gateway_commands_in_flight 0.0"}},
+                                     "description": "Prometheus text format"}})
+async def prometheus_metrics() -> Response:
+    """Requests, latency histograms, commands in flight, reply timeouts, 429s and
+    idempotent replays, in the Prometheus text format (unauthenticated, like the probes:
+    expose it to the scraper only)."""
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

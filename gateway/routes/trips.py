@@ -1,38 +1,114 @@
-"""Trips: published or updated by the route service, an admin, or the trip's driver."""
+"""Trips: published, updated or cancelled by the route service (SERVICE), an admin, or the
+trip's own driver (the worker checks the trip names them); availability per leg for any
+caller; the passenger manifest for the trip's driver and admins."""
 
+from collections import defaultdict
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Depends, Path, Request
 
+from app.domain.commands import Actor, Role
 from app.domain.money import format_minor
-from app.models.commands import ROUTE_ID_PATTERN, TripIn
+from app.domain.rejections import MESSAGES, Code
+from app.models.commands import ROUTE_ID_PATTERN, CancelTripIn, PublishTripIn, QueryAvailabilityIn, TripIn
 from app.tables.codec import trip_to_json
-from gateway.commands import command_id_for, publish_trip_command
-from gateway.deps import BusDep, SettingsDep, TripManager
-from gateway.errors import JsonResponse, rejection
-from gateway.schemas import IDEMPOTENCY_KEY_MAX, TripPublishedOut, error_responses
+from gateway import audit
+from gateway.deps import AsAnyone, AsTripManager, ReadsDep, acting_as
+from gateway.errors import ApiError, JsonResponse
+from gateway.schemas import (
+    AvailabilityOut,
+    ManifestOut,
+    TripCancelledOut,
+    TripCancelRequest,
+    TripPublishedOut,
+    error_responses,
+)
 
 router = APIRouter(prefix="/v1/trips", tags=["trips"])
 
-RouteIdPath = Annotated[str, Path(alias="routeId", pattern=ROUTE_ID_PATTERN)]
-TravelDatePath = Annotated[date, Path(alias="travelDate", description="YYYY-MM-DD")]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX)]
+RouteIdPath = Annotated[str, Path(alias="routeId", pattern=ROUTE_ID_PATTERN, examples=["LAG-IBD"])]
+TravelDatePath = Annotated[date, Path(alias="travelDate", description="YYYY-MM-DD", examples=["2030-01-15"])]
+ManifestReader = Annotated[Actor, Depends(acting_as(Role.ADMIN, Role.DRIVER))]
+COMMAND_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
 
 
-@router.put("/{routeId}/{travelDate}", response_model=TripPublishedOut,
-            responses=error_responses(400, 401, 403, 409, 503))
-async def publish_trip(route_id: RouteIdPath, travel_date: TravelDatePath, trip: TripIn, actor: TripManager,
-                       bus: BusDep, settings: SettingsDep, idempotency_key: IdempotencyKey = None) -> JsonResponse:
+@router.put("/{routeId}/{travelDate}", response_model=TripPublishedOut, responses=COMMAND_ERRORS)
+async def publish_trip(route_id: RouteIdPath, travel_date: TravelDatePath, trip: TripIn, send: AsTripManager) -> Any:
     """Publishes a trip, or updates it (stops and capacity stay fixed once booked). A driver
     may only manage a trip that names them as its driver."""
-    command_id = command_id_for("publish_trip", actor.user_id, idempotency_key)
-    key, command = publish_trip_command(command_id, actor, route_id, travel_date, trip)
-    reply = await bus.request(key, command, settings.reply_timeout_seconds)
-    if not reply.get("ok"):
-        raise rejection(reply)
-    return JsonResponse({"routeId": route_id, "travelDate": travel_date.isoformat(),
-                         "tripVersion": reply.get("tripVersion"), "trip": trip_view(trip, route_id, travel_date)})
+    command = send.command(PublishTripIn, "publish_trip", route_id=route_id, travel_date=travel_date, trip=trip)
+
+    def published(reply: dict[str, Any]) -> JsonResponse:
+        return JsonResponse({"routeId": route_id, "travelDate": travel_date.isoformat(),
+                             "tripVersion": reply.get("tripVersion"), "trip": trip_view(trip, route_id, travel_date)})
+
+    return await send.send(command, published, trip.model_dump(mode="json", by_alias=True), tripKey=command.key())
+
+
+@router.post("/{routeId}/{travelDate}/cancel", response_model=TripCancelledOut, responses=COMMAND_ERRORS)
+async def cancel_trip(route_id: RouteIdPath, travel_date: TravelDatePath, body: TripCancelRequest,
+                      send: AsTripManager) -> Any:
+    """Cancels the trip: every live booking is cancelled with a full refund of what was
+    paid (booking.cancelled events), and nothing more can be booked."""
+    command = send.command(CancelTripIn, "cancel_trip", route_id=route_id, travel_date=travel_date,
+                           reason=body.reason)
+
+    def cancelled(reply: dict[str, Any]) -> JsonResponse:
+        return JsonResponse({"routeId": route_id, "travelDate": travel_date.isoformat(),
+                             "tripVersion": reply.get("tripVersion"), "status": "CANCELLED"})
+
+    return await send.send(command, cancelled, body.model_dump(mode="json"), tripKey=command.key())
+
+
+@router.get("/{routeId}/{travelDate}/availability", response_model=AvailabilityOut,
+            responses=error_responses(400, 401, 404, 429, 503))
+async def availability(route_id: RouteIdPath, travel_date: TravelDatePath, send: AsAnyone) -> JsonResponse:
+    """Free, held and sold seats on every leg, as the trip's owner holds them right now
+    (asked through the command log, so it is never behind)."""
+    reply = await send.ask(send.command(QueryAvailabilityIn, "query_availability", route_id=route_id,
+                                        travel_date=travel_date))
+    return JsonResponse({"routeId": route_id, "travelDate": travel_date.isoformat(), "legs": reply["availability"]})
+
+
+@router.get("/{routeId}/{travelDate}/manifest", response_model=ManifestOut,
+            responses=error_responses(400, 401, 403, 404, 429, 503))
+async def manifest(route_id: RouteIdPath, travel_date: TravelDatePath, reader: ManifestReader, reads: ReadsDep,
+                   request: Request) -> JsonResponse:
+    """Who boards where: per stop in route order, the paid passengers (confirmed, checked
+    in, completed) boarding there and the seats freed. For the trip's driver and admins;
+    read from Postgres, so it trails the command log by the sink's delay."""
+    audit.note(request, reader, "read_manifest", tripKey=f"{route_id}:{travel_date.isoformat()}")
+    trip = await reads.trip(route_id, travel_date)
+    if reader.role is not Role.ADMIN and (trip is None or trip["driverId"] != reader.user_id):
+        raise ApiError(403, Code.FORBIDDEN, "Only the trip's driver and admins may read its manifest.")
+    if trip is None:
+        raise ApiError(404, Code.TRIP_NOT_FOUND, MESSAGES[Code.TRIP_NOT_FOUND])
+    return JsonResponse(manifest_body(trip, await reads.manifest(route_id, travel_date)))
+
+
+def manifest_body(trip: dict[str, Any], passengers: list[dict[str, Any]]) -> dict[str, Any]:
+    boarding: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    alighting: dict[str, int] = defaultdict(int)
+    for booking in passengers:
+        boarding[booking["originStopId"]].append(passenger(booking))
+        alighting[booking["destinationStopId"]] += booking["seatsBooked"]
+    return {
+        "routeId": trip["routeId"], "travelDate": trip["travelDate"], "driverId": trip["driverId"],
+        "status": trip["status"], "timezone": trip["timezone"], "departureTime": trip["departureTime"],
+        "capacity": trip["capacity"], "passengers": len(passengers),
+        "seats": sum(booking["seatsBooked"] for booking in passengers),
+        "stops": [{"stopId": stop["stopId"], "offsetMinutes": stop["offsetMinutes"],
+                   "boarding": boarding[stop["stopId"]], "alightingSeats": alighting[stop["stopId"]]}
+                  for stop in trip["stops"]],
+    }
+
+
+def passenger(booking: dict[str, Any]) -> dict[str, Any]:
+    return {"bookingId": booking["id"], "bookingReference": booking["bookingReference"],
+            "riderId": booking["riderId"], "seatsBooked": booking["seatsBooked"],
+            "seatNumbers": booking["seatNumbers"], "destinationStopId": booking["destinationStopId"],
+            "status": booking["status"], "checkedIn": booking["status"] in ("CHECKED_IN", "COMPLETED")}
 
 
 def trip_view(trip: TripIn, route_id: str, travel_date: date) -> dict[str, Any]:

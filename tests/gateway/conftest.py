@@ -1,14 +1,16 @@
-"""Unit-level gateway tests: the real app, with its own Kafka and Postgres dependencies
-overridden (the end-to-end tests run the real broker, worker, sink and gateway)."""
+"""Gateway tests on the real app and a real Postgres (a fresh migrated database per
+session: reads, the Idempotency-Key store), with a stand-in command bus that checks each
+command against the worker's wire models and answers as told. The end-to-end tests
+(tests/e2e) run the real broker, worker, sink and gateway."""
 
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway import deps
+from app.config import get_settings
 from gateway.main import create_app
-from tests.gateway.support import FakeBus, FakePool, FakeReads
+from tests.gateway.support import FakeBus
 
 
 @pytest.fixture
@@ -17,20 +19,7 @@ def bus() -> FakeBus:
 
 
 @pytest.fixture
-def reads() -> FakeReads:
-    return FakeReads()
-
-
-@pytest.fixture
-def pool() -> FakePool:
-    return FakePool()
-
-
-@pytest.fixture
-def client(bus: FakeBus, reads: FakeReads, pool: FakePool) -> Iterator[TestClient]:
-    app = create_app()
-    app.dependency_overrides[deps.get_bus] = lambda: bus
-    app.dependency_overrides[deps.get_reads] = lambda: reads
-    app.dependency_overrides[deps.get_pool] = lambda: pool
-    # No `with`: the lifespan (real Kafka and Postgres) does not run.
-    yield TestClient(app, raise_server_exceptions=False)
+def client(bus: FakeBus, database_url: str) -> Iterator[TestClient]:
+    settings = get_settings().model_copy(update={"database_url": database_url})
+    with TestClient(create_app(settings, bus=bus), raise_server_exceptions=False) as test_client:
+        yield test_client

@@ -1,7 +1,11 @@
 """Test doubles and data for the gateway's unit-level tests (see conftest.py)."""
 
+import asyncio
+import itertools
 import time
+import uuid
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 import jwt
@@ -9,6 +13,10 @@ import orjson
 
 from app.config import get_settings
 from app.models.commands import parse_command
+from tests.sink.scenario import TRAVEL_DATE, TripLog, unique_prefix
+from tests.sink.test_store import apply
+
+_far_days = itertools.count()
 
 TRIP = {
     "timezone": "Africa/Lagos",
@@ -41,12 +49,26 @@ def booking_snapshot(command: dict[str, Any], booking_id: str = "R1.20300115.ABC
     }
 
 
+# The status a booking has after each accepted booking command.
+STATUS_AFTER = {"initiate_payment": "PAYMENT_INITIATED", "payment_succeeded": "CONFIRMED", "payment_failed": "HELD",
+                "cancel_booking": "CANCELLED", "check_in": "CHECKED_IN", "complete": "COMPLETED",
+                "refund_done": "REFUNDED"}
+STORED_REQUEST = {"actor": {"userId": "rider-1"}, "routeId": "R1", "originStopId": "A", "destinationStopId": "C",
+                  "travelDate": "2030-01-15", "seatsBooked": 1, "source": "API"}
+
+
 def accepted(key: str, command: dict[str, Any]) -> dict[str, Any]:
     """A worker-like successful reply for the command."""
     reply: dict[str, Any] = {"v": 1, "commandId": command["commandId"], "ok": True, "code": None, "message": None}
     if command["type"] == "create_booking":
         reply["booking"] = booking_snapshot(command)
-    if command["type"] == "publish_trip":
+    elif command["type"] in STATUS_AFTER:
+        reply["booking"] = {**booking_snapshot(STORED_REQUEST, command["bookingId"]),
+                            "status": STATUS_AFTER[command["type"]], "version": 2}
+    elif command["type"] == "query_availability":
+        reply["availability"] = [{"fromStopId": "A", "toStopId": "B", "free": 3, "held": 1, "sold": 0},
+                                 {"fromStopId": "B", "toStopId": "C", "free": 4, "held": 0, "sold": 0}]
+    if command["type"] in ("publish_trip", "cancel_trip"):
         reply["tripVersion"] = 1
     return reply
 
@@ -66,25 +88,22 @@ class FakeBus:
         self.answer: Callable[[str, dict[str, Any]], dict[str, Any]] = accepted
         self.replies_assigned = True
         self.reachable = True
+        self.published: list[tuple[str, str, dict[str, Any]]] = []
+        self.delay = 0.0  # seconds the "worker" takes to answer
 
     async def request(self, key: str, command: dict[str, Any], timeout: float) -> dict[str, Any]:
         parsed = parse_command(orjson.dumps(command))  # what the worker does first
         assert parsed.key() == key, "the Kafka key must be the one the worker checks"
         self.sent.append((key, command))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return self.answer(key, command)
 
     def kafka_reachable(self, timeout: float) -> bool:
         return self.reachable
 
-
-class FakeReads:
-    def __init__(self) -> None:
-        self.bookings: dict[str, dict[str, Any]] = {}
-        self.asked: list[str] = []
-
-    async def booking_by_id(self, booking_id: str) -> dict[str, Any] | None:
-        self.asked.append(booking_id)
-        return self.bookings.get(booking_id)
+    def publish(self, topic: str, key: str, value: bytes) -> None:
+        self.published.append((topic, key, orjson.loads(value)))
 
 
 class FakePool:
@@ -119,5 +138,46 @@ def token(sub: str = "rider-1", role: str | list[str] | None = "RIDER", ttl: int
     return jwt.encode(body, settings.jwt_secret, algorithm="HS256")
 
 
+def new_key() -> str:
+    """An Idempotency-Key no other test uses (the store lives as long as the session's database)."""
+    return f"key-{uuid.uuid4()}"
+
+
 def auth(sub: str = "rider-1", role: str | list[str] | None = "RIDER") -> dict[str, str]:
     return {"Authorization": f"Bearer {token(sub, role)}"}
+
+
+def trip_log(name: str, travel_date: date = TRAVEL_DATE, capacity: int = 48) -> TripLog:
+    """A trip driven through the real core (tests/sink/scenario.py), unique to this run."""
+    return TripLog(unique_prefix(name), travel_date=travel_date, capacity=capacity)
+
+
+def store_log(database_url: str, log: TripLog) -> TripLog:
+    """Writes the trip's events to Postgres through the sink's own write path."""
+    apply(database_url, log.records)
+    return log
+
+
+def far_date() -> date:
+    """A travel date no other test of this session writes (statistics sum over dates; the
+    session's database is fresh)."""
+    return date(2090, 1, 1) + timedelta(days=next(_far_days))
+
+
+def mixed(log: TripLog) -> TripLog:
+    """Bookings in most statuses, by three riders."""
+    for rider in ("rider-a", "rider-b"):
+        log.pay(log.book(rider, seats=2))
+    ridden = log.book("rider-c")
+    log.pay(ridden)
+    log.check_in(ridden)
+    log.complete(ridden)
+    refunded = log.book("rider-a")
+    log.pay(refunded)
+    log.cancel(refunded)
+    log.refund(refunded)
+    owed = log.book("rider-b", to_stop="ibadan")
+    log.pay(owed)
+    log.cancel(owed)
+    log.book("rider-c")  # stays HELD
+    return log

@@ -1,5 +1,8 @@
 """Probes and the OpenAPI document."""
 
+from gateway import deps
+from tests.gateway.support import FakePool
+
 
 def test_live_is_always_200(client):
     response = client.get("/health/live")
@@ -12,7 +15,9 @@ def test_ready_when_everything_answers(client):
     assert response.json()["checks"] == {"kafka": True, "replyConsumer": True, "postgres": True}
 
 
-def test_not_ready_names_what_is_down(client, bus, pool):
+def test_not_ready_names_what_is_down(client, bus):
+    pool = FakePool()
+    client.app.dependency_overrides[deps.get_pool] = lambda: pool
     bus.replies_assigned = False
     pool.up = False
     response = client.get("/health/ready")

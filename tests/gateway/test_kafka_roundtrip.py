@@ -25,7 +25,7 @@ from app.models import topics
 from app.tables.store import TripStore
 from gateway.kafka import CommandBus, ReplyTimeout, next_batch
 from gateway.main import create_app
-from tests.gateway.support import BOOKING_REQUEST, TRIP, auth
+from tests.gateway.support import BOOKING_REQUEST, TRIP, auth, new_key
 
 pytestmark = pytest.mark.integration
 
@@ -147,19 +147,21 @@ async def exchange(commands_topic: str, replies_topic: str) -> None:
         bus.stop()
 
 
-def test_http_contract_against_the_worker_handler(scratch_topics):
+def test_http_contract_against_the_worker_handler(scratch_topics, database_url):
     commands_topic, replies_topic = scratch_topics
     processor = Processor(commands_topic, replies_topic)
     processor.start()
-    app = create_app()
+    app = create_app(get_settings().model_copy(update={"database_url": database_url}))
+    gateway_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
     async def scratch_lifespan(app):
         bus = CommandBus(get_settings(), commands_topic, replies_topic, reply_partition=0)
         bus.start()
         assert await bus.wait_ready(20)
-        app.state.bus = bus
-        yield
+        app.state.given_bus = bus  # the gateway's own lifespan, with this bus
+        async with gateway_lifespan(app):
+            yield
         bus.stop()
 
     app.router.lifespan_context = scratch_lifespan
@@ -186,7 +188,7 @@ def converse(client: TestClient) -> None:
     stranger = client.put(trip_path, json=TRIP, headers=auth("driver-9", "DRIVER"))
     assert (stranger.status_code, stranger.json()["code"]) == (403, "forbidden")
 
-    keyed = {**auth("rider-1"), "Idempotency-Key": "first"}
+    keyed = {**auth("rider-1"), "Idempotency-Key": new_key()}
     created = client.post("/v1/bookings", json=request, headers=keyed)
     assert created.status_code == 201, created.text
     booking = created.json()["booking"]
