@@ -172,6 +172,11 @@ def samples(conn: psycopg.Connection, now: datetime) -> dict[str, Any]:
         "travel_date": travel_date, "stop_id": stop_id, "status": "CONFIRMED", "page": 0, "size": 20,
         "now": now, "date_from": now.date() - timedelta(days=7), "date_to": now.date(),
         "start": now - timedelta(days=7), "end": now,
+        "first_day": now.date() - timedelta(days=30), "last_day": now.date() + timedelta(days=30),
+        # An admin's typical search: one route's confirmed bookings over a month of travel.
+        "filters": queries.SearchFilters(statuses=("CONFIRMED",), route_id=route_id,
+                                         travel_date_from=travel_date - timedelta(days=15),
+                                         travel_date_to=travel_date + timedelta(days=15)),
     }
 
 
