@@ -98,6 +98,15 @@ class Stack:
             service.stop()
 
 
+WORKER_ARGV = [sys.executable, "-m", "app.agents.worker", "worker", "-l", "info"]
+
+
+def worker_service(name: str, workdir: Path, env: dict[str, str]) -> Service:
+    """A worker process with a data dir of its own (workdir/name) unless env names one."""
+    env = {**os.environ, "WORKER_DATADIR": str(workdir / name), **env}
+    return Service(name, WORKER_ARGV, env, workdir / f"{name}.log")
+
+
 def start_stack(database_url: str, workdir: Path) -> Stack:
     run_id = uuid.uuid4().hex[:8]
     port = free_port()
@@ -112,7 +121,7 @@ def start_stack(database_url: str, workdir: Path) -> Stack:
     python = sys.executable
     stack = Stack(base_url=f"http://127.0.0.1:{port}", database_url=database_url)
     commands = {
-        "worker": [python, "-m", "app.agents.worker", "worker", "-l", "info"],
+        "worker": WORKER_ARGV,
         "sink": [python, "-m", "sinks.main"],
         "gateway": [python, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(port)],
     }
