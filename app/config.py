@@ -31,7 +31,6 @@ class Settings(BaseSettings):
     # One data dir per worker process (RocksDB locks it): a worker restarted on its own
     # dir replays only the changelog's tail, on an empty one it rebuilds from the changelog.
     worker_datadir: Path = ROOT / ".local" / "worker"
-    worker_web_port: int = 6066
     # Per partition DB and table (faust opens one RocksDB per partition it holds).
     rocksdb_block_cache_bytes: int = 32 * 1024 * 1024
     rocksdb_write_buffer_bytes: int = 8 * 1024 * 1024

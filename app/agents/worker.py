@@ -13,6 +13,7 @@ second tick expires nothing new); no leader means no worker consumes either.
 """
 
 import logging
+import sys
 import time
 from collections.abc import Mapping
 
@@ -132,6 +133,11 @@ async def log_rate() -> None:
 
 
 def main() -> None:
+    # faust's `worker` command turns its web server on unless told otherwise (whatever
+    # web_enabled says). The worker serves nothing over HTTP, and the fixed port would
+    # keep a second worker from starting on the same host.
+    if sys.argv[1:2] == ["worker"] and not any(arg.startswith("--with") for arg in sys.argv):
+        sys.argv.append("--without-web")
     app.main()
 
 

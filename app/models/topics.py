@@ -2,7 +2,8 @@
 
 `TOPIC_NAMESPACE` (empty in production) prefixes every name, so that several systems can
 share one cluster without reading each other's commands: the tests run each worker group
-in a namespace of its own. The event type is the topic name, prefix included.
+in a namespace of its own. An event's `type` is its topic's name without the prefix, so
+the records a processor writes are the same bytes in every namespace.
 """
 
 from app.config import get_settings
@@ -39,6 +40,10 @@ LIFECYCLE_BY_STATUS = {
     Status.REFUNDED: REFUNDED,
 }
 LIFECYCLE = (*LIFECYCLE_BY_STATUS.values(), PAYMENT_FAILED, REFUND_REQUIRED)
+
+
+def event_type(topic: str) -> str:
+    return topic.removeprefix(NAMESPACE)
 
 # Headers a command carries so its reply finds the way back.
 REPLY_TO = "reply-to"
