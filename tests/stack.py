@@ -102,8 +102,9 @@ WORKER_ARGV = [sys.executable, "-m", "app.agents.worker", "worker", "-l", "info"
 
 
 def worker_service(name: str, workdir: Path, env: dict[str, str]) -> Service:
-    """A worker process with a data dir of its own (workdir/name) unless env names one."""
-    env = {**os.environ, "WORKER_DATADIR": str(workdir / name), **env}
+    """A worker process with a data dir of its own (workdir/name) unless env names one.
+    Unbuffered, so that a worker killed with SIGKILL leaves its last log lines."""
+    env = {**os.environ, "WORKER_DATADIR": str(workdir / name), "PYTHONUNBUFFERED": "1", **env}
     return Service(name, WORKER_ARGV, env, workdir / f"{name}.log")
 
 

@@ -54,7 +54,7 @@ class Namespace:
             "TICK_INTERVAL_SECONDS": str(TICK_SECONDS),
             "WORKER_SESSION_TIMEOUT_SECONDS": "10",
             "WORKER_HEARTBEAT_SECONDS": "1",
-            "WORKER_RATE_LOG_SECONDS": "5",
+            "WORKER_RATE_LOG_SECONDS": "1",
             **self.env,
         }
         subprocess.run([sys.executable, "-m", "app.topics"], cwd=ROOT, env={**os.environ, **self.env}, check=True,
@@ -68,9 +68,14 @@ class Namespace:
     def worker_id(self) -> str:
         return self.env["WORKER_ID"]
 
-    def start_worker(self, name: str, datadir: Path | None = None, **env: str) -> Service:
+    def worker(self, name: str, datadir: Path | None = None, **env: str) -> Service:
+        """A worker of this namespace's group, not started yet."""
         extra = {**self.env, **env, **({"WORKER_DATADIR": str(datadir)} if datadir else {})}
         service = self.workers[name] = worker_service(name, self.workdir, extra)
+        return service
+
+    def start_worker(self, name: str, datadir: Path | None = None, **env: str) -> Service:
+        service = self.worker(name, datadir, **env)
         service.start()
         return service
 
@@ -328,12 +333,20 @@ def booking_stream(route_ids: list[str], count: int, seed: int) -> Iterator[dict
         yield create_booking(chance.choice(route_ids), f"rider-{n}", chance.randint(1, 3), origin, destination)
 
 
-async def send_all(client: BookingClient, commands: list[dict[str, Any]], in_flight: int = 16,
-                   deadline_s: float = 120) -> list[dict[str, Any]]:
+@dataclass
+class Progress:
+    answered: int = 0
+
+
+async def send_all(client: BookingClient, commands: list[dict[str, Any]], progress: Progress | None = None,
+                   in_flight: int = 32, deadline_s: float = 120) -> list[dict[str, Any]]:
     gate = asyncio.Semaphore(in_flight)
+    progress = progress or Progress()
 
     async def one(command: dict[str, Any]) -> dict[str, Any]:
         async with gate:
-            return await send_until_answered(client, command, deadline_s)
+            reply = await send_until_answered(client, command, deadline_s)
+            progress.answered += 1
+            return reply
 
     return await asyncio.gather(*(one(c) for c in commands))
