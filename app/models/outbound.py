@@ -149,6 +149,7 @@ def _refund_required(trip: Trip, state: TripState, event: RefundRequired) -> tup
         "currency": trip.currency,
         "reason": str(event.reason),
         "occurredAt": iso(event.at),
+        "version": booking.version if booking else None,
         "booking": snapshot(trip, booking) if booking else None,
     }
     return topics.REFUND_REQUIRED, event.booking_id, orjson.dumps(value)

@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from app.agents.expiry import process_record
+from app.agents.expiry import process_record, tick_value
 from app.agents.processor import Record
 from app.client import BookingClient, ReplyTimeout
 from app.config import get_settings
+from app.domain.policy import Policy
 from app.models import topics
 from tests.stack import ROOT, Service, worker_service
 
@@ -350,3 +351,40 @@ async def send_all(client: BookingClient, commands: list[dict[str, Any]], progre
             return reply
 
     return await asyncio.gather(*(one(c) for c in commands))
+
+
+# -- in process --------------------------------------------------------------------------
+
+POLICY = Policy(hold_minutes=10, payment_hold_minutes=15)
+T0 = int(time.time() * 1000)
+PARTITION = 3
+
+
+class Log:
+    """One partition of the command topic and a processor reading it."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.states: dict[bytes, bytes] = {}
+        self.due: dict[bytes, bytes] = {}
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    def send(self, topic, key, value, _partition, _headers) -> None:
+        self.sent.append((topic, key, value))
+
+    def put(self, key: bytes, value: bytes, at: int, headers: dict[str, bytes] | None = None) -> list:
+        before = len(self.sent)
+        record = Record(topics.COMMANDS, PARTITION, self.offset, at, key, value,
+                        headers if headers is not None else {topics.REPLY_TO: b"replies"})
+        self.offset += 1
+        process_record(record, self.states, self.due, self.send, POLICY)
+        return self.sent[before:]
+
+    def command(self, command: dict, at: int) -> dict:
+        key = f"{command['routeId']}:{TRAVEL_DATE}" if "routeId" in command else \
+            f"{command['bookingId'].split('.')[0]}:{TRAVEL_DATE}"
+        sent = self.put(key.encode(), orjson.dumps(command), at)
+        return orjson.loads(sent[-1][2])
+
+    def tick(self, at: int, value: bytes | None = None) -> list:
+        return self.put(topics.TICK_KEY, value or tick_value(at), at, headers={})

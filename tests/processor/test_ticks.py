@@ -1,51 +1,12 @@
 """Log-driven expiry in process: the tick path and the hold-due index, record by record,
 with dicts as the tables (the broker tests run the same code in the worker)."""
 
-import time
-
 import orjson
 
-from app.agents.expiry import load_index, process_record, tick_value
-from app.agents.processor import Record
-from app.domain.policy import Policy
+from app.agents.expiry import load_index, tick_value
 from app.domain.trip import MS_PER_MINUTE
 from app.models import topics
-from tests.processor.support import PAYMENTS, TRAVEL_DATE, create_booking, on_booking, publish_trip
-
-POLICY = Policy(hold_minutes=10, payment_hold_minutes=15)
-T0 = int(time.time() * 1000)
-PARTITION = 3
-
-
-class Log:
-    """One partition of the command topic and a processor reading it."""
-
-    def __init__(self) -> None:
-        self.offset = 0
-        self.states: dict[bytes, bytes] = {}
-        self.due: dict[bytes, bytes] = {}
-        self.sent: list[tuple[str, bytes, bytes]] = []
-
-    def send(self, topic, key, value, _partition, _headers) -> None:
-        self.sent.append((topic, key, value))
-
-    def put(self, key: bytes, value: bytes, at: int, headers: dict[str, bytes] | None = None) -> list:
-        before = len(self.sent)
-        record = Record(topics.COMMANDS, PARTITION, self.offset, at, key, value,
-                        headers if headers is not None else {topics.REPLY_TO: b"replies"})
-        self.offset += 1
-        process_record(record, self.states, self.due, self.send, POLICY)
-        return self.sent[before:]
-
-    def command(self, command: dict, at: int) -> dict:
-        key = f"{command['routeId']}:{TRAVEL_DATE}" if "routeId" in command else \
-            f"{command['bookingId'].split('.')[0]}:{TRAVEL_DATE}"
-        sent = self.put(key.encode(), orjson.dumps(command), at)
-        return orjson.loads(sent[-1][2])
-
-    def tick(self, at: int, value: bytes | None = None) -> list:
-        return self.put(topics.TICK_KEY, value or tick_value(at), at, headers={})
-
+from tests.processor.support import PARTITION, PAYMENTS, T0, TRAVEL_DATE, Log, create_booking, on_booking, publish_trip
 
 def expired_events(sent: list) -> list[dict]:
     return [orjson.loads(v) for topic, _, v in sent if topic == topics.EXPIRED]
