@@ -118,7 +118,8 @@ def render_event(state: TripState, event: Event) -> tuple[str, str, bytes] | Non
             return _refund_required(trip, state, event)
         case TripPublished(trip=published):
             value = {"v": SCHEMA_VERSION, "eventId": f"{published.key}:{state.trip_version}",
-                     "type": topics.event_type(topics.TRIP_UPDATED), "version": state.trip_version, "trip": trip_to_json(published)}
+                     "type": topics.event_type(topics.TRIP_UPDATED), "version": state.trip_version,
+                     "trip": trip_to_json(published)}
             return topics.TRIP_UPDATED, published.key, orjson.dumps(value)
     return None
 
