@@ -210,7 +210,7 @@ def test_a_hold_expires_by_tick_frees_its_seats_and_refuses_a_late_payment(ns: N
 
 def test_the_whole_command_log_replays_to_the_same_state_replies_and_events(ns: Namespace) -> None:
     ns.assert_alive("worker-1")
-    ns.workers["worker-1"].stop()  # a log at rest: no more ticks, offsets committed
+    ns.workers["worker-1"].stop()  # no more ticks: the log can come to rest
     assert assert_replay_matches(ns) > 50
 
 
