@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 
-.PHONY: run up down test bench-sink infra venv token topics migrate
+.PHONY: run up down test bench-sink infra venv token topics migrate schemas
 
 run: infra  ## everything in the foreground; Ctrl-C stops it all
 	scripts/services.sh run
@@ -37,6 +37,9 @@ $(VENV_STAMP): pyproject.toml
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q -e '.[test]'
 	rm -f .venv/.installed-* && touch $@
+
+schemas: venv  ## regenerate the published JSON Schema files (schemas/) from the wire models
+	$(PY) -m app.schemas
 
 token:  ## make token SUB=<user> ROLE=<RIDER|DRIVER|ADMIN|SERVICE>
 	@$(PY) -m gateway.token --sub "$(SUB)" --role "$(ROLE)"

@@ -21,17 +21,36 @@ class Settings(BaseSettings):
     command_partitions: int = 24
     reply_partitions: int = 8
     event_partitions: int = 12
+    # Prefixes every topic name (app.models.topics): isolates a test run or an environment
+    # on a shared cluster. Empty in production.
+    topic_namespace: str = ""
 
-    # Worker
+    # Worker. WORKER_ID names the consumer group and the tables' changelog topics: every
+    # worker of one deployment shares it.
     worker_id: str = "openride-booking"
+    # One data dir per worker process (RocksDB locks it): a worker restarted on its own
+    # dir replays only the changelog's tail, on an empty one it rebuilds from the changelog.
     worker_datadir: Path = ROOT / ".local" / "worker"
-    worker_web_port: int = 6066
+    # Per partition DB and table (faust opens one RocksDB per partition it holds).
     rocksdb_block_cache_bytes: int = 32 * 1024 * 1024
     rocksdb_write_buffer_bytes: int = 8 * 1024 * 1024
     worker_commit_interval_seconds: float = 1.0
     # Decoded trip states kept in memory between commands (an LRU), per worker process.
     worker_trips_cached: int = 10_000
     worker_standby_replicas: int = 1
+    # Static group membership (e.g. the pod name, unique per worker): a worker restarted
+    # within the session timeout gets its partitions back without a rebalance. Empty:
+    # dynamic membership.
+    worker_instance_id: str = ""
+    # How long the group waits for a silent worker (killed, hung) before its partitions
+    # move to another: the longest pause a crash causes on those partitions.
+    worker_session_timeout_seconds: float = 30.0
+    worker_heartbeat_seconds: float = 3.0
+    # The leader worker writes a clock tick into every command partition this often; a
+    # hold expires at most this long (plus processing) after its time is up.
+    tick_interval_seconds: float = 1.0
+    # How often a worker logs the commands/s it processed.
+    worker_rate_log_seconds: float = 10.0
 
     # Business rules (see app.domain.policy.Policy)
     max_seats_per_booking: int = 4

@@ -98,6 +98,16 @@ class Stack:
             service.stop()
 
 
+WORKER_ARGV = [sys.executable, "-m", "app.agents.worker", "worker", "-l", "info"]
+
+
+def worker_service(name: str, workdir: Path, env: dict[str, str]) -> Service:
+    """A worker process with a data dir of its own (workdir/name) unless env names one.
+    Unbuffered, so that a worker killed with SIGKILL leaves its last log lines."""
+    env = {**os.environ, "WORKER_DATADIR": str(workdir / name), "PYTHONUNBUFFERED": "1", **env}
+    return Service(name, WORKER_ARGV, env, workdir / f"{name}.log")
+
+
 def start_stack(database_url: str, workdir: Path) -> Stack:
     run_id = uuid.uuid4().hex[:8]
     port = free_port()
@@ -113,9 +123,7 @@ def start_stack(database_url: str, workdir: Path) -> Stack:
     python = sys.executable
     stack = Stack(base_url=f"http://127.0.0.1:{port}", database_url=database_url)
     commands = {
-        # --without-web: faust's CLI turns the web server back on (port 6066) whatever the
-        # app's web_enabled says, and another suite's worker on this machine may hold it.
-        "worker": [python, "-m", "app.agents.worker", "worker", "-l", "info", "--without-web"],
+        "worker": WORKER_ARGV,
         "sink": [python, "-m", "sinks.main"],
         "gateway": [python, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(port)],
     }

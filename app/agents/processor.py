@@ -9,6 +9,11 @@ the table. For each record, in this order:
    a duplicate rewrites it).
 3. Queue the lifecycle events, then the reply, behind that changelog record in the
    producer's buffer, so nothing is announced ahead of the state it came from.
+
+Dead-letter codes: `invalid_json` (not a JSON document), `unknown_type` (no or an unknown
+`type`), `unsupported_version` (a `v` this processor does not read), `invalid_command`
+(missing or invalid fields), `wrong_key` (the record key is not the command's trip),
+`internal_error` (a bug met by this record; the worker carries on).
 """
 
 import hashlib
@@ -20,7 +25,9 @@ import orjson
 from pydantic import ValidationError
 
 from app.domain.commands import QueryAvailability
+from app.domain.handle import Outcome
 from app.domain.policy import Policy
+from app.domain.state import TripState
 from app.models import topics
 from app.models.commands import TRIP_RECORD, parse_command
 from app.models.outbound import lifecycle_events, reply
@@ -43,11 +50,21 @@ class Record:
     headers: Mapping[str, bytes] = field(default_factory=dict)
 
 
-def process_command(record: Record, store: TripStore, send: Send, policy: Policy) -> None:
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """A command's effect on its trip, for what watches the trips (the hold-due index)."""
+
+    key: bytes
+    state: TripState
+    outcome: Outcome
+
+
+def process_command(record: Record, store: TripStore, send: Send, policy: Policy) -> Handled | None:
+    """None when the record went to the dead-letter topic."""
     try:
         wire = parse_command(record.value or b"")
     except ValidationError as error:
-        return dead_letter(record, send, "invalid_command", describe(error))
+        return dead_letter(record, send, rejection_code(error), describe(error))
     if record.key is None or wire.key().encode() != record.key:
         return dead_letter(record, send, "wrong_key", f"expected key {wire.key()!r}")
     command = wire.to_domain()
@@ -55,6 +72,7 @@ def process_command(record: Record, store: TripStore, send: Send, policy: Policy
     for topic, key, value in lifecycle_events(state, outcome):
         send(topic, key.encode(), value, None, {})
     send_reply(record, send, wire.command_id, reply(state, outcome, query=isinstance(command, QueryAvailability)))
+    return Handled(record.key, state, outcome)
 
 
 def forward_trip(record: Record, send: Send) -> None:
@@ -108,6 +126,17 @@ def claimed_command_id(value: bytes | None) -> str | None:
         return None
     command_id = document.get("commandId") if isinstance(document, dict) else None
     return command_id if isinstance(command_id, str) and 0 < len(command_id) <= 128 else None
+
+
+def rejection_code(error: ValidationError) -> str:
+    first = error.errors()[0]
+    if first["type"] in ("json_invalid", "dict_type"):
+        return "invalid_json"
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return "unknown_type"
+    if any(e["loc"][1:2] == ("v",) for e in error.errors()):
+        return "unsupported_version"
+    return "invalid_command"
 
 
 def describe(error: ValidationError) -> str:

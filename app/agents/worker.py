@@ -3,18 +3,28 @@ and the trip states on them. Run: `python -m app.agents.worker worker -l info`.
 
 Each agent keeps concurrency 1: it writes tables, and faust may commit past an in-flight
 message otherwise (faust-streaming issue #606).
+
+Several workers share the partitions (same WORKER_ID, one WORKER_DATADIR each). The
+group's leader also emits the clock ticks (app.agents.expiry): faust already elects one
+leader per group (the owner of its leader topic's only partition), so no separate process
+has to be deployed, kept single and watched; when the leader dies, the next rebalance
+makes another worker leader. Ticks from two leaders during a rebalance are harmless (a
+second tick expires nothing new); no leader means no worker consumes either.
 """
 
 import logging
+import sys
+import time
 from collections.abc import Mapping
 
 import faust
 
-from app.agents.processor import Record, dead_letter, forward_trip, process_command
+from app.agents.expiry import process_record, tick_value
+from app.agents.processor import Record, dead_letter, forward_trip
 from app.config import get_settings
 from app.models import topics
 from app.tables.store import TripStore
-from app.tables.trips import trip_state_table
+from app.tables.trips import hold_due_table, trip_state_table
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -30,6 +40,9 @@ app = faust.App(
     producer_acks=-1,
     broker_commit_interval=settings.worker_commit_interval_seconds,
     table_standby_replicas=settings.worker_standby_replicas,
+    consumer_group_instance_id=settings.worker_instance_id or None,
+    broker_session_timeout=settings.worker_session_timeout_seconds,
+    broker_heartbeat_interval=settings.worker_heartbeat_seconds,
     stream_recovery_delay=0.5,
     web_enabled=False,
 )
@@ -39,7 +52,30 @@ commands = app.topic(topics.COMMANDS, key_serializer="raw", value_serializer="ra
 trips_catalog = app.topic(topics.TRIPS, key_serializer="raw", value_serializer="raw",
                           partitions=settings.command_partitions)
 trip_states = TripStore(trip_state_table(app, settings), settings.worker_trips_cached)
+holds_due = hold_due_table(app, settings)
 _topics_by_name: dict[str, faust.TopicT] = {}
+
+
+class Rate:
+    """Commands processed (ticks not counted), logged as commands/s now and then."""
+
+    def __init__(self) -> None:
+        self.commands = 0
+        self.since = time.monotonic()
+
+    def count(self, record: Record) -> None:
+        if record.key != topics.TICK_KEY:
+            self.commands += 1
+
+    def report(self) -> None:
+        now = time.monotonic()
+        if self.commands:
+            log.info("processed %d commands in %.1f s: %.0f commands/s",
+                     self.commands, now - self.since, self.commands / (now - self.since))
+        self.commands, self.since = 0, now
+
+
+rate = Rate()
 
 
 def send_soon(topic: str, key: bytes, value: bytes, partition: int | None, headers: Mapping[str, bytes]) -> None:
@@ -78,13 +114,31 @@ async def forward_trips(stream: faust.StreamT) -> None:
 def process_safely(record: Record) -> None:
     """A bug met by one record must not stop the partition: it goes to dead letters."""
     try:
-        process_command(record, trip_states, send_soon, policy)
+        process_record(record, trip_states, holds_due, send_soon, policy)
     except Exception as error:  # noqa: BLE001 - the worker must keep going
         log.exception("command at %s[%d]@%d failed", record.topic, record.partition, record.offset)
         dead_letter(record, send_soon, "internal_error", f"{type(error).__name__}: {error}")
+    rate.count(record)
+
+
+@app.timer(interval=settings.tick_interval_seconds, on_leader=True)
+async def emit_ticks() -> None:
+    value = tick_value(round(time.time() * 1000))
+    for partition in range(settings.command_partitions):
+        await commands.send(key=topics.TICK_KEY, value=value, partition=partition)
+
+
+@app.timer(interval=settings.worker_rate_log_seconds)
+async def log_rate() -> None:
+    rate.report()
 
 
 def main() -> None:
+    # faust's `worker` command turns its web server on unless told otherwise (whatever
+    # web_enabled says). The worker serves nothing over HTTP, and the fixed port would
+    # keep a second worker from starting on the same host.
+    if sys.argv[1:2] == ["worker"] and not any(arg.startswith("--with") for arg in sys.argv):
+        sys.argv.append("--without-web")
     app.main()
 
 

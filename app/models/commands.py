@@ -235,6 +235,21 @@ def parse_command(raw: bytes) -> AnyCommandIn:
     return COMMAND.validate_json(raw)
 
 
+class TickIn(Wire):
+    """A clock tick, written by the leader worker into every partition of the command topic
+    with key `tick` (app.models.topics.TICK_KEY). The owner of the partition expires the
+    holds due by the tick's record time (broker-stamped), not by `emittedAt`, which only
+    helps a reader of the log."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    type: Literal["tick"]
+    tick_id: str = Field(min_length=1, max_length=128)
+    emitted_at: int = Field(ge=0, description="emitter's clock, epoch ms (informational)")
+
+
+TICK = TypeAdapter(TickIn)
+
+
 class TripRecordIn(TripIn):
     """A record of the trips catalog topic: the trip and which route and date it runs."""
 

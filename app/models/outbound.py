@@ -120,7 +120,8 @@ def render_event(state: TripState, event: Event, trip_version: int) -> tuple[str
             return _refund_required(trip, state, event)
         case TripPublished(trip=published):
             value = {"v": SCHEMA_VERSION, "eventId": f"{published.key}:{trip_version}",
-                     "type": topics.TRIP_UPDATED, "version": trip_version, "trip": trip_to_json(published)}
+                     "type": topics.event_type(topics.TRIP_UPDATED), "version": trip_version,
+                     "trip": trip_to_json(published)}
             return topics.TRIP_UPDATED, published.key, orjson.dumps(value)
     return None
 
@@ -129,7 +130,7 @@ def _booking_event(trip: Trip, topic: str, booking: Booking, version: int, moves
     value = {
         "v": SCHEMA_VERSION,
         "eventId": f"{booking.booking_id}:{version}",
-        "type": topic,
+        "type": topics.event_type(topic),
         "bookingId": booking.booking_id,
         "version": version,
         "occurredAt": iso(moves[-1].at),
@@ -144,13 +145,14 @@ def _refund_required(trip: Trip, state: TripState, event: RefundRequired) -> tup
     value = {
         "v": SCHEMA_VERSION,
         "eventId": f"{event.booking_id}:refund_required:{event.payment_id}",
-        "type": topics.REFUND_REQUIRED,
+        "type": topics.event_type(topics.REFUND_REQUIRED),
         "bookingId": event.booking_id,
         "paymentId": event.payment_id,
         "amount": format_minor(event.amount),
         "currency": trip.currency,
         "reason": str(event.reason),
         "occurredAt": iso(event.at),
+        "version": booking.version if booking else None,
         "booking": snapshot(trip, booking) if booking else None,
     }
     return topics.REFUND_REQUIRED, event.booking_id, orjson.dumps(value)

@@ -1,25 +1,34 @@
-"""Topic names: a contract with the teams that produce to and consume from them."""
+"""Topic names: a contract with the teams that produce to and consume from them.
 
+`TOPIC_NAMESPACE` (empty in production) prefixes every name, so that several systems can
+share one cluster without reading each other's commands: the tests run each worker group
+in a namespace of its own. An event's `type` is its topic's name without the prefix, so
+the records a processor writes are the same bytes in every namespace.
+"""
+
+from app.config import get_settings
 from app.domain.booking import Status
 
-COMMANDS = "booking.commands"  # keyed by trip "<routeId>:<travelDate>", broker-stamped time
-REPLIES = "booking.replies"  # one partition per gateway process, key = command id
-TRIPS = "trips.catalog"  # compacted, published by the route service, keyed by trip
-TRIP_UPDATED = "trip.updated"  # the processor's view of each trip, after every change
-DEAD_LETTERS = "booking.deadletter"
-AUDIT = "booking.audit"  # who did what over HTTP, keyed by user id (gateway.audit)
+NAMESPACE = get_settings().topic_namespace
+
+COMMANDS = NAMESPACE + "booking.commands"  # keyed by trip "<routeId>:<travelDate>", broker-stamped time
+REPLIES = NAMESPACE + "booking.replies"  # one partition per gateway process, key = command id
+TRIPS = NAMESPACE + "trips.catalog"  # compacted, published by the route service, keyed by trip
+TRIP_UPDATED = NAMESPACE + "trip.updated"  # the processor's view of each trip, after every change
+DEAD_LETTERS = NAMESPACE + "booking.deadletter"
+AUDIT = NAMESPACE + "booking.audit"  # who did what over HTTP, keyed by user id (gateway.audit)
 
 # Lifecycle topics, keyed by booking id; the event type is the topic name.
-CREATED = "booking.created"
-PAYMENT_INITIATED = "booking.payment_initiated"
-PAYMENT_FAILED = "booking.payment_failed"
-CONFIRMED = "booking.confirmed"
-CANCELLED = "booking.cancelled"
-EXPIRED = "booking.expired"
-CHECKED_IN = "booking.checked_in"
-COMPLETED = "booking.completed"
-REFUNDED = "booking.refunded"
-REFUND_REQUIRED = "booking.refund_required"
+CREATED = NAMESPACE + "booking.created"
+PAYMENT_INITIATED = NAMESPACE + "booking.payment_initiated"
+PAYMENT_FAILED = NAMESPACE + "booking.payment_failed"
+CONFIRMED = NAMESPACE + "booking.confirmed"
+CANCELLED = NAMESPACE + "booking.cancelled"
+EXPIRED = NAMESPACE + "booking.expired"
+CHECKED_IN = NAMESPACE + "booking.checked_in"
+COMPLETED = NAMESPACE + "booking.completed"
+REFUNDED = NAMESPACE + "booking.refunded"
+REFUND_REQUIRED = NAMESPACE + "booking.refund_required"
 
 LIFECYCLE_BY_STATUS = {
     Status.HELD: CREATED,
@@ -33,6 +42,14 @@ LIFECYCLE_BY_STATUS = {
 }
 LIFECYCLE = (*LIFECYCLE_BY_STATUS.values(), PAYMENT_FAILED, REFUND_REQUIRED)
 
+
+def event_type(topic: str) -> str:
+    return topic.removeprefix(NAMESPACE)
+
 # Headers a command carries so its reply finds the way back.
 REPLY_TO = "reply-to"
 REPLY_PARTITION = "reply-partition"
+
+# The key of the clock ticks written into every partition of the command topic. A trip key
+# always contains ":", so no command can be mistaken for a tick.
+TICK_KEY = b"tick"

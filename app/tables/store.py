@@ -21,9 +21,9 @@ earlier version (or as absent, if the cut commit created it), an outcome as abse
 Handling the command again writes the same entries, since the handling is deterministic.
 
 A rejection changes no booking: its outcome entry alone is written, marked with the
-current commit, and is valid at once. A duplicate rewrites what it finds, marked the
-same way: if the first attempt's changelog records were lost while the local RocksDB
-kept them, this publishes them again.
+current commit, and is valid at once. A duplicate writes the entries its command wrote
+again, byte for byte as the table has them: if the first attempt's changelog records
+were lost while the local RocksDB kept them, this publishes them again.
 
 Between commands the decoded state stays in memory (an LRU of trips), and is used for
 as long as the trip entry in the table is the one it was decoded from or wrote.
@@ -149,23 +149,31 @@ class TripStore:
         if state.trip is None:
             return  # nothing was ever published here: nothing to keep
         touched = touched_bookings(outcome.events)
-        commits = not outcome.duplicate and (bool(touched) or outcome.trip_version is not None)
-        if commits:
-            mark: Mark = (loaded.seq + 1, command.command_id)
-        else:
-            mark = loaded.mark
+        remembered = state.remembered.get(command.command_id)
+        if outcome.duplicate:
+            outcome_keys = [outcome_key(key, command.command_id)] if remembered else []
+            return self.republish([*(booking_key(key, b) for b in sorted(touched)), *outcome_keys, key])
+        commits = bool(touched) or outcome.trip_version is not None
+        mark: Mark = (loaded.seq + 1, command.command_id) if commits else loaded.mark
         for booking_id in sorted(touched):
             booking = state.bookings[booking_id]
-            prev = booking.version - moves_of(booking_id, outcome.events) if commits else booking.version
+            prev = booking.version - moves_of(booking_id, outcome.events)
             self.table[booking_key(key, booking_id)] = encode_booking_entry(mark, prev, booking)
-        remembered = state.remembered.get(command.command_id)
         if remembered is not None:
             self.table[outcome_key(key, command.command_id)] = encode_outcome_entry(mark, remembered)
-        if commits or outcome.duplicate:
+        if commits:
             loaded.seq, loaded.last = mark
             live = [token_of(b.booking_id) for b in state.bookings.values() if is_live(b)]
             loaded.entry = encode_trip_entry(state, loaded.seq, loaded.last, live)
             self.table[key] = loaded.entry
+
+    def republish(self, keys: list[bytes]) -> None:
+        """Write the entries again exactly as they are: the first attempt's changelog
+        records may have been lost in a crash while the local RocksDB kept them."""
+        for entry_key in keys:
+            raw = self.table.get(entry_key)
+            if raw is not None:
+                self.table[entry_key] = raw
 
 
 def committed_booking(loaded: Loaded, raw: bytes) -> Booking | None:

@@ -1,5 +1,8 @@
-"""The table of trip states: one RocksDB entry per trip, keyed by trip key, on the
-partition of the command topic that carries the trip's commands."""
+"""The processor's tables. Each is partitioned like the command topic, and written only
+while the agent processes a record of that topic, so an entry lives on (and its changelog
+record goes to) the partition of the commands that change it."""
+
+from typing import Any
 
 import faust
 
@@ -7,16 +10,30 @@ from app.config import Settings
 
 
 def trip_state_table(app: faust.App, settings: Settings) -> faust.Table:
+    """One RocksDB entry per trip, keyed by trip key: its state (app.tables.codec)."""
+    return _table(app, settings, "trip-state")
+
+
+def hold_due_table(app: faust.App, settings: Settings) -> faust.Table:
+    """One entry per partition: the trips with holds due and when (app.agents.expiry)."""
+    return _table(app, settings, "hold-due")
+
+
+def _table(app: faust.App, settings: Settings, name: str) -> faust.Table:
     return app.Table(
-        "trip-state",
+        name,
         partitions=settings.command_partitions,  # must equal the command topic's
-        # bytes means faust's raw serializer: app.tables.codec encodes the value,
+        # bytes means faust's raw serializer: the value is encoded by our own code,
         # compactly and under our control.
         key_type=bytes,
         value_type=bytes,
-        options={
-            # rocksdict's default is a 2 GiB cache per partition DB.
-            "block_cache_size": settings.rocksdb_block_cache_bytes,
-            "write_buffer_size": settings.rocksdb_write_buffer_bytes,
-        },
+        options=rocksdb_options(settings),
     )
+
+
+def rocksdb_options(settings: Settings) -> dict[str, Any]:
+    # rocksdict's default is a 2 GiB block cache per partition DB.
+    return {
+        "block_cache_size": settings.rocksdb_block_cache_bytes,
+        "write_buffer_size": settings.rocksdb_write_buffer_bytes,
+    }

@@ -1,0 +1,426 @@
+"""Real worker processes in a topic namespace of their own, the upstream client to drive
+them, readers of every topic they write, and the replay that checks determinism."""
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from app.agents.expiry import process_record, tick_value
+from app.agents.processor import Record
+from app.client import BookingClient, ReplyTimeout
+from app.config import get_settings
+from app.domain.policy import Policy
+from app.models import topics
+from app.tables.store import TripStore
+from tests.stack import ROOT, Service, worker_service
+
+PARTITIONS = 6
+TICK_SECONDS = 1.0
+TRAVEL_DATE = (date.today() + timedelta(days=30)).isoformat()
+SERVICE = {"userId": "route-service", "role": "SERVICE"}
+PAYMENTS = {"userId": "payments", "role": "SERVICE"}
+DRIVER = {"userId": "driver-1", "role": "DRIVER"}
+
+
+def rider(name: str) -> dict[str, str]:
+    return {"userId": name, "role": "RIDER"}
+
+
+@dataclass
+class Namespace:
+    """A topic namespace with its topics created, its worker group and its processes."""
+
+    workdir: Path
+    env: dict[str, str]
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}.")
+    workers: dict[str, Service] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.env = {
+            "TOPIC_NAMESPACE": self.prefix,
+            "WORKER_ID": "openride-" + self.prefix.rstrip("."),
+            "COMMAND_PARTITIONS": str(PARTITIONS),
+            "TICK_INTERVAL_SECONDS": str(TICK_SECONDS),
+            "WORKER_SESSION_TIMEOUT_SECONDS": "10",
+            "WORKER_HEARTBEAT_SECONDS": "1",
+            "WORKER_RATE_LOG_SECONDS": "1",
+            **self.env,
+        }
+        subprocess.run([sys.executable, "-m", "app.topics"], cwd=ROOT, env={**os.environ, **self.env}, check=True,
+                       capture_output=True)
+
+    def topic(self, name: str) -> str:
+        """The namespaced name of a topic (the test process itself runs un-namespaced)."""
+        return self.prefix + name
+
+    @property
+    def worker_id(self) -> str:
+        return self.env["WORKER_ID"]
+
+    def worker(self, name: str, datadir: Path | None = None, **env: str) -> Service:
+        """A worker of this namespace's group, not started yet."""
+        extra = {**self.env, **env, **({"WORKER_DATADIR": str(datadir)} if datadir else {})}
+        service = self.workers[name] = worker_service(name, self.workdir, extra)
+        return service
+
+    def start_worker(self, name: str, datadir: Path | None = None, **env: str) -> Service:
+        service = self.worker(name, datadir, **env)
+        service.start()
+        return service
+
+    def client(self, reply_partition: int = 0) -> BookingClient:
+        return BookingClient(reply_partition=reply_partition, commands_topic=self.topic(topics.COMMANDS),
+                             replies_topic=self.topic(topics.REPLIES))
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+
+    def assert_alive(self, *names: str) -> None:
+        for name in names:
+            process = self.workers[name].process
+            assert process is not None and process.poll() is None, self.workers[name].log_tail()
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def command_id() -> str:
+    return uuid.uuid4().hex
+
+
+def publish_trip(route_id: str, capacity: int = 4, driver: str = "driver-1") -> dict[str, Any]:
+    return {
+        "type": "publish_trip", "commandId": command_id(), "actor": SERVICE, "routeId": route_id,
+        "travelDate": TRAVEL_DATE,
+        "trip": {"timezone": "Africa/Lagos", "departureTime": "09:00", "capacity": capacity, "currency": "NGN",
+                 "driverId": driver,
+                 "stops": [{"stopId": "LAG", "offsetMinutes": 0}, {"stopId": "IBD", "offsetMinutes": 90},
+                           {"stopId": "OYO", "offsetMinutes": 180}],
+                 "legFares": ["2500.00", "1500.00"]},
+    }
+
+
+def create_booking(route_id: str, who: str, seats: int = 1, origin: str = "LAG",
+                   destination: str = "OYO") -> dict[str, Any]:
+    return {"type": "create_booking", "commandId": command_id(), "actor": rider(who), "routeId": route_id,
+            "travelDate": TRAVEL_DATE, "originStopId": origin, "destinationStopId": destination,
+            "seatsBooked": seats}
+
+
+def on_booking(kind: str, booking_id: str, actor: dict[str, str], **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "commandId": command_id(), "actor": actor, "bookingId": booking_id, **fields}
+
+
+def on_trip(kind: str, route_id: str, actor: dict[str, str] = SERVICE, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "commandId": command_id(), "actor": actor, "routeId": route_id,
+            "travelDate": TRAVEL_DATE, **fields}
+
+
+async def send_until_answered(client: BookingClient, command: dict[str, Any], deadline_s: float = 90,
+                              timeout: float = 5) -> dict[str, Any]:
+    """Resends the same command (same id: safe) until a reply comes, as an upstream
+    service would while a worker is down or partitions move."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return await client.send(command, timeout=timeout)
+        except ReplyTimeout:
+            if time.monotonic() > deadline:
+                raise
+
+
+# -- reading topics ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+    def json(self) -> Any:
+        return orjson.loads(self.value or b"")
+
+
+def read_topic(name: str, partitions: list[int] | None = None) -> list[Message]:
+    """Every record of the topic up to its current end, in partition then offset order."""
+    consumer = Consumer({"bootstrap.servers": get_settings().kafka_bootstrap, "group.id": f"reader-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    try:
+        metadata = consumer.list_topics(name, timeout=10).topics[name]
+        found = sorted(metadata.partitions) if partitions is None else partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10) for p in found}
+        wanted = {p: (low, high) for p, (low, high) in ends.items() if high > low}
+        consumer.assign([TopicPartition(name, p, low) for p, (low, _) in wanted.items()])
+        got: dict[int, list[Message]] = defaultdict(list)
+        deadline = time.monotonic() + 30
+        while any(not got[p] or got[p][-1].offset < high - 1 for p, (_, high) in wanted.items()):
+            assert time.monotonic() < deadline, f"could not read {name} to its end"
+            for m in consumer.consume(500, 0.5):
+                if m.error() is None:
+                    got[m.partition()].append(Message(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(),
+                                                      m.value(), dict(m.headers() or [])))
+        return [m for p in sorted(got) for m in got[p]]
+    finally:
+        consumer.close()
+
+
+def wait_for(what: str, check, timeout_s: float = 30, every_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every_s)
+
+
+def produce_raw(topic: str, key: bytes | None, value: bytes, headers: dict[str, bytes], partition: int = -1) -> None:
+    """The recipe for a plain confluent-kafka producer (docs/processor.md)."""
+    producer = Producer({"bootstrap.servers": get_settings().kafka_bootstrap, "partitioner": "murmur2_random",
+                         "enable.idempotence": True, "acks": "all"})
+    producer.produce(topic, key=key, value=value, headers=list(headers.items()), partition=partition)
+    assert producer.flush(10) == 0
+
+
+def lifecycle(ns: Namespace) -> dict[str, list[Message]]:
+    """Every lifecycle event so far, by event id (a re-emitted event appears twice)."""
+    events: dict[str, list[Message]] = defaultdict(list)
+    for name in (*topics.LIFECYCLE, topics.TRIP_UPDATED):
+        for message in read_topic(ns.topic(name)):
+            events[message.json()["eventId"]].append(message)
+    return events
+
+
+def replies_by_command(ns: Namespace) -> dict[str, list[bytes]]:
+    replies: dict[str, list[bytes]] = defaultdict(list)
+    for message in read_topic(ns.topic(topics.REPLIES)):
+        replies[message.key.decode()].append(message.value)
+    return replies
+
+
+# -- invariants and replay -------------------------------------------------------------------
+
+
+def assert_one_outcome_each(replies: dict[str, list[bytes]], sent: list[str]) -> None:
+    """Exactly one outcome per command id: answered, and every answer byte-identical."""
+    missing = [c for c in sent if c not in replies]
+    assert not missing, f"{len(missing)} commands never answered, e.g. {missing[:3]}"
+    differing = {c: r for c, r in replies.items() if len(set(r)) > 1}
+    assert not differing, f"commands answered differently: {list(differing.items())[:2]}"
+
+
+def assert_no_seat_twice(accepted: list[dict[str, Any]]) -> None:
+    """Bookings of one trip that share a leg never share a seat (the test trips have legs
+    0 and 1; a LAG-OYO journey uses both)."""
+    legs = {("LAG", "IBD"): {0}, ("IBD", "OYO"): {1}, ("LAG", "OYO"): {0, 1}}
+    taken: set[tuple[str, int, int]] = set()
+    for booking in accepted:
+        for leg in legs[(booking["originStopId"], booking["destinationStopId"])]:
+            for seat in booking["seatNumbers"]:
+                spot = (booking["routeId"], leg, seat)
+                assert spot not in taken, f"seat {seat} on leg {leg} of {booking['routeId']} sold twice"
+                taken.add(spot)
+
+
+def assert_conserved(availability: list[dict[str, Any]], capacity: int) -> None:
+    for leg in availability:
+        assert leg["free"] + leg["held"] + leg["sold"] == capacity, leg
+        assert min(leg["free"], leg["held"], leg["sold"]) >= 0, leg
+
+
+@dataclass
+class Replayed:
+    states: dict[bytes, bytes] = field(default_factory=dict)
+    due: dict[bytes, bytes] = field(default_factory=dict)
+    sent: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    records: int = 0
+
+    def __post_init__(self) -> None:
+        self.store = TripStore(self.states, trips_cached=1_000)
+
+    def send(self, topic: str, key: bytes, value: bytes, _partition: int | None, _headers) -> None:
+        self.sent.append((topic, key, value))
+
+
+def committed_offsets(ns: Namespace) -> dict[int, int]:
+    """How far the worker group acknowledged each command partition."""
+    consumer = Consumer({"bootstrap.servers": get_settings().kafka_bootstrap, "group.id": ns.worker_id,
+                         "enable.auto.commit": False})
+    try:
+        wanted = [TopicPartition(ns.topic(topics.COMMANDS), p) for p in range(PARTITIONS)]
+        return {tp.partition: max(tp.offset, 0) for tp in consumer.committed(wanted, timeout=10)}
+    finally:
+        consumer.close()
+
+
+def replay(ns: Namespace, partition: int, end: int) -> Replayed:
+    """A partition's command log up to `end`, record by record, into a fresh processor."""
+    replayed = Replayed()
+    policy = settings_policy(ns)
+    for m in read_topic(ns.topic(topics.COMMANDS), [partition]):
+        if m.offset >= end:
+            break
+        record = Record(m.topic, m.partition, m.offset, m.timestamp_ms, m.key, m.value, m.headers)
+        process_record(record, replayed.store, replayed.due, replayed.send, policy)
+        replayed.records += 1
+    return replayed
+
+
+def settings_policy(ns: Namespace):
+    """The business rules the namespace's workers run with (their env, not ours)."""
+    from app.config import Settings
+
+    return Settings(**{k.lower(): v for k, v in ns.env.items() if k.lower() in Settings.model_fields}).policy()
+
+
+def changelog(ns: Namespace, table: str, partition: int) -> dict[bytes, bytes]:
+    latest: dict[bytes, bytes] = {}
+    for m in read_topic(f"{ns.worker_id}-{table}-changelog", [partition]):
+        if m.value is None:
+            latest.pop(m.key, None)
+        else:
+            latest[m.key] = m.value
+    return latest
+
+
+def settle(ns: Namespace, timeout_s: float = 120) -> None:
+    """Brings the log to rest with every record processed and committed: faust commits
+    offsets only every commit interval, not on shutdown, so a stopped worker leaves its
+    last records processed (in the changelog) but unacknowledged. A worker that emits no
+    ticks, on an empty data dir (a full rebuild from the changelogs), catches up to the
+    end of the log; once its group's offsets reach the end, it is stopped."""
+    settler = ns.start_worker("settler", ns.workdir / "settler-data", TICK_INTERVAL_SECONDS="86400")
+    try:
+        def caught_up() -> bool:
+            ends = {m.partition: m.offset + 1 for m in last_records(ns.topic(topics.COMMANDS))}
+            committed = committed_offsets(ns)
+            return all(committed.get(p, 0) >= end for p, end in ends.items())
+        wait_for("the settling worker to commit the whole log", caught_up, timeout_s)
+    finally:
+        settler.stop()
+
+
+def last_records(name: str) -> list[Message]:
+    consumer = Consumer({"bootstrap.servers": get_settings().kafka_bootstrap, "group.id": f"reader-{uuid.uuid4()}"})
+    try:
+        found = []
+        for p in consumer.list_topics(name, timeout=10).topics[name].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+            if high > low:
+                found.append(Message(name, p, high - 1, 0, None, None, {}))
+        return found
+    finally:
+        consumer.close()
+
+
+def assert_replay_matches(ns: Namespace) -> int:
+    """Determinism (invariant 5): once the log is at rest (`settle`), each partition's log
+    replayed into a fresh processor yields the tables the workers left (from their
+    changelogs), every reply the workers sent, byte for byte, and every lifecycle event
+    they published, byte for byte, and no other. Returns the records replayed."""
+    settle(ns)
+    live_replies = replies_by_command(ns)
+    live_events = {event_id: {m.value for m in ms} for event_id, ms in lifecycle(ns).items()}
+    replayed_events: dict[str, bytes] = {}
+    records = 0
+    for partition, end in committed_offsets(ns).items():
+        replayed = replay(ns, partition, end)
+        assert replayed.states == changelog(ns, "trip-state", partition), f"trip states differ on {partition}"
+        assert replayed.due == changelog(ns, "hold-due", partition), f"hold-due index differs on {partition}"
+        # The replay runs un-namespaced: its events go to the plain topic names, its
+        # replies where the commands' headers say.
+        for topic, key, value in replayed.sent:
+            if topic == ns.topic(topics.REPLIES):
+                assert set(live_replies[key.decode()]) == {value}, f"reply to {key!r} differs"
+            elif topic != topics.DEAD_LETTERS:
+                replayed_events[orjson.loads(value)["eventId"]] = value
+        records += replayed.records
+    assert {k: {v} for k, v in replayed_events.items()} == live_events
+    return records
+
+
+# -- load ----------------------------------------------------------------------------------
+
+
+def booking_stream(route_ids: list[str], count: int, seed: int) -> Iterator[dict[str, Any]]:
+    journeys = [("LAG", "IBD"), ("IBD", "OYO"), ("LAG", "OYO")]
+    chance = random.Random(seed)
+    for n in range(count):
+        origin, destination = chance.choice(journeys)
+        yield create_booking(chance.choice(route_ids), f"rider-{n}", chance.randint(1, 3), origin, destination)
+
+
+@dataclass
+class Progress:
+    answered: int = 0
+
+
+async def send_all(client: BookingClient, commands: list[dict[str, Any]], progress: Progress | None = None,
+                   in_flight: int = 32, deadline_s: float = 120) -> list[dict[str, Any]]:
+    gate = asyncio.Semaphore(in_flight)
+    progress = progress or Progress()
+
+    async def one(command: dict[str, Any]) -> dict[str, Any]:
+        async with gate:
+            reply = await send_until_answered(client, command, deadline_s)
+            progress.answered += 1
+            return reply
+
+    return await asyncio.gather(*(one(c) for c in commands))
+
+
+# -- in process --------------------------------------------------------------------------
+
+POLICY = Policy(hold_minutes=10, payment_hold_minutes=15)
+T0 = int(time.time() * 1000)
+PARTITION = 3
+
+
+class Log:
+    """One partition of the command topic and a processor reading it."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.states: dict[bytes, bytes] = {}
+        self.store = TripStore(self.states, trips_cached=1_000)
+        self.due: dict[bytes, bytes] = {}
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    def send(self, topic, key, value, _partition, _headers) -> None:
+        self.sent.append((topic, key, value))
+
+    def put(self, key: bytes, value: bytes, at: int, headers: dict[str, bytes] | None = None) -> list:
+        before = len(self.sent)
+        record = Record(topics.COMMANDS, PARTITION, self.offset, at, key, value,
+                        headers if headers is not None else {topics.REPLY_TO: b"replies"})
+        self.offset += 1
+        process_record(record, self.store, self.due, self.send, POLICY)
+        return self.sent[before:]
+
+    def command(self, command: dict, at: int) -> dict:
+        key = f"{command['routeId']}:{TRAVEL_DATE}" if "routeId" in command else \
+            f"{command['bookingId'].split('.')[0]}:{TRAVEL_DATE}"
+        sent = self.put(key.encode(), orjson.dumps(command), at)
+        return orjson.loads(sent[-1][2])
+
+    def tick(self, at: int, value: bytes | None = None) -> list:
+        return self.put(topics.TICK_KEY, value or tick_value(at), at, headers={})

@@ -1,0 +1,91 @@
+"""Topics as a contract: the committed JSON Schema files are what the models generate, and
+every command, reply and event the processor reads or writes validates against them."""
+
+import json
+from functools import cache
+
+import orjson
+from jsonschema import Draft202012Validator
+
+from app.agents.expiry import tick_value
+from app.domain.trip import MS_PER_MINUTE
+from app.models import topics
+from app.schemas import SCHEMAS, stale
+from tests.processor.support import (
+    DRIVER,
+    PAYMENTS,
+    SERVICE,
+    T0,
+    Log,
+    create_booking,
+    on_booking,
+    on_trip,
+    publish_trip,
+    rider,
+)
+
+
+def test_the_committed_schema_files_are_fresh() -> None:
+    assert stale() == [], "run `make schemas` and commit schemas/"
+
+
+@cache
+def validator(path: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMAS / path).read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def conversation() -> tuple[list[dict], Log]:
+    """Every command type and every event type, in process."""
+    log, sent = Log(), []
+
+    def do(command: dict, at: int = T0) -> dict:
+        sent.append(command)
+        return log.command(command, at)
+
+    do(publish_trip("RS", capacity=6))
+    do(on_trip("query_availability", "RS", rider("r")))
+    first = do(create_booking("RS", "rider-1", seats=2))["booking"]
+    do(on_booking("initiate_payment", first["id"], PAYMENTS, paymentId="p-1"))
+    do(on_booking("payment_failed", first["id"], PAYMENTS, paymentId="p-1"))
+    do(on_booking("payment_succeeded", first["id"], PAYMENTS, paymentId="p-2", amount=first["totalPrice"]))
+    do(on_booking("check_in", first["id"], DRIVER))
+    do(on_booking("complete", first["id"], DRIVER))
+    second = do(create_booking("RS", "rider-2"))["booking"]
+    do(on_booking("payment_succeeded", second["id"], PAYMENTS, paymentId="p-3", amount=second["totalPrice"]))
+    do(on_booking("cancel_booking", second["id"], rider("rider-2"), reason="plans changed, sorry"))
+    do(on_booking("refund_done", second["id"], PAYMENTS, amount=second["totalPrice"]))
+    third = do(create_booking("RS", "rider-3"))["booking"]
+    log.tick(T0 + 11 * MS_PER_MINUTE)
+    do(on_booking("payment_succeeded", third["id"], PAYMENTS, paymentId="p-4", amount=third["totalPrice"]),
+       T0 + 12 * MS_PER_MINUTE)
+    do(create_booking("RS", "rider-4"), T0 + 12 * MS_PER_MINUTE)
+    do(on_trip("expire_holds", "RS"), T0 + 12 * MS_PER_MINUTE)
+    do(on_trip("cancel_trip", "RS", SERVICE, reason="road closed"), T0 + 13 * MS_PER_MINUTE)
+    do(create_booking("RS", "rider-5", seats=9), T0 + 13 * MS_PER_MINUTE)
+    log.put(b"RS:2030-01-01", b'{"type": "create_booking", "commandId": "bad"}', T0)
+    return sent, log
+
+
+def test_every_command_reply_and_event_validates_against_its_schema() -> None:
+    commands, log = conversation()
+    for command in commands:
+        validator(f"commands/{command['type']}.json").validate(command)
+    seen = set()
+    for topic, _, value in log.sent:
+        document = orjson.loads(value)
+        if topic == "replies":
+            validator("replies/reply.json").validate(document)
+        elif topic != topics.DEAD_LETTERS:
+            validator(f"events/{document['type']}.json").validate(document)
+            assert document["eventId"] and (document.get("version") or document["type"] == "booking.refund_required")
+        seen.add(topic if topic in ("replies", topics.DEAD_LETTERS) else document["type"])
+    assert seen == {"replies", topics.DEAD_LETTERS, topics.TRIP_UPDATED, *topics.LIFECYCLE}
+    validator("commands/tick.json").validate(orjson.loads(tick_value(T0)))
+
+
+def test_a_schema_rejects_what_the_processor_would_dead_letter() -> None:
+    assert not validator("commands/create_booking.json").is_valid({"type": "create_booking", "commandId": "x"})
+    assert not validator("commands/check_in.json").is_valid(
+        {"v": 2, "type": "check_in", "commandId": "c", "actor": DRIVER, "bookingId": "R.20300101.AAAAAAAAAAAAAAAA"})

@@ -1,0 +1,81 @@
+"""Log-driven expiry in process: the tick path and the hold-due index, record by record,
+with dicts as the tables (the broker tests run the same code in the worker)."""
+
+import orjson
+
+from app.agents.expiry import load_index, tick_value
+from app.domain.trip import MS_PER_MINUTE
+from app.models import topics
+from tests.processor.support import (
+    PARTITION,
+    PAYMENTS,
+    T0,
+    TRAVEL_DATE,
+    Log,
+    create_booking,
+    on_booking,
+    publish_trip,
+)
+
+
+def expired_events(sent: list) -> list[dict]:
+    return [orjson.loads(v) for topic, _, v in sent if topic == topics.EXPIRED]
+
+
+def test_a_tick_expires_a_hold_once_its_time_is_up_and_not_before() -> None:
+    log = Log()
+    log.command(publish_trip("R1"), T0)
+    booking = log.command(create_booking("R1", "rider-1", seats=2), T0 + 1000)["booking"]
+    due = T0 + 1000 + 10 * MS_PER_MINUTE
+
+    assert expired_events(log.tick(due - 1)) == []
+    events = expired_events(log.tick(due))
+    assert [e["bookingId"] for e in events] == [booking["id"]]
+    assert events[0]["booking"]["status"] == "EXPIRED" and events[0]["version"] == 2
+    assert events[0]["transitions"][0]["to"] == "EXPIRED"
+    assert events[0]["occurredAt"] == events[0]["booking"]["expiresAt"], "expired at the tick that found it due"
+    assert load_index(log.due, PARTITION).due == {}, "a trip with no live hold leaves the index"
+    assert expired_events(log.tick(due + 1000)) == []
+
+
+def test_the_index_errs_early_never_late_when_a_payment_extends_the_hold() -> None:
+    log = Log()
+    log.command(publish_trip("R2"), T0)
+    booking = log.command(create_booking("R2", "rider-1"), T0)["booking"]
+    log.command(on_booking("initiate_payment", booking["id"], PAYMENTS, paymentId="p-1"), T0 + 5 * MS_PER_MINUTE)
+
+    assert expired_events(log.tick(T0 + 10 * MS_PER_MINUTE)) == []
+    assert load_index(log.due, PARTITION).due == {"R2:" + TRAVEL_DATE: T0 + 20 * MS_PER_MINUTE}
+    assert [e["bookingId"] for e in expired_events(log.tick(T0 + 20 * MS_PER_MINUTE))] == [booking["id"]]
+
+
+def test_a_redelivered_tick_re_emits_the_same_expiries_and_changes_nothing() -> None:
+    log = Log()
+    log.command(publish_trip("R3"), T0)
+    log.command(create_booking("R3", "rider-1"), T0)
+    log.command(create_booking("R3", "rider-2"), T0 + 1)
+    tick = tick_value(T0)
+    first = log.tick(T0 + 10 * MS_PER_MINUTE + 1, tick)
+    states, due = dict(log.states), dict(log.due)
+
+    again = log.tick(T0 + 10 * MS_PER_MINUTE + 1, tick)
+
+    assert len(expired_events(first)) == 2
+    assert again == first
+    assert (log.states, log.due) == (states, due)
+
+
+def test_an_idle_partition_tick_writes_nothing_and_a_bad_tick_is_a_dead_letter() -> None:
+    log = Log()
+    assert log.tick(T0) == [] and log.due == {}
+    sent = log.tick(T0, b'{"type": "tick"}')
+    assert [(topic, key) for topic, key, _ in sent] == [(topics.DEAD_LETTERS, topics.TICK_KEY)]
+
+
+def test_many_trips_on_a_partition_expire_in_trip_key_order() -> None:
+    log = Log()
+    for route in ("RB", "RA", "RC"):
+        log.command(publish_trip(route), T0)
+        log.command(create_booking(route, "rider-1"), T0)
+    events = expired_events(log.tick(T0 + 10 * MS_PER_MINUTE))
+    assert [e["bookingId"].split(".")[0] for e in events] == ["RA", "RB", "RC"]
