@@ -4,7 +4,7 @@ Exit 0 when healthy, 1 otherwise (with the reason on stdout). Without an argumen
 role is read from PID 1's command line, so the image's one HEALTHCHECK serves every role.
 - gateway: GET /health/ready answers 200 (Kafka, reply partition and Postgres all up);
 - worker, sink: the process is a member of its consumer group, found by its static
-  group instance id (CONSUMER_GROUP_INSTANCE_ID for the faust worker, SINK_INSTANCE_ID).
+  group instance id (WORKER_INSTANCE_ID, SINK_INSTANCE_ID).
 It reports readiness, so orchestrators use it for readiness, not liveness: a Kafka outage
 must not get every worker restarted (each restart costs a rebalance and a recovery).
 """
@@ -59,7 +59,7 @@ def problem(role: str, settings: Settings) -> str | None:
     if role == "gateway":
         return gateway_ready(settings)
     if role == "worker":
-        return group_member(settings, settings.worker_id, os.environ.get("CONSUMER_GROUP_INSTANCE_ID", ""))
+        return group_member(settings, settings.worker_id, settings.worker_instance_id)
     if role == "sink":
         return group_member(settings, settings.sink_group, settings.sink_instance_id)
     return f"no health check for role {role!r}"

@@ -106,7 +106,7 @@ def validated(adapter: TypeAdapter, topic: str, value: bytes) -> dict[str, Any]:
         event = adapter.validate_json(value)
     except ValidationError as error:
         raise Invalid(describe(error)) from None
-    if event["type"] != topic:  # the event type is the topic name (app.models.topics)
+    if event["type"] != topics.event_type(topic):  # the topic's name without TOPIC_NAMESPACE
         raise Invalid(f"type {event['type']!r} on topic {topic}")
     return event
 

@@ -117,7 +117,7 @@ class RefundRequiredEvent(Shape):
     bookingId: str
     paymentId: str
     amount: str = Amount
-    currency: str
+    currency: str | None = Field(description="the trip's currency; null if the trip was never published")
     reason: str = Field(description="the rejection code, e.g. hold_expired")
     occurredAt: str = Instant
     version: int | None = Field(description="the booking's version when the payment was refused; null if unknown")

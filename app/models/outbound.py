@@ -98,7 +98,6 @@ def transition_json(move: Transition) -> dict[str, Any]:
 
 def lifecycle_events(state: TripState, outcome: Outcome) -> list[tuple[str, str, bytes]]:
     """(topic, key, value) for each event of the outcome, in order."""
-    assert state.trip is not None or not outcome.events
     trip_version = outcome.trip_version or state.trip_version  # a duplicate's is the original's
     return [rendered for event in outcome.events
             if (rendered := render_event(state, event, trip_version)) is not None]
@@ -106,6 +105,8 @@ def lifecycle_events(state: TripState, outcome: Outcome) -> list[tuple[str, str,
 
 def render_event(state: TripState, event: Event, trip_version: int) -> tuple[str, str, bytes] | None:
     trip = state.trip
+    if isinstance(event, RefundRequired):  # a payment may name a booking of a trip never published
+        return _refund_required(trip, state, event)
     assert trip is not None
     match event:
         case BookingCreated(booking=booking):
@@ -116,8 +117,6 @@ def render_event(state: TripState, event: Event, trip_version: int) -> tuple[str
             last = moves[-1]
             topic = topics.PAYMENT_FAILED if last.source == last.target else topics.LIFECYCLE_BY_STATUS[last.target]
             return _booking_event(trip, topic, booking, version, moves)
-        case RefundRequired():
-            return _refund_required(trip, state, event)
         case TripPublished(trip=published):
             value = {"v": SCHEMA_VERSION, "eventId": f"{published.key}:{trip_version}",
                      "type": topics.event_type(topics.TRIP_UPDATED), "version": trip_version,
@@ -140,8 +139,8 @@ def _booking_event(trip: Trip, topic: str, booking: Booking, version: int, moves
     return topic, booking.booking_id, orjson.dumps(value)
 
 
-def _refund_required(trip: Trip, state: TripState, event: RefundRequired) -> tuple[str, str, bytes]:
-    booking = state.bookings.get(event.booking_id)
+def _refund_required(trip: Trip | None, state: TripState, event: RefundRequired) -> tuple[str, str, bytes]:
+    booking = state.bookings.get(event.booking_id) if trip else None
     value = {
         "v": SCHEMA_VERSION,
         "eventId": f"{event.booking_id}:refund_required:{event.payment_id}",
@@ -149,10 +148,10 @@ def _refund_required(trip: Trip, state: TripState, event: RefundRequired) -> tup
         "bookingId": event.booking_id,
         "paymentId": event.payment_id,
         "amount": format_minor(event.amount),
-        "currency": trip.currency,
+        "currency": trip.currency if trip else None,
         "reason": str(event.reason),
         "occurredAt": iso(event.at),
         "version": booking.version if booking else None,
-        "booking": snapshot(trip, booking) if booking else None,
+        "booking": snapshot(trip, booking) if trip and booking else None,
     }
     return topics.REFUND_REQUIRED, event.booking_id, orjson.dumps(value)

@@ -26,7 +26,7 @@ K8S_EXAMPLE = ROOT / "k8s" / "overlays" / "example"
 SHIPPED_PYTHON = ("app", "gateway", "sinks", "deploy")
 # faust settings we configure through faust's own environment variables (faust reads
 # them over the values the code passes). Checked against faust's settings table.
-LIBRARY_ENV = frozenset({"CONSUMER_GROUP_INSTANCE_ID", "TOPIC_REPLICATION_FACTOR"})
+LIBRARY_ENV = frozenset({"TOPIC_REPLICATION_FACTOR"})
 # Variables of the Python runtime itself, which the image sets and no setting mirrors.
 RUNTIME_ENV = frozenset({"PATH", "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"})
 ROLES = ("worker", "sink", "gateway", "topics", "migrate")

@@ -52,7 +52,7 @@ def test_the_whole_system_is_there():
 
 def test_workers_have_their_own_volume_and_static_member_id():
     workers = {name: s for name, s in our_services().items() if s["command"][0] == "worker"}
-    ids = [compose_env(s)["CONSUMER_GROUP_INSTANCE_ID"] for s in workers.values()]
+    ids = [compose_env(s)["WORKER_INSTANCE_ID"] for s in workers.values()]
     volumes = [used_volume_names(s) for s in workers.values()]
     assert len(set(ids)) == len(workers)
     assert all(len(v) == 1 for v in volumes) and len(set().union(*volumes)) == len(workers)

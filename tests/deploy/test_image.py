@@ -79,7 +79,7 @@ def test_entrypoint_starts_each_role(role, prints):
 
 
 def test_faust_takes_the_worker_identity_and_replication_from_the_environment():
-    env = {**os.environ, "CONSUMER_GROUP_INSTANCE_ID": "openride-worker-7", "TOPIC_REPLICATION_FACTOR": "3"}
+    env = {**os.environ, "WORKER_INSTANCE_ID": "openride-worker-7", "TOPIC_REPLICATION_FACTOR": "3"}
     done = subprocess.run(
         [sys.executable, "-c", "from app.agents.worker import app; "
                                "print(app.conf.consumer_group_instance_id, app.conf.topic_replication_factor)"],

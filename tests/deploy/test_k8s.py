@@ -93,7 +93,7 @@ def test_workers_keep_state_and_identity(rendered):
     worker = named(rendered, "StatefulSet")["openride-worker"]
     spec = pod_spec(worker)
     container = next(c for c in spec["containers"] if c["args"][0] == "worker")
-    identity = next(e for e in container["env"] if e["name"] == "CONSUMER_GROUP_INSTANCE_ID")
+    identity = next(e for e in container["env"] if e["name"] == "WORKER_INSTANCE_ID")
     assert identity["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     claims = {claim["metadata"]["name"] for claim in worker["spec"]["volumeClaimTemplates"]}
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
