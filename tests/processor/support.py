@@ -146,21 +146,11 @@ async def send_until_answered(client: BookingClient, command: dict[str, Any], de
 # -- reading topics ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, bytes]
-
-    def json(self) -> Any:
-        return orjson.loads(self.value or b"")
+def as_json(record: Record) -> Any:
+    return orjson.loads(record.value or b"")
 
 
-def read_topic(name: str, partitions: list[int] | None = None) -> list[Message]:
+def read_topic(name: str, partitions: list[int] | None = None) -> list[Record]:
     """Every record of the topic up to its current end, in partition then offset order."""
     consumer = Consumer({"bootstrap.servers": get_settings().kafka_bootstrap, "group.id": f"reader-{uuid.uuid4()}",
                          "enable.auto.commit": False, "enable.partition.eof": False})
@@ -170,13 +160,13 @@ def read_topic(name: str, partitions: list[int] | None = None) -> list[Message]:
         ends = {p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10) for p in found}
         wanted = {p: (low, high) for p, (low, high) in ends.items() if high > low}
         consumer.assign([TopicPartition(name, p, low) for p, (low, _) in wanted.items()])
-        got: dict[int, list[Message]] = defaultdict(list)
+        got: dict[int, list[Record]] = defaultdict(list)
         deadline = time.monotonic() + 30
         while any(not got[p] or got[p][-1].offset < high - 1 for p, (_, high) in wanted.items()):
             assert time.monotonic() < deadline, f"could not read {name} to its end"
             for m in consumer.consume(500, 0.5):
                 if m.error() is None:
-                    got[m.partition()].append(Message(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(),
+                    got[m.partition()].append(Record(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(),
                                                       m.value(), dict(m.headers() or [])))
         return [m for p in sorted(got) for m in got[p]]
     finally:
@@ -201,12 +191,12 @@ def produce_raw(topic: str, key: bytes | None, value: bytes, headers: dict[str, 
     assert producer.flush(10) == 0
 
 
-def lifecycle(ns: Namespace) -> dict[str, list[Message]]:
+def lifecycle(ns: Namespace) -> dict[str, list[Record]]:
     """Every lifecycle event so far, by event id (a re-emitted event appears twice)."""
-    events: dict[str, list[Message]] = defaultdict(list)
+    events: dict[str, list[Record]] = defaultdict(list)
     for name in (*topics.LIFECYCLE, topics.TRIP_UPDATED):
         for message in read_topic(ns.topic(name)):
-            events[message.json()["eventId"]].append(message)
+            events[as_json(message)["eventId"]].append(message)
     return events
 
 
@@ -276,10 +266,9 @@ def replay(ns: Namespace, partition: int, end: int) -> Replayed:
     """A partition's command log up to `end`, record by record, into a fresh processor."""
     replayed = Replayed()
     policy = settings_policy(ns)
-    for m in read_topic(ns.topic(topics.COMMANDS), [partition]):
-        if m.offset >= end:
+    for record in read_topic(ns.topic(topics.COMMANDS), [partition]):
+        if record.offset >= end:
             break
-        record = Record(m.topic, m.partition, m.offset, m.timestamp_ms, m.key, m.value, m.headers)
         process_record(record, replayed.store, replayed.due, replayed.send, policy)
         replayed.records += 1
     return replayed
@@ -319,14 +308,14 @@ def settle(ns: Namespace, timeout_s: float = 120) -> None:
         settler.stop()
 
 
-def last_records(name: str) -> list[Message]:
+def last_records(name: str) -> list[Record]:
     consumer = Consumer({"bootstrap.servers": get_settings().kafka_bootstrap, "group.id": f"reader-{uuid.uuid4()}"})
     try:
         found = []
         for p in consumer.list_topics(name, timeout=10).topics[name].partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
             if high > low:
-                found.append(Message(name, p, high - 1, 0, None, None, {}))
+                found.append(Record(name, p, high - 1, 0, None, None, {}))
         return found
     finally:
         consumer.close()

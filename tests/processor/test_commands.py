@@ -19,6 +19,7 @@ from tests.processor.support import (
     SERVICE,
     TICK_SECONDS,
     Namespace,
+    as_json,
     assert_replay_matches,
     create_booking,
     lifecycle,
@@ -60,7 +61,7 @@ def send(ns: Namespace, *commands: dict[str, Any], deadline_s: float = 30) -> li
 
 def events_of(ns: Namespace, booking_id: str) -> list[dict[str, Any]]:
     """The booking's lifecycle events in version order, each distinct event once."""
-    found = [ms[0].json() for ms in lifecycle(ns).values() if ms[0].json().get("bookingId") == booking_id]
+    found = [as_json(ms[0]) for ms in lifecycle(ns).values() if as_json(ms[0]).get("bookingId") == booking_id]
     return sorted(found, key=lambda e: (e.get("version") or 0, e["type"]))
 
 
