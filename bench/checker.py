@@ -60,26 +60,31 @@ class ClientLog:
     queries: list[tuple[str, int]] = field(default_factory=list)  # (command id, capacity) of table checks
 
 
-def read_topic(settings: Settings, topic: str) -> Iterator[Any]:
-    """Every record of a topic, partition by partition, in offset order."""
+def read_topics(settings: Settings, names: tuple[str, ...]) -> Iterator[Any]:
+    """Every record of the topics, each partition in offset order (partitions interleave)."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "openride-checker",
                          "enable.auto.commit": False})
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        for partition in sorted(metadata.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, partition, low)])
-            position = low
-            while position < high:
-                batch = consumer.consume(1000, 10)
-                if not batch:  # the rest of the range holds no records (e.g. transaction markers)
-                    break
-                for message in batch:
-                    if message.error() is None and message.partition() == partition and message.offset() < high:
-                        position = message.offset() + 1
-                        yield message
+        remaining: dict[tuple[str, int], int] = {}
+        assignment = []
+        for name in names:
+            for partition in consumer.list_topics(name, timeout=10).topics[name].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+                if high > low:
+                    remaining[name, partition] = high
+                    assignment.append(TopicPartition(name, partition, low))
+        consumer.assign(assignment)
+        while remaining:
+            batch = consumer.consume(1000, 10)
+            if not batch:  # what is left holds no records (e.g. transaction markers)
+                break
+            for message in batch:
+                place = (message.topic(), message.partition())
+                if message.error() is not None or place not in remaining:
+                    continue
+                if message.offset() + 1 >= remaining[place]:
+                    del remaining[place]
+                yield message
     finally:
         consumer.close()
 
@@ -87,7 +92,7 @@ def read_topic(settings: Settings, topic: str) -> Iterator[Any]:
 def rebuild_truth(settings: Settings) -> Truth:
     truth = Truth()
     policy = settings.policy()
-    for message in read_topic(settings, topics.COMMANDS):
+    for message in read_topics(settings, (topics.COMMANDS,)):
         try:
             wire = parse_command(message.value() or b"")
         except ValidationError:
@@ -112,9 +117,8 @@ def rebuild_truth(settings: Settings) -> Truth:
 
 def copies(settings: Settings, names: tuple[str, ...], id_of) -> dict[str, set[bytes]]:
     found: dict[str, set[bytes]] = defaultdict(set)
-    for name in names:
-        for message in read_topic(settings, name):
-            found[id_of(message)].add(message.value())
+    for message in read_topics(settings, names):
+        found[id_of(message)].add(message.value())
     return found
 
 
