@@ -13,6 +13,7 @@ import asyncio
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,14 +34,14 @@ from bench.systems import CpuMeter, SinkLag, infra_pids, openride_home, start_ba
 
 ROOT = Path(__file__).resolve().parent.parent
 RATES = {
-    "direct": [250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000],
-    "http": [250, 500, 1000, 1500, 2000, 2500, 3000],
-    "baseline": [250, 500, 1000, 1500, 2000, 2500, 3000],
+    "direct": [100, 250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000],
+    "http": [100, 250, 500, 1000, 1500, 2000, 2500, 3000],
+    "baseline": [100, 250, 500, 1000, 1500, 2000, 2500, 3000],
 }
 QUICK_RATES = {
-    "direct": [500, 2000, 4000],
-    "http": [500, 1000, 2000],
-    "baseline": [500, 1000, 2000],
+    "direct": [100, 250, 500, 1000, 2000, 4000],
+    "http": [100, 250, 500, 1000, 2000],
+    "baseline": [100, 250, 500, 1000, 2000],
 }
 # A step is sustained when nearly everything offered was answered, in time.
 MIN_SERVED_SHARE = 0.95
@@ -206,7 +207,10 @@ def main() -> None:
     info = machine()
     info["command"] = "make bench" + (" ARGS=--quick" if args.quick else "") + \
         f"  (bench/infra.sh run {shlex.join(sys.argv[1:])})"
+    # The broker starts empty each run: a worker data dir from an earlier run would hold
+    # changelog offsets ahead of it (faust's ConsistencyError).
     workdir = openride_home() / "bench-run"
+    shutil.rmtree(workdir, ignore_errors=True)
     stack = start_openride(settings, workdir)
     baseline = start_baseline(settings, workdir)
     lag = SinkLag(settings, stack.database_url).start()
