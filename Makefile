@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+BENCH_STAMP := .venv/.bench-installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 
-.PHONY: run up down test bench-sink infra venv token topics migrate schemas
+.PHONY: run up down test bench bench-sink chaos bench-venv infra venv token topics migrate schemas
 
 run: infra  ## everything in the foreground; Ctrl-C stops it all
 	scripts/services.sh run
@@ -22,6 +23,18 @@ test: venv  ## the whole suite, against its own broker and Postgres
 
 bench-sink: venv  ## the sink's events/s and lag, against its own broker and Postgres (ARGS: see --help)
 	scripts/isolated.sh $(PY) -m tests.sink.bench_sink $(ARGS)
+
+bench: bench-venv  ## OpenRide vs a row-lock baseline; report in docs/benchmarks/ (ARGS=--quick for a smoke run)
+	bench/infra.sh run $(ARGS)
+
+chaos: venv  ## load + SIGKILLs of worker, sink and gateway, then the invariant checker
+	bench/infra.sh chaos $(ARGS)
+
+bench-venv: venv $(BENCH_STAMP)
+
+$(BENCH_STAMP): pyproject.toml
+	.venv/bin/pip install -q -e '.[test,bench]'
+	rm -f .venv/.bench-installed-* && touch $@
 
 infra: venv
 	scripts/kafka.sh start

@@ -1,0 +1,221 @@
+"""`make chaos`: booking load with client retries while the worker is SIGKILLed every few
+seconds (and the sink and the gateway now and then), each restarted at once; then the
+checker (bench/checker.py) over the command log, topics, tables and Postgres.
+
+    bench/infra.sh chaos [--commands 100000] [--kill-every 6] [--min-kills 30]
+
+Clients never give up on a command: on a timeout, a 503 or a refused connection they send
+it again with the same command id (Kafka) or Idempotency-Key (HTTP), as the contract says
+is safe. Holds last a minute here, so expiries (and payments refused after them) happen.
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+# Short holds: the run sees expiries; the checker reads the same settings.
+os.environ.setdefault("HOLD_MINUTES", "1")
+os.environ.setdefault("PAYMENT_HOLD_MINUTES", "2")
+
+from app.config import get_settings  # noqa: E402 - after the policy's environment
+from bench import load  # noqa: E402
+from bench.checker import ClientLog, check  # noqa: E402
+from bench.systems import SinkLag, openride_home, start_openride  # noqa: E402
+from gateway.commands import command_id_for  # noqa: E402
+from tests.stack import Stack  # noqa: E402
+
+RETRY_PAUSE_S = 0.5
+ATTEMPT_TIMEOUT_S = 5.0
+GIVE_UP_AFTER_S = 300.0
+
+
+@dataclass
+class Budget:
+    """Commands left to send; the load goes on past zero until enough kills happened."""
+
+    left: int
+    enough_kills: Callable[[], bool]
+
+    def take(self) -> bool:
+        self.left -= 1
+        return self.left >= 0 or not self.enough_kills()
+
+
+class Chaos:
+    def __init__(self, stack: Stack, direct: load.DirectKafka, trips: list[load.TripSpec], seed: int):
+        self.stack = stack
+        self.direct = direct
+        self.trips = trips
+        self.rng = random.Random(seed)
+        self.clients = ClientLog()
+        self.sent = 0
+        self.answered = 0
+        self.kills: dict[str, int] = {"worker": 0, "sink": 0, "gateway": 0}
+
+    # -- clients ---------------------------------------------------------------------------
+
+    async def command(self, key: str, document: dict[str, Any]) -> dict[str, Any] | None:
+        """Sends until answered, always with the same command id."""
+        deadline = time.monotonic() + GIVE_UP_AFTER_S
+        while time.monotonic() < deadline:
+            self.sent += 1
+            try:
+                body = await self.direct.request(key, document, ATTEMPT_TIMEOUT_S)
+            except TimeoutError:
+                continue
+            self.clients.kafka[document["commandId"]].append(body)
+            self.answered += 1
+            return body
+        return None
+
+    async def kafka_flow(self, budget: Budget) -> None:
+        """create -> sometimes pay -> sometimes cancel, over the command topic."""
+        while budget.take():
+            op = load.Scenario("chaos", self.trips, 0.0, seed=self.rng.randrange(1 << 30)).next_op()
+            created = await self.command(op.trip.key, load.create_command(op))
+            if not created or not created.get("ok"):
+                continue
+            booking = created["booking"]
+            if self.rng.random() < 0.5 and budget.take():
+                await self.command(op.trip.key, {
+                    "v": 1, "type": "payment_succeeded", "commandId": uuid.uuid4().hex,
+                    "actor": load.actor("payments", "SERVICE"), "bookingId": booking["id"],
+                    "paymentId": f"pay-{op.key}", "amount": booking["totalPrice"]})
+            if self.rng.random() < 0.3 and budget.take():
+                cancel = load.Cancel(op.trip, op.rider, booking["id"], uuid.uuid4().hex)
+                await self.command(op.trip.key, load.cancel_command(cancel))
+
+    async def http_flow(self, budget: Budget, session: aiohttp.ClientSession, identify) -> None:
+        while budget.take():
+            op = load.Scenario("chaos", self.trips, 0.0, seed=self.rng.randrange(1 << 30)).next_op()
+            command_id = command_id_for("create_booking", op.rider, op.key)
+            deadline = time.monotonic() + GIVE_UP_AFTER_S
+            while time.monotonic() < deadline:
+                self.sent += 1
+                try:
+                    async with session.post(f"{self.stack.base_url}/v1/bookings", json=load.create_body(op),
+                                            headers={**identify(op.rider), "Idempotency-Key": op.key}) as response:
+                        payload = await response.json(content_type=None)
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError):
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                    continue
+                if status >= 500 or status in (409, 429) and payload.get("code") != "seats_unavailable":
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                    continue
+                booking_id = payload["booking"]["id"] if status == 201 else None
+                self.clients.http.append((command_id, status, booking_id))
+                break
+
+    # -- the killer ------------------------------------------------------------------------
+
+    async def killer(self, every_s: float, sink_every: int, gateway_every: int, done: asyncio.Event) -> None:
+        count = 0
+        while not done.is_set():
+            try:
+                await asyncio.wait_for(done.wait(), every_s * (0.5 + self.rng.random()))
+            except TimeoutError:
+                pass
+            if done.is_set():
+                break
+            count += 1
+            victims = ["worker"] + (["sink"] if count % sink_every == 0 else []) \
+                + (["gateway"] if count % gateway_every == 0 else [])
+            for name in victims:
+                service = self.stack.services[name]
+                await asyncio.to_thread(service.kill)
+                self.kills[name] += 1
+                service.start()
+            print(f"  kill {count}: {', '.join(victims)} (commands sent so far {self.sent})", flush=True)
+            await self.back_at_work(done)
+
+    async def back_at_work(self, done: asyncio.Event, answers: int = 20, timeout_s: float = 90) -> None:
+        """The next kill waits until the restarted worker answers again, so each kill
+        hits a worker that was doing work (not one still recovering)."""
+        mark, deadline = self.answered, time.monotonic() + timeout_s
+        while self.answered < mark + answers and not done.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+
+    async def table_queries(self) -> None:
+        """The processor's table state, read through query_availability (its replies are
+        in the log too, so the checker knows what they must say)."""
+        for trip in self.trips:
+            command_id = f"check-{uuid.uuid4().hex}"
+            await self.command(trip.key, {
+                "v": 1, "type": "query_availability", "commandId": command_id,
+                "actor": load.actor("route-svc", "SERVICE"), "routeId": trip.route_id,
+                "travelDate": trip.travel_date.isoformat()})
+            self.clients.queries.append((command_id, trip.capacity))
+
+
+async def drive(stack: Stack, args: argparse.Namespace) -> tuple[Chaos, float]:
+    settings = get_settings()
+    direct = load.DirectKafka(settings)
+    await direct.start()
+    trips = load.make_trips(f"chaos{uuid.uuid4().hex[:6]}", args.trips)
+    await load.publish_trips(direct, trips)
+    chaos = Chaos(stack, direct, trips, args.seed)
+    budget = Budget(args.commands, lambda: chaos.kills["worker"] >= args.min_kills)
+    done = asyncio.Event()
+    started = time.monotonic()
+    killer = asyncio.create_task(chaos.killer(args.kill_every, args.sink_every, args.gateway_every, done))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_S * 2)) as session:
+        identify = load.jwt_identity(settings.jwt_secret)
+        flows = [chaos.kafka_flow(budget) for _ in range(args.kafka_clients)]
+        flows += [chaos.http_flow(budget, session, identify) for _ in range(args.http_clients)]
+        await asyncio.gather(*flows)
+    done.set()
+    await killer
+    elapsed = time.monotonic() - started
+    await asyncio.to_thread(stack.wait_ready)
+    await chaos.table_queries()
+    await direct.stop()
+    return chaos, elapsed
+
+
+def run(args: argparse.Namespace) -> dict[str, int]:
+    settings = get_settings()
+    stack = start_openride(settings, openride_home() / "chaos-run" / uuid.uuid4().hex[:8])
+    try:
+        chaos, elapsed = asyncio.run(drive(stack, args))
+        print(f"load done: {chaos.sent} sends (retries included) in {elapsed:.0f} s, kills {chaos.kills}", flush=True)
+        caught_up = SinkLag(settings, stack.database_url).wait_caught_up(180)
+    finally:
+        stack.stop()
+    counts = check(settings, stack.database_url, chaos.clients)
+    counts["sink_not_caught_up"] = int(not caught_up)
+    counts["too_few_kills"] = int(chaos.kills["worker"] < args.min_kills)
+    print(" ".join(f"{name}={value}" for name, value in counts.items()), flush=True)
+    return counts
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    result.add_argument("--commands", type=int, default=100_000, help="booking flows' commands (retries not counted)")
+    result.add_argument("--kill-every", type=float, default=6.0, help="mean seconds between worker kills")
+    result.add_argument("--min-kills", type=int, default=30, help="keep the load going until this many worker kills")
+    result.add_argument("--sink-every", type=int, default=4, help="the sink dies with every n-th worker kill")
+    result.add_argument("--gateway-every", type=int, default=5, help="the gateway dies with every n-th worker kill")
+    result.add_argument("--trips", type=int, default=20)
+    result.add_argument("--kafka-clients", type=int, default=48)
+    result.add_argument("--http-clients", type=int, default=16)
+    result.add_argument("--seed", type=int, default=11)
+    return result
+
+
+def main() -> None:
+    counts = run(parser().parse_args())
+    sys.exit(1 if any(counts.values()) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""`make bench`: the Kafka-native system (direct commands and HTTP through the gateway)
+against the row-lock baseline, same generator, same machine, same run.
+
+For each scenario (hot trip, spread over 1,000 trips) and each target, offered load
+ramps up in steps; a step that is not sustained (see `sustained`) ends the ramp. The
+report (markdown, JSON, PNG plots) goes to docs/benchmarks/.
+
+    bench/infra.sh run [--quick] [--step-seconds 6] [--out docs/benchmarks]
+"""
+
+import argparse
+import asyncio
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from app.config import get_settings
+from app.models.commands import TripIn
+from app.tables.codec import trip_to_json
+from bench import load
+from bench.baseline.app import seed_trips
+from bench.invariants import availability_problems, baseline_oversold, postgres_oversold
+from bench.systems import CpuMeter, SinkLag, infra_pids, openride_home, start_baseline, start_openride
+
+ROOT = Path(__file__).resolve().parent.parent
+RATES = {
+    "direct": [100, 250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000],
+    "http": [100, 250, 500, 1000, 1500, 2000, 2500, 3000],
+    "baseline": [100, 250, 500, 1000, 1500, 2000, 2500, 3000],
+}
+QUICK_RATES = {
+    "direct": [100, 250, 500, 1000, 2000, 4000],
+    "http": [100, 250, 500, 1000, 2000],
+    "baseline": [100, 250, 500, 1000, 2000],
+}
+# A step is sustained when nearly everything offered was answered, in time.
+MIN_SERVED_SHARE = 0.95
+MAX_ERROR_SHARE = 0.01
+MAX_P99_S = 1.0
+
+
+@dataclass
+class Step:
+    scenario: str
+    target: str
+    rate: float
+    offered: int
+    ok: int
+    rejected: int
+    errors: int
+    throughput: float  # answers/s, from the step's first intended send to its last answer
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    cpu: dict[str, float]  # % of one core, per process
+    load_avg: float
+    started: float  # monotonic
+    ended: float
+    sustained: bool
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def summarize(scenario: str, target: str, rate: float, samples: list[load.Sample], start: float,
+              cpu: dict[str, float], wall_start: float, wall_end: float) -> Step:
+    latencies = sorted(s.latency * 1000 for s in samples)
+    served = [s for s in samples if s.status != "error"]
+    last = max(s.done for s in samples)
+    step = Step(
+        scenario, target, rate, len(samples),
+        ok=sum(s.status == "ok" for s in samples), rejected=sum(s.status == "rejected" for s in samples),
+        errors=sum(s.status == "error" for s in samples),
+        throughput=len(served) / max(last - start, 1e-9),
+        p50_ms=percentile(latencies, 0.50), p95_ms=percentile(latencies, 0.95), p99_ms=percentile(latencies, 0.99),
+        p999_ms=percentile(latencies, 0.999), max_ms=latencies[-1],
+        cpu=cpu, load_avg=os.getloadavg()[0], started=wall_start, ended=wall_end, sustained=False)
+    step.sustained = (len(served) >= MIN_SERVED_SHARE * step.offered and step.errors <= MAX_ERROR_SHARE * step.offered
+                      and step.p99_ms <= MAX_P99_S * 1000)
+    return step
+
+
+def cpu_percent(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    return {name: round(100 * (after[name] - before.get(name, 0.0)) / seconds, 1) for name in after}
+
+
+async def ramp(target, scenario: load.Scenario, rates: list[int], step_s: float, meter: CpuMeter,
+               timeline: list[tuple[str, float]]) -> list[Step]:
+    steps = []
+    for rate in rates:
+        before, wall_start = meter.snapshot(), time.monotonic()
+        samples, start = await load.run_step(target, scenario, rate, step_s)
+        wall_end = time.monotonic()
+        cpu = cpu_percent(before, meter.snapshot(), wall_end - wall_start)
+        loop_offset = wall_start - start + 0.05  # loop time -> monotonic (both monotonic clocks here)
+        timeline.extend((f"{scenario.name}/{target.name}", s.done + loop_offset) for s in samples
+                        if s.status != "error")
+        step = summarize(scenario.name, target.name, rate, samples, start, cpu, wall_start, wall_end)
+        steps.append(step)
+        print(f"  {scenario.name:6} {target.name:8} {rate:6.0f}/s -> {step.throughput:7.0f}/s "
+              f"p50 {step.p50_ms:7.1f} p99 {step.p99_ms:7.1f} ms ok {step.ok} rej {step.rejected} "
+              f"err {step.errors} cpu {step.cpu} load {step.load_avg:.1f}", flush=True)
+        if not step.sustained:
+            break
+    return steps
+
+
+def seed_baseline(database_url: str, trips: list[load.TripSpec]) -> None:
+    seed_trips(database_url, [
+        (trip.key, trip_to_json(TripIn.model_validate(trip.body()).to_trip(trip.route_id, trip.travel_date)))
+        for trip in trips])
+
+
+async def hot_trip_availability(direct: load.DirectKafka, trips: list[load.TripSpec]) -> int:
+    """Invariants 1 and 2 as the processor itself reports them (query_availability)."""
+    problems = 0
+    for trip in trips:
+        command = {"v": 1, "type": "query_availability", "commandId": f"check-{trip.key}-{time.time_ns()}",
+                   "actor": load.actor("route-svc", "SERVICE"), "routeId": trip.route_id,
+                   "travelDate": trip.travel_date.isoformat()}
+        reply = await direct.request(trip.key, command, timeout=30)
+        problems += availability_problems(reply["availability"], trip.capacity)
+    return problems
+
+
+async def bench(args: argparse.Namespace, stack, baseline, lag: SinkLag, meter: CpuMeter) -> dict[str, Any]:
+    settings = get_settings()
+    rates = QUICK_RATES if args.quick else RATES
+    direct = load.DirectKafka(settings)
+    await direct.start()
+    gateway_has_cancel = "/v1/bookings/{bookingId}/cancel" in stack.client().get("/openapi.json").json()["paths"]
+    targets = {
+        "direct": direct,
+        "http": load.Http("http", stack.base_url, load.jwt_identity(settings.jwt_secret),
+                          cancel_over=None if gateway_has_cancel else direct),
+        "baseline": load.Http("baseline", baseline.base_url, load.rider_header),
+    }
+    for target in targets.values():
+        if target is not direct:
+            await target.start()
+    steps: list[Step] = []
+    timeline: list[tuple[str, float]] = []
+    windows: dict[str, tuple[float, float]] = {}
+    hot_trips: list[load.TripSpec] = []
+    for make in (load.hot_trip, load.spread):
+        for name, target in targets.items():
+            scenario = make(f"{name}-{make.__name__}")
+            if name == "baseline":
+                seed_baseline(baseline.database_url, scenario.trips)
+            else:
+                await load.publish_trips(direct, scenario.trips)
+            if make is load.hot_trip and name != "baseline":
+                hot_trips.extend(scenario.trips)
+            print(f"{scenario.name} / {name}:", flush=True)
+            series = await ramp(target, scenario, rates[name], args.step_seconds, meter, timeline)
+            steps.extend(series)
+            windows[f"{scenario.name}/{name}"] = (series[0].started, series[-1].ended)
+    caught_up = await asyncio.to_thread(lag.wait_caught_up, 180)
+    checks = {
+        "openride": {**postgres_oversold(stack.database_url), "sink_caught_up": caught_up,
+                     "hot_trip_availability_problems": await hot_trip_availability(direct, hot_trips)},
+        "baseline": baseline_oversold(baseline.database_url),
+        "http_cancels": "HTTP" if gateway_has_cancel else "direct Kafka commands (gateway has no cancel route yet)",
+    }
+    for target in targets.values():
+        await target.stop()
+    sink = {key: lag.lags(*window) for key, window in windows.items() if not key.endswith("/baseline")}
+    return {"steps": [asdict(s) for s in steps], "checks": checks, "timeline": timeline,
+            "sink_lag_s": {key: {"max": max(v, default=0.0), "p95": percentile(sorted(v), 0.95)}
+                           for key, v in sink.items()}}
+
+
+def machine() -> dict[str, Any]:
+    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), platform.processor())
+    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemTotal"))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {"cpu": cpu_model, "cores": os.cpu_count(), "memory_gib": round(memory_kb / 2**20, 1),
+            "python": platform.python_version(), "kernel": platform.release(), "commit": commit.stdout.strip(),
+            "load_avg_before": os.getloadavg()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter steps (a smoke run, ~3 minutes)")
+    parser.add_argument("--step-seconds", type=float, default=None, help="seconds per rate step (default 6, quick 3)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    args = parser.parse_args()
+    args.step_seconds = args.step_seconds or (3.0 if args.quick else 6.0)
+    settings = get_settings()
+    info = machine()
+    info["command"] = "make bench" + (" ARGS=--quick" if args.quick else "") + \
+        f"  (bench/infra.sh run {shlex.join(sys.argv[1:])})"
+    # The broker starts empty each run: a worker data dir from an earlier run would hold
+    # changelog offsets ahead of it (faust's ConsistencyError).
+    workdir = openride_home() / "bench-run"
+    shutil.rmtree(workdir, ignore_errors=True)
+    stack = start_openride(settings, workdir)
+    baseline = start_baseline(settings, workdir)
+    lag = SinkLag(settings, stack.database_url).start()
+    pids = {name: service.process.pid for name, service in stack.services.items()}
+    pids |= {"baseline": baseline.service.process.pid, "generator": os.getpid(), **infra_pids(openride_home())}
+    meter = CpuMeter(pids, with_children=frozenset({"postgres"}))
+    started = time.monotonic()
+    try:
+        results = asyncio.run(bench(args, stack, baseline, lag, meter))
+    finally:
+        lag.stop()
+        baseline.service.stop()
+        stack.stop()
+    info["load_avg_after"] = os.getloadavg()
+    info["duration_s"] = round(time.monotonic() - started)
+    results["machine"] = info
+    results["quick"] = args.quick
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_bytes(orjson.dumps(
+        {k: v for k, v in results.items() if k != "timeline"}, option=orjson.OPT_INDENT_2))
+    from bench.report import write_report
+
+    write_report(results, args.out)
+    failed = results["checks"]["openride"]["oversold_legs"] or results["checks"]["baseline"]["oversold_legs"] \
+        or results["checks"]["openride"]["hot_trip_availability_problems"]
+    print(f"report written to {args.out}; oversell check {'FAILED' if failed else 'passed'}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

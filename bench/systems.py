@@ -1,0 +1,158 @@
+"""The systems a bench or chaos run drives, as real processes on the infrastructure that
+bench/infra.sh (or `make test`) started: worker, sink and gateway (tests/stack.py), the
+baseline service, and how far the sink is behind the lifecycle topics."""
+
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from app.config import Settings
+from sinks.events import SUBSCRIBED
+from sinks.migrate import migrate
+from tests.stack import Service, Stack, free_port, start_stack
+
+
+def openride_home() -> Path:
+    return Path(os.environ.get("OPENRIDE_HOME", Path(__file__).resolve().parent.parent / ".local" / "bench"))
+
+
+def fresh_database(base_url: str, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base_url.rsplit("/", 1)[0] + "/" + name
+
+
+def start_openride(settings: Settings, workdir: Path) -> Stack:
+    """Worker, sink and gateway on a fresh, migrated database; returns once ready."""
+    database_url = fresh_database(settings.database_url, "openride_bench")
+    migrate(database_url)
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = start_stack(database_url, workdir)
+    stack.wait_ready()
+    return stack
+
+
+@dataclass
+class Baseline:
+    base_url: str
+    database_url: str
+    service: Service
+
+
+def start_baseline(settings: Settings, workdir: Path) -> Baseline:
+    database_url = fresh_database(settings.database_url, "baseline_bench")
+    port = free_port()
+    env = {**os.environ, "BASELINE_DATABASE_URL": database_url}
+    argv = [sys.executable, "-m", "uvicorn", "bench.baseline.app:app", "--host", "127.0.0.1", "--port", str(port),
+            "--no-access-log"]
+    service = Service("baseline", argv, env, workdir / "baseline.log")
+    service.start()
+    baseline = Baseline(f"http://127.0.0.1:{port}", database_url, service)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(baseline.base_url + "/health", timeout=2).status_code == 200:
+                return baseline
+        except httpx.TransportError:
+            time.sleep(0.3)
+    raise TimeoutError("the baseline never answered:\n" + service.log_tail())
+
+
+class SinkLag:
+    """Samples the lifecycle topics' end offsets and the sink's offsets in Postgres. The
+    lag of a sample taken at t is how long the sink took to reach the end seen at t."""
+
+    def __init__(self, settings: Settings, database_url: str, every_s: float = 0.5):
+        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self.partitions = [TopicPartition(topic, p) for topic in SUBSCRIBED for p in range(settings.event_partitions)]
+        self.database_url = database_url
+        self.every_s = every_s
+        self.samples: list[tuple[float, int, int]] = []  # (monotonic time, end, sink position)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="sink-lag")
+
+    def start(self) -> "SinkLag":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(10)
+
+    def end_offsets(self) -> int:
+        futures = self.admin.list_offsets({tp: OffsetSpec.latest() for tp in self.partitions}, request_timeout=10)
+        return sum(future.result().offset for future in futures.values())
+
+    def sink_position(self, conn: psycopg.Connection) -> int:
+        row = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE topic = ANY(%s)",
+                           (list(SUBSCRIBED),)).fetchone()
+        return int(row[0])
+
+    def _run(self) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while not self._stopping.wait(self.every_s):
+                try:
+                    self.samples.append((time.monotonic(), self.end_offsets(), self.sink_position(conn)))
+                except Exception:  # noqa: BLE001 - a missed sample is fine (e.g. sink restarting)
+                    continue
+
+    def lags(self, since: float, until: float) -> list[float]:
+        """Lag in seconds of each sample in [since, until] (a sample never caught up counts
+        until the last sample)."""
+        lags = []
+        for i, (t, end, _) in enumerate(self.samples):
+            if not since <= t <= until:
+                continue
+            caught = next((t2 for t2, _, position in self.samples[i:] if position >= end), self.samples[-1][0])
+            lags.append(caught - t)
+        return lags
+
+    def wait_caught_up(self, timeout_s: float = 120) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                if self.sink_position(conn) >= self.end_offsets():
+                    return True
+                time.sleep(0.5)
+        return False
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds per named process (and its children, for Postgres' backends)."""
+
+    pids: dict[str, int]
+    with_children: frozenset[str] = field(default_factory=frozenset)
+
+    def snapshot(self) -> dict[str, float]:
+        import psutil  # the bench extra; chaos and tests do not need it
+
+        totals = {}
+        for name, pid in self.pids.items():
+            try:
+                process = psutil.Process(pid)
+                family = [process, *process.children(recursive=True)] if name in self.with_children else [process]
+                totals[name] = sum(sum(p.cpu_times()[:2]) for p in family if p.is_running())
+            except psutil.Error:
+                totals[name] = 0.0
+        return totals
+
+
+def infra_pids(home: Path) -> dict[str, int]:
+    pids = {}
+    for name, path in (("kafka", home / "run" / "kafka.pid"), ("postgres", home / "pg" / "data" / "postmaster.pid")):
+        try:
+            pids[name] = int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
