@@ -27,6 +27,8 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from pydantic import ValidationError
 
+from app.agents.expiry import expiry_record
+from app.agents.processor import Record
 from app.config import Settings
 from app.domain.booking import HOLDING, Booking, Status, occupies_seats
 from app.domain.commands import QueryAvailability
@@ -34,7 +36,7 @@ from app.domain.handle import handle
 from app.domain.money import format_minor
 from app.domain.state import TripState
 from app.models import topics
-from app.models.commands import parse_command
+from app.models.commands import TICK, parse_command
 from app.models.outbound import lifecycle_events, reply
 from bench.invariants import availability_problems, oversold_legs, postgres_oversold
 
@@ -90,29 +92,48 @@ def read_topics(settings: Settings, names: tuple[str, ...]) -> Iterator[Any]:
 
 
 def rebuild_truth(settings: Settings) -> Truth:
+    """The core over each partition's log in order. A tick stands for `expire_holds` on
+    every trip of its partition (the worker visits only those its hold-due index lists,
+    which are all that have holds due, so the expiries are the same)."""
     truth = Truth()
     policy = settings.policy()
+    trips_of: dict[int, list[str]] = defaultdict(list)
     for message in read_topics(settings, (topics.COMMANDS,)):
-        try:
-            wire = parse_command(message.value() or b"")
-        except ValidationError:
-            truth.invalid += 1
+        record = Record(message.topic(), message.partition(), message.offset(), message.timestamp()[1],
+                        message.key(), message.value())
+        if record.key == topics.TICK_KEY:
+            tick_id = TICK.validate_json(record.value or b"").tick_id
+            for trip in trips_of[record.partition]:
+                apply(truth, expiry_record(record, trip, tick_id), policy)
             continue
-        key = message.key().decode() if message.key() else None
-        if key != wire.key():
-            truth.invalid += 1
-            continue
-        command = wire.to_domain()
-        state = truth.states[key]
-        outcome = handle(state, command, message.timestamp()[1], policy)
-        body = reply(state, outcome, query=isinstance(command, QueryAvailability))
-        if truth.replies.setdefault(wire.command_id, body) != body:
-            truth.unstable += 1
-        for _, _, value in lifecycle_events(state, outcome):
-            event_id = orjson.loads(value)["eventId"]
-            if truth.events.setdefault(event_id, value) != value:
-                truth.unstable += 1
+        key = apply(truth, record, policy)
+        if key is not None and key not in trips_of[record.partition]:
+            trips_of[record.partition].append(key)
     return truth
+
+
+def apply(truth: Truth, record: Record, policy) -> str | None:
+    """One command record into the truth; the trip key it concerns, if valid."""
+    try:
+        wire = parse_command(record.value or b"")
+    except ValidationError:
+        truth.invalid += 1
+        return None
+    key = record.key.decode() if record.key else None
+    if key != wire.key():
+        truth.invalid += 1
+        return None
+    command = wire.to_domain()
+    state = truth.states[key]
+    outcome = handle(state, command, record.timestamp_ms, policy)
+    body = reply(state, outcome, query=isinstance(command, QueryAvailability))
+    if truth.replies.setdefault(wire.command_id, body) != body:
+        truth.unstable += 1
+    for _, _, value in lifecycle_events(state, outcome):
+        event_id = orjson.loads(value)["eventId"]
+        if truth.events.setdefault(event_id, value) != value:
+            truth.unstable += 1
+    return key
 
 
 def copies(settings: Settings, names: tuple[str, ...], id_of) -> dict[str, set[bytes]]:

@@ -115,6 +115,9 @@ def start_stack(database_url: str, workdir: Path) -> Stack:
         **os.environ,
         "DATABASE_URL": database_url,
         "WORKER_ID": f"openride-test-{run_id}",
+        # Static membership: a killed worker restarted under the same id takes its
+        # partitions straight back instead of waiting out its session.
+        "WORKER_INSTANCE_ID": f"openride-test-worker-{run_id}",
         "WORKER_DATADIR": str(workdir / "worker"),
         "SINK_GROUP": f"openride-sink-test-{run_id}",
         "GATEWAY_PORT": str(port),

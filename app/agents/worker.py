@@ -12,12 +12,14 @@ makes another worker leader. Ticks from two leaders during a rebalance are harml
 second tick expires nothing new); no leader means no worker consumes either.
 """
 
+import asyncio
 import logging
 import sys
 import time
 from collections.abc import Mapping
 
 import faust
+from faust.exceptions import PartitionsMismatch
 
 from app.agents.expiry import process_record, tick_value
 from app.agents.processor import Record, dead_letter, forward_trip
@@ -102,7 +104,22 @@ def record_of(event: faust.EventT) -> Record:
 @app.agent(commands, concurrency=1)
 async def process_commands(stream: faust.StreamT) -> None:
     async for event in stream.events():
-        process_safely(record_of(event))
+        await process_when_tables_ready(record_of(event))
+
+
+async def process_when_tables_ready(record: Record, attempts: int = 60) -> None:
+    """faust checks a table's changelog partitions on the table's first write; just after
+    a (re)start its metadata may not list the changelog topic yet (PartitionsMismatch with
+    0 partitions). That is not the record's fault: wait and handle it again (a duplicate
+    by then if it got halfway, so nothing is applied twice) instead of dead-lettering it."""
+    for _ in range(attempts - 1):
+        try:
+            return process_safely(record)
+        except PartitionsMismatch as error:
+            log.warning("tables not ready for %s[%d]@%d (%s); retrying", record.topic, record.partition,
+                        record.offset, str(error).splitlines()[0])
+            await asyncio.sleep(0.5)
+    return process_safely(record)
 
 
 @app.agent(trips_catalog, concurrency=1)
@@ -115,6 +132,8 @@ def process_safely(record: Record) -> None:
     """A bug met by one record must not stop the partition: it goes to dead letters."""
     try:
         process_record(record, trip_states, holds_due, send_soon, policy)
+    except PartitionsMismatch:
+        raise
     except Exception as error:  # noqa: BLE001 - the worker must keep going
         log.exception("command at %s[%d]@%d failed", record.topic, record.partition, record.offset)
         dead_letter(record, send_soon, "internal_error", f"{type(error).__name__}: {error}")
