@@ -27,11 +27,16 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
-def ensure_topics(settings: Settings) -> list[str]:
+def changelog_specs(settings: Settings, names: list[str]) -> list[NewTopic]:
+    """faust's changelog topics for the worker's tables: partitioned like the commands."""
+    return [NewTopic(name, settings.command_partitions, 1, config={"cleanup.policy": "compact"}) for name in names]
+
+
+def ensure_topics(settings: Settings, specs: list[NewTopic]) -> list[str]:
     """Creates the missing topics; returns the names it created."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     existing = set(admin.list_topics(timeout=15).topics)
-    missing = [spec for spec in topic_specs(settings) if spec.topic not in existing]
+    missing = [spec for spec in specs if spec.topic not in existing]
     if not missing:
         return []
     for name, future in admin.create_topics(missing, operation_timeout=30).items():
@@ -45,5 +50,6 @@ def ensure_topics(settings: Settings) -> list[str]:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    created = ensure_topics(get_settings())
+    settings = get_settings()
+    created = ensure_topics(settings, topic_specs(settings))
     log.info("topics created: %s", ", ".join(created) if created else "none (all exist)")

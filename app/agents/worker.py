@@ -27,6 +27,7 @@ from app.config import get_settings
 from app.models import topics
 from app.tables.store import TripStore
 from app.tables.trips import hold_due_table, trip_state_table
+from app.topics import changelog_specs, ensure_topics
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -152,12 +153,22 @@ async def log_rate() -> None:
     rate.report()
 
 
+def declare_changelogs() -> None:
+    """faust creates its changelog topics itself, at start, but its consumer may not see a
+    topic it has just created until a metadata refresh minutes later; the first write to
+    that table then fails (PartitionsMismatch, 0 partitions). Created beforehand, they are
+    in the metadata from the start."""
+    ensure_topics(settings, changelog_specs(settings, [table.changelog_topic_name for table in app.tables.values()]))
+
+
 def main() -> None:
     # faust's `worker` command turns its web server on unless told otherwise (whatever
     # web_enabled says). The worker serves nothing over HTTP, and the fixed port would
     # keep a second worker from starting on the same host.
     if sys.argv[1:2] == ["worker"] and not any(arg.startswith("--with") for arg in sys.argv):
         sys.argv.append("--without-web")
+    if sys.argv[1:2] == ["worker"]:
+        declare_changelogs()
     app.main()
 
 
