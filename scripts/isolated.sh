@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a command against a broker and a Postgres of its own (other ports, other data
 # dirs), so it never disturbs a system started with `make up`; both are stopped after.
-# The broker starts empty every time. Used by `make test` and `make bench-sink`.
+# The broker starts empty every time. Used by `make test`, `make bench-sink` and bench/infra.sh.
 #   TEST_KAFKA_PORT, TEST_KAFKA_CONTROLLER_PORT, TEST_PGPORT, OPENRIDE_TEST_HOME override the defaults.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
