@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from tests.sink.support import drop_database
 from tests.stack import Stack, start_stack
 
 
@@ -24,8 +25,7 @@ def database_url() -> Iterator[str]:
     url = _with_database(base, name)
     migrate(url)
     yield url
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,13 @@ from typing import Any
 
 import httpx
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import make_conninfo
 
@@ -39,9 +45,18 @@ def create_database() -> str:
     return name
 
 
-def drop_database(name: str) -> None:
-    with psycopg.connect(get_settings().database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def drop_database(name: str, attempts: int = 50) -> None:
+    """FORCE cannot end an autovacuum worker busy in the database (that needs superuser:
+    InsufficientPrivilege), but the worker is done soon: try again."""
+    for attempt in range(attempts):
+        try:
+            with psycopg.connect(get_settings().database_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
 
 
 def scalar(url: str, query: str, params: tuple[Any, ...] = ()) -> Any:
