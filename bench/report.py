@@ -84,7 +84,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Open loop: each request leaves at its intended instant whatever the system answers;",
         "latency runs from that instant to the answer, so queueing shows. The ramp stops at the",
-        f"first step that is not sustained (answered < 95 %, errors > 1 % or p99 > 1 s). Work:",
+        "first step that is not sustained (answered < 95 %, errors > 1 % or p99 > 1 s). Work:",
         "creates on random journeys (1-4 seats, 10 stops, 50 seats) and cancels of earlier",
         "bookings (40 % on the hot trip, 30 % spread). Rejections (no seats) are answers.",
         f"HTTP cancels: {checks['http_cancels']}.",
