@@ -67,7 +67,6 @@ class Settings(BaseSettings):
     jwt_public_key: str = ""  # PEM, or a path to one, when jwt_algorithm is RS256/ES256
     jwt_audience: str = ""  # when set, tokens must carry this `aud`
     jwt_issuer: str = ""  # when set, tokens must carry this `iss`
-    default_currency: str = "NGN"
     # Token bucket per user, per gateway process (N processes allow N times as much).
     rate_limit_per_minute: int = 100
     rate_limit_burst: int = 20
