@@ -11,7 +11,6 @@ is safe. Holds last a minute here, so expiries (and payments refused after them)
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 import time
@@ -22,16 +21,16 @@ from typing import Any
 
 import aiohttp
 
-# Short holds: the run sees expiries; the checker reads the same settings.
-os.environ.setdefault("HOLD_MINUTES", "1")
-os.environ.setdefault("PAYMENT_HOLD_MINUTES", "2")
+from app.config import Settings, get_settings
+from bench import load
+from bench.checker import ClientLog, check
+from bench.systems import SinkLag, openride_home, start_openride
+from gateway.commands import command_id_for
+from tests.stack import Stack
 
-from app.config import get_settings  # noqa: E402 - after the policy's environment
-from bench import load  # noqa: E402
-from bench.checker import ClientLog, check  # noqa: E402
-from bench.systems import SinkLag, openride_home, start_openride  # noqa: E402
-from gateway.commands import command_id_for  # noqa: E402
-from tests.stack import Stack  # noqa: E402
+# Short holds, so the run sees expiries. The services get them through their environment
+# and the checker through its settings: its truth must use the policy they used.
+SHORT_HOLDS = {"hold_minutes": 1, "payment_hold_minutes": 2}
 
 RETRY_PAUSE_S = 0.5
 ATTEMPT_TIMEOUT_S = 5.0
@@ -157,8 +156,7 @@ class Chaos:
             self.clients.queries.append((command_id, trip.capacity))
 
 
-async def drive(stack: Stack, args: argparse.Namespace) -> tuple[Chaos, float]:
-    settings = get_settings()
+async def drive(settings: Settings, stack: Stack, args: argparse.Namespace) -> tuple[Chaos, float]:
     direct = load.DirectKafka(settings)
     await direct.start()
     trips = load.make_trips(f"chaos{uuid.uuid4().hex[:6]}", args.trips)
@@ -183,10 +181,11 @@ async def drive(stack: Stack, args: argparse.Namespace) -> tuple[Chaos, float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, int]:
-    settings = get_settings()
-    stack = start_openride(settings, openride_home() / "chaos-run" / uuid.uuid4().hex[:8])
+    settings = get_settings().model_copy(update=SHORT_HOLDS)
+    settings_env = {name.upper(): str(value) for name, value in SHORT_HOLDS.items()}
+    stack = start_openride(settings, openride_home() / "chaos-run" / uuid.uuid4().hex[:8], settings_env)
     try:
-        chaos, elapsed = asyncio.run(drive(stack, args))
+        chaos, elapsed = asyncio.run(drive(settings, stack, args))
         print(f"load done: {chaos.sent} sends (retries included) in {elapsed:.0f} s, kills {chaos.kills}", flush=True)
         caught_up = SinkLag(settings, stack.database_url).wait_caught_up(180)
     finally:

@@ -7,8 +7,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import httpx
 import psycopg
@@ -32,12 +34,13 @@ def fresh_database(base_url: str, prefix: str) -> str:
     return base_url.rsplit("/", 1)[0] + "/" + name
 
 
-def start_openride(settings: Settings, workdir: Path) -> Stack:
-    """Worker, sink and gateway on a fresh, migrated database; returns once ready."""
+def start_openride(settings: Settings, workdir: Path, settings_env: Mapping[str, str] = MappingProxyType({})) -> Stack:
+    """Worker, sink and gateway on a fresh, migrated database; returns once ready.
+    `settings_env`: settings they run with beyond this process's environment."""
     database_url = fresh_database(settings.database_url, "openride_bench")
     migrate(database_url)
     workdir.mkdir(parents=True, exist_ok=True)
-    stack = start_stack(database_url, workdir)
+    stack = start_stack(database_url, workdir, settings_env)
     stack.wait_ready()
     return stack
 

@@ -8,9 +8,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 
 import httpx
 import jwt
@@ -108,11 +110,13 @@ def worker_service(name: str, workdir: Path, env: dict[str, str]) -> Service:
     return Service(name, WORKER_ARGV, env, workdir / f"{name}.log")
 
 
-def start_stack(database_url: str, workdir: Path) -> Stack:
+def start_stack(database_url: str, workdir: Path, settings_env: Mapping[str, str] = MappingProxyType({})) -> Stack:
+    """`settings_env`: settings the services run with beyond this process's environment."""
     run_id = uuid.uuid4().hex[:8]
     port = free_port()
     env = {
         **os.environ,
+        **settings_env,
         "DATABASE_URL": database_url,
         "WORKER_ID": f"openride-test-{run_id}",
         # Static membership: a killed worker restarted under the same id takes its

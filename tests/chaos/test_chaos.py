@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 def test_invariants_hold_after_workers_sink_and_gateway_are_killed() -> None:
     args = chaos.parser().parse_args(
-        ["--commands", "1000", "--kill-every", "4", "--min-kills", "1", "--sink-every", "1", "--gateway-every", "1",
+        ["--commands", "1000", "--kill-every", "4", "--min-kills", "5", "--sink-every", "1", "--gateway-every", "1",
          "--trips", "5",
          "--kafka-clients", "24", "--http-clients", "8"])
     counts = chaos.run(args)
