@@ -14,9 +14,12 @@ second tick expires nothing new); no leader means no worker consumes either.
 
 import asyncio
 import logging
+import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 import faust
 from faust.exceptions import PartitionsMismatch
@@ -161,15 +164,44 @@ def declare_changelogs() -> None:
     ensure_topics(settings, changelog_specs(settings, [table.changelog_topic_name for table in app.tables.values()]))
 
 
+@contextmanager
+def local_tables_kept_only_after_a_clean_stop(tabledir: Path) -> Iterator[None]:
+    """RocksDB keeps each table write at once, but faust records how far the changelog
+    holds them (the persisted offset) only as the broker acknowledges them. After a crash,
+    recovery replays the changelog from that offset over local tables that may already
+    hold later writes of the same keys; a trip's entries would then come from different
+    points in time, which app/tables/store.py cannot repair. The changelog alone is a
+    prefix of the writes, which it can. So:
+    1. A mark is left next to the tables while a worker runs.
+    2. It is removed only when faust stopped cleanly: every change flushed and
+       acknowledged, the local tables equal to the changelog.
+    3. A worker that finds the mark (the last one was killed or failed) deletes the local
+       tables and rebuilds them from the changelog, as on an empty data dir."""
+    mark = tabledir.with_name(tabledir.name + ".in-use")
+    if mark.exists():
+        log.warning("the last worker on %s did not stop cleanly: rebuilding its tables from the changelog", tabledir)
+        shutil.rmtree(tabledir, ignore_errors=True)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.touch()
+    try:
+        yield
+    except SystemExit as stop:
+        if stop.code in (0, None):
+            mark.unlink()
+        raise
+
+
 def main() -> None:
+    if sys.argv[1:2] != ["worker"]:
+        return app.main()
     # faust's `worker` command turns its web server on unless told otherwise (whatever
     # web_enabled says). The worker serves nothing over HTTP, and the fixed port would
     # keep a second worker from starting on the same host.
-    if sys.argv[1:2] == ["worker"] and not any(arg.startswith("--with") for arg in sys.argv):
+    if not any(arg.startswith("--with") for arg in sys.argv):
         sys.argv.append("--without-web")
-    if sys.argv[1:2] == ["worker"]:
-        declare_changelogs()
-    app.main()
+    declare_changelogs()
+    with local_tables_kept_only_after_a_clean_stop(Path(app.conf.tabledir)):
+        app.main()
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ A command that changes the trip commits it in this order:
    its version before that commit.
 2. Write the trip entry with that seq and command id. This write is the commit point.
 
-A crash can cut that sequence anywhere. The changelog partition and the local RocksDB
-each keep a prefix of the writes, and faust commits the command's offset only after
-flushing them all, so the command is handled again after a restart. Until then, an
+A crash can cut that sequence anywhere. The changelog partition keeps a prefix of the
+writes (after a crash the worker rebuilds its tables from it alone: app.agents.worker),
+and faust commits the command's offset only after flushing them all, so the command is
+handled again after a restart. Until then, an
 entry marked ahead of the trip entry reads as it was before the cut: a booking as its
 earlier version (or as absent, if the cut commit created it), an outcome as absent.
 Handling the command again writes the same entries, since the handling is deterministic.
@@ -23,7 +24,8 @@ Handling the command again writes the same entries, since the handling is determ
 A rejection changes no booking: its outcome entry alone is written, marked with the
 current commit, and is valid at once. A duplicate writes the entries its command wrote
 again, byte for byte as the table has them: if the first attempt's changelog records
-were lost while the local RocksDB kept them, this publishes them again.
+were lost while the local RocksDB kept them (a clean stop whose last flush failed), this
+publishes them again.
 
 Between commands the decoded state stays in memory (an LRU of trips), and is used for
 as long as the trip entry in the table is the one it was decoded from or wrote.

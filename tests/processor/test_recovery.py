@@ -1,6 +1,8 @@
 """Crash and scale-out on the real broker: workers killed with SIGKILL in the middle of a
-stream of bookings, restarted on their own data dir and on an empty one; a second worker
-joining while commands flow and taking over when the first is killed. After each: every
+stream of bookings, restarted on their own data dir (whose tables it then rebuilds from
+the changelog, see app.agents.worker) and on an empty one, stopped cleanly and restarted
+on the tables it left; a second worker joining while commands flow and taking over when
+the first is killed. After each: every
 command id has exactly one outcome, no seat is given twice, seats are conserved, the
 inventory survives, and the command log replays to the same state, replies and events."""
 
@@ -29,6 +31,7 @@ from tests.processor.support import (
     send_all,
     send_until_answered,
 )
+from tests.stack import Service
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +114,12 @@ def test_sigkill_mid_stream_then_restart_on_the_same_and_on_an_empty_data_dir(ns
             print(f"600 bookings through two SIGKILLs in {time.monotonic() - started:.1f} s")
             before = await inventory(client, routes)
             check(ns, commands, replies, before)
+            assert rebuilds_after_a_crash(worker) == 1  # data-1's tables; data-2 started empty
+
+            await asyncio.to_thread(worker.stop)  # SIGTERM: a clean stop keeps the local tables
+            worker.start()
+            assert await inventory(client, routes) == before
+            assert rebuilds_after_a_crash(worker) == 1
 
             await asyncio.to_thread(worker.stop)
             worker.env["WORKER_DATADIR"] = str(ns.workdir / "data-3")  # empty: the changelog rebuilds it all
@@ -120,6 +129,10 @@ def test_sigkill_mid_stream_then_restart_on_the_same_and_on_an_empty_data_dir(ns
     asyncio.run(scenario())
     worker.stop()
     assert assert_replay_matches(ns) >= 600
+
+
+def rebuilds_after_a_crash(worker: Service) -> int:
+    return worker.log_path.read_text(errors="replace").count("did not stop cleanly")
 
 
 def test_a_second_worker_joins_mid_stream_and_takes_over_when_the_first_is_killed(ns: Namespace) -> None:
