@@ -435,6 +435,7 @@ def run(args: argparse.Namespace) -> list[Start]:
                 break
         shutil.rmtree(workdir / name, ignore_errors=True)
     replies.close()
+    shutil.rmtree(workdir / "loaded", ignore_errors=True)  # the logs stay, the RocksDB copies go
     summarize(starts)
     return starts
 
