@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 BENCH_STAMP := .venv/.bench-installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 
-.PHONY: run up down test bench bench-sink chaos bench-venv infra venv token topics migrate schemas
+.PHONY: run up down test bench bench-sink bench-rebuild chaos bench-venv infra venv token topics migrate schemas
 
 run: infra  ## everything in the foreground; Ctrl-C stops it all
 	scripts/services.sh run
@@ -23,6 +23,9 @@ test: venv  ## the whole suite, against its own broker and Postgres
 
 bench-sink: venv  ## the sink's events/s and lag, against its own broker and Postgres (ARGS: see --help)
 	scripts/isolated.sh $(PY) -m tests.sink.bench_sink $(ARGS)
+
+bench-rebuild: bench-venv  ## a worker's restart and rebuild from the changelog, 10k trips/100k bookings (ARGS: see --help)
+	bench/infra.sh rebuild $(ARGS)
 
 bench: bench-venv  ## OpenRide vs a row-lock baseline; report in docs/benchmarks/ (ARGS=--quick for a smoke run)
 	bench/infra.sh run $(ARGS)

@@ -27,9 +27,19 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
-def changelog_specs(settings: Settings, names: list[str]) -> list[NewTopic]:
-    """faust's changelog topics for the worker's tables: partitioned like the commands."""
-    return [NewTopic(name, settings.command_partitions, 1, config={"cleanup.policy": "compact"}) for name in names]
+# The broker never compacts a log's active segment, and by default rolls it only after 7
+# days or 1 GiB: a week of a table's writes (the trip entry is rewritten by every command)
+# would stay in the changelog, and a worker rebuilding from it would replay them all. With
+# an hour's segments the cleaner keeps it near one record per key (up to about two: it
+# waits until half the log is dirty) plus the last hour's writes.
+CHANGELOG_SEGMENT_MS = 3_600_000
+
+
+def changelog_specs(settings: Settings, names: list[str], replication: int) -> list[NewTopic]:
+    """faust's changelog topics for the worker's tables: partitioned like the commands,
+    replicated as faust would (its TOPIC_REPLICATION_FACTOR)."""
+    config = {"cleanup.policy": "compact", "segment.ms": str(CHANGELOG_SEGMENT_MS)}
+    return [NewTopic(name, settings.command_partitions, replication, config=config) for name in names]
 
 
 def ensure_topics(settings: Settings, specs: list[NewTopic]) -> list[str]:

@@ -161,7 +161,8 @@ def declare_changelogs() -> None:
     topic it has just created until a metadata refresh minutes later; the first write to
     that table then fails (PartitionsMismatch, 0 partitions). Created beforehand, they are
     in the metadata from the start."""
-    ensure_topics(settings, changelog_specs(settings, [table.changelog_topic_name for table in app.tables.values()]))
+    names = [table.changelog_topic_name for table in app.tables.values()]
+    ensure_topics(settings, changelog_specs(settings, names, app.conf.topic_replication_factor))
 
 
 @contextmanager
