@@ -273,7 +273,8 @@ class Http:
         except (aiohttp.ClientError, TimeoutError) as error:
             return Result("error", detail=type(error).__name__)
         if status in (200, 201):
-            return Result("ok", booking_id=orjson.loads(payload)["booking"]["id"])
+            # A create answers {"booking": {...}}; a cancel answers the booking itself.
+            return Result("ok", booking_id=orjson.loads(payload)["booking"]["id"] if isinstance(op, Create) else None)
         if 400 <= status < 500 and status != 429:
             return Result("rejected", detail=str(status))
         return Result("error", detail=str(status))
