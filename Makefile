@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 BENCH_STAMP := .venv/.bench-installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 
-.PHONY: run up down test bench bench-sink bench-rebuild chaos bench-venv infra venv token topics migrate schemas
+.PHONY: run up down test bench bench-sink bench-rebuild bench-worker chaos bench-venv infra venv token topics migrate schemas
 
 run: infra  ## everything in the foreground; Ctrl-C stops it all
 	scripts/services.sh run
@@ -29,6 +29,9 @@ bench-rebuild: bench-venv  ## a worker's restart and rebuild from the changelog,
 
 bench: bench-venv  ## OpenRide vs a row-lock baseline; report in docs/benchmarks/ (ARGS=--quick for a smoke run)
 	bench/infra.sh run $(ARGS)
+
+bench-worker: bench-venv  ## one worker's commands/s draining a backlog, with CPU (ARGS: see --help)
+	bench/infra.sh drain $(ARGS)
 
 chaos: venv  ## load + SIGKILLs of worker, sink and gateway, then the invariant checker
 	bench/infra.sh chaos $(ARGS)

@@ -243,11 +243,10 @@ class Http:
     `identify` gives each rider's headers: a JWT for the gateway, X-Rider for the baseline."""
 
     def __init__(self, name: str, base_url: str, identify: Callable[[str], dict[str, str]],
-                 cancel_over: "DirectKafka | None" = None, connections: int = 200):
+                 connections: int = 200):
         self.name = name
         self.base_url = base_url
         self.identify = identify
-        self.cancel_over = cancel_over  # cancels as commands when the HTTP route is missing
         self.connections = connections
 
     async def start(self) -> None:
@@ -259,8 +258,6 @@ class Http:
         await self.session.close()
 
     async def submit(self, op: Op) -> Result:
-        if isinstance(op, Cancel) and self.cancel_over is not None:
-            return await self.cancel_over.submit(op)
         headers = {**self.identify(op.rider), "Idempotency-Key": op.key}
         if isinstance(op, Create):
             path, body = "/v1/bookings", create_body(op)
@@ -273,7 +270,8 @@ class Http:
         except (aiohttp.ClientError, TimeoutError) as error:
             return Result("error", detail=type(error).__name__)
         if status in (200, 201):
-            return Result("ok", booking_id=orjson.loads(payload)["booking"]["id"])
+            # A create answers {"booking": {...}}; a cancel answers the booking itself.
+            return Result("ok", booking_id=orjson.loads(payload)["booking"]["id"] if isinstance(op, Create) else None)
         if 400 <= status < 500 and status != 429:
             return Result("rejected", detail=str(status))
         return Result("error", detail=str(status))

@@ -42,6 +42,10 @@ QUICK_RATES = {
     "http": [100, 250, 500, 1000, 2000],
     "baseline": [100, 250, 500, 1000, 2000],
 }
+# Unmeasured load before the ramps: a fresh broker's JVM compiles its hot paths during its
+# first minutes, and in earlier runs that took most of a core away from the first ramp.
+WARMUP_RATE = 200
+WARMUP_TRIPS = 20
 # A step is sustained when nearly everything offered was answered, in time.
 MIN_SERVED_SHARE = 0.95
 MAX_ERROR_SHARE = 0.01
@@ -137,21 +141,35 @@ async def hot_trip_availability(direct: load.DirectKafka, trips: list[load.TripS
     return problems
 
 
+async def warm_up(targets: dict[str, Any], direct: load.DirectKafka, baseline_url: str, seconds: float) -> None:
+    """Every target gets the same unmeasured load, on trips of its own."""
+    for name, target in targets.items():
+        scenario = load.Scenario(f"warm-up-{name}", load.make_trips(f"warmup-{name}", WARMUP_TRIPS), cancel_share=0.3)
+        if name == "baseline":
+            seed_baseline(baseline_url, scenario.trips)
+        else:
+            await load.publish_trips(direct, scenario.trips)
+        samples, _ = await load.run_step(target, scenario, WARMUP_RATE, seconds / len(targets))
+        answered = sum(s.status != "error" for s in samples)
+        print(f"  warm-up {name:8} {WARMUP_RATE}/s for {seconds / len(targets):.0f} s: {answered} of {len(samples)} "
+              "answered (not measured)", flush=True)
+
+
 async def bench(args: argparse.Namespace, stack, baseline, lag: SinkLag, meter: CpuMeter) -> dict[str, Any]:
     settings = get_settings()
     rates = QUICK_RATES if args.quick else RATES
     direct = load.DirectKafka(settings)
     await direct.start()
-    gateway_has_cancel = "/v1/bookings/{bookingId}/cancel" in stack.client().get("/openapi.json").json()["paths"]
     targets = {
         "direct": direct,
-        "http": load.Http("http", stack.base_url, load.jwt_identity(settings.jwt_secret),
-                          cancel_over=None if gateway_has_cancel else direct),
+        "http": load.Http("http", stack.base_url, load.jwt_identity(settings.jwt_secret)),
         "baseline": load.Http("baseline", baseline.base_url, load.rider_header),
     }
     for target in targets.values():
         if target is not direct:
             await target.start()
+    if args.warmup_seconds > 0:
+        await warm_up(targets, direct, baseline.database_url, args.warmup_seconds)
     steps: list[Step] = []
     timeline: list[tuple[str, float]] = []
     windows: dict[str, tuple[float, float]] = {}
@@ -174,7 +192,6 @@ async def bench(args: argparse.Namespace, stack, baseline, lag: SinkLag, meter: 
         "openride": {**postgres_oversold(stack.database_url), "sink_caught_up": caught_up,
                      "hot_trip_availability_problems": await hot_trip_availability(direct, hot_trips)},
         "baseline": baseline_oversold(baseline.database_url),
-        "http_cancels": "HTTP" if gateway_has_cancel else "direct Kafka commands (gateway has no cancel route yet)",
     }
     for target in targets.values():
         await target.stop()
@@ -199,11 +216,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter steps (a smoke run, ~3 minutes)")
     parser.add_argument("--step-seconds", type=float, default=None, help="seconds per rate step (default 6, quick 3)")
+    parser.add_argument("--warmup-seconds", type=float, default=45.0,
+                        help="unmeasured load before the ramps, shared by the targets (0: none)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     args = parser.parse_args()
     args.step_seconds = args.step_seconds or (3.0 if args.quick else 6.0)
     settings = get_settings()
     info = machine()
+    info["warmup_s"] = args.warmup_seconds
     info["command"] = "make bench" + (" ARGS=--quick" if args.quick else "") + \
         f"  (bench/infra.sh run {shlex.join(sys.argv[1:])})"
     # The broker starts empty each run: a worker data dir from an earlier run would hold

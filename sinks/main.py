@@ -40,6 +40,8 @@ PING_EVERY_SECONDS = 5.0
 BACKOFF_FIRST_SECONDS = 0.1
 BACKOFF_MAX_SECONDS = 5.0
 SESSION_TIMEOUT_MS = 10_000
+# About a full batch of events (SINK_BATCH_SIZE records of a few hundred bytes).
+FETCH_MIN_BYTES = 1 << 20
 # Errors in the data of a row (a value Postgres refuses): retrying the same batch cannot
 # succeed, so the batch is split to find the record and dead-letter it.
 ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
@@ -321,6 +323,11 @@ def consumer_config(settings: Settings) -> dict[str, object]:
         "session.timeout.ms": SESSION_TIMEOUT_MS,
         # Only what producers committed: a transactional producer's aborted events are not facts.
         "isolation.level": "read_committed",
+        # The broker answers a fetch once it holds a batch's worth of events or the batch
+        # wait is over, instead of as soon as one event arrives: at 600 commands/s that cut
+        # the broker's CPU per command by a quarter (docs/benchmarks/NOTES.md).
+        "fetch.min.bytes": FETCH_MIN_BYTES,
+        "fetch.wait.max.ms": settings.sink_batch_wait_ms,
     }
     if settings.sink_instance_id:
         config["group.instance.id"] = settings.sink_instance_id

@@ -25,6 +25,7 @@ import faust
 from faust.exceptions import PartitionsMismatch
 
 from app.agents.expiry import process_record, tick_value
+from app.agents.faust_app import WorkerApp
 from app.agents.processor import Record, dead_letter, forward_trip
 from app.config import get_settings
 from app.models import topics
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 settings = get_settings()
 policy = settings.policy()
 
-app = faust.App(
+app = WorkerApp(
     settings.worker_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     store="rocksdb://",

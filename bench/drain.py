@@ -1,0 +1,168 @@
+"""How fast one worker drains a backlog: its capacity, without a load generator on the
+same cores. (`make bench` drives the whole system open loop; on a 2-core machine its
+generator, gateway and sink take CPU from the worker too.)
+
+    make bench-worker ARGS="[--scenario hot|spread] [--commands 20000] [--runs 3]
+                            [--variant NAME:VARIABLE=VALUE,...]..."
+
+Each run writes a backlog of commands (the bench's scenario: creates, and cancels of the
+bookings those creates would make) into a topic namespace of its own, then starts one
+worker on it and watches the replies topic fill: commands/s is measured between 10 % and
+90 % of the replies (so start-up and the tail are left out), with the worker's and the
+broker's CPU over the same window. Commands per worker CPU-second is the figure that
+moves least when other work shares the machine.
+
+A variant is environment the worker runs with: a setting (`commit5s:
+WORKER_COMMIT_INTERVAL_SECONDS=5`), or, to try one out before making it a setting, one
+of faust's own variables (`linger5:PRODUCER_LINGER=0.005`; faust reads them over what
+the code passes). Runs of the variants alternate, after one warm-up run (a fresh broker
+spends its first minutes compiling), and the medians are printed.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+from app.config import get_settings
+
+WINDOW = (0.10, 0.90)
+TIMEOUT_S = 600.0
+
+
+def run_once(scenario_name: str, commands: int) -> dict[str, float]:
+    """In a process whose TOPIC_NAMESPACE is the run's own (topic names are fixed at import)."""
+    import orjson
+    import psutil
+    from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+    from app.domain.ids import booking_id_for
+    from app.models import topics
+    from app.topics import ensure_topics, topic_specs
+    from bench import load
+    from bench.systems import infra_pids, openride_home
+    from gateway.kafka import producer_config, reply_consumer_config
+    from tests.stack import worker_service
+
+    settings = get_settings()
+    ensure_topics(settings, topic_specs(settings))
+    scenario = (load.hot_trip if scenario_name == "hot" else load.spread)(settings.topic_namespace.rstrip("."))
+    headers = [(topics.REPLY_TO, topics.REPLIES.encode()), (topics.REPLY_PARTITION, b"0")]
+    producer = Producer({**producer_config(settings), "linger.ms": 50})
+
+    def produce(key: str, command: dict) -> None:
+        while True:
+            try:
+                producer.produce(topics.COMMANDS, key=key.encode(), value=orjson.dumps(command), headers=headers)
+                return
+            except BufferError:
+                producer.poll(0.1)
+
+    for trip in scenario.trips:
+        produce(trip.key, load.publish_trip_command(trip, f"trip-{trip.key}"))
+    for _ in range(commands):
+        op = scenario.next_op()
+        if isinstance(op, load.Create):
+            produce(op.trip.key, load.create_command(op))
+            # The id the worker will give the booking, so later cancels name it.
+            booking = booking_id_for(op.trip.route_id, op.trip.travel_date, op.key)
+            scenario.on_result(op, load.Result("ok", booking_id=booking))
+        else:
+            produce(op.trip.key, load.cancel_command(op))
+    producer.flush(60)
+    total = len(scenario.trips) + commands
+
+    replies = Consumer(reply_consumer_config(settings))
+    partition = TopicPartition(topics.REPLIES, 0)
+    workdir = openride_home() / "drain-run" / settings.topic_namespace
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    worker = worker_service("worker", workdir, {"WORKER_ID": f"drain-{settings.topic_namespace}"})
+    kafka = psutil.Process(infra_pids(openride_home())["kafka"])
+    worker.start()
+    try:
+        process = psutil.Process(worker.process.pid)
+        marks: dict[float, tuple[float, float, float]] = {}  # share -> (time, worker cpu, kafka cpu)
+        deadline = time.monotonic() + TIMEOUT_S
+        answered = 0
+        while len(marks) < len(WINDOW) and time.monotonic() < deadline:
+            if worker.process.poll() is not None:
+                raise RuntimeError("the worker exited:\n" + worker.log_tail())
+            try:
+                answered = replies.get_watermark_offsets(partition, timeout=10)[1]
+            except KafkaException:  # a topic just created: its leader may not be known yet
+                continue
+            for share in WINDOW:
+                if share not in marks and answered >= share * total:
+                    marks[share] = (time.monotonic(), sum(process.cpu_times()[:2]), sum(kafka.cpu_times()[:2]))
+            time.sleep(0.05)
+        if len(marks) < len(WINDOW):
+            raise TimeoutError(f"{answered} of {total} replies after {TIMEOUT_S} s")
+    finally:
+        worker.stop()
+        replies.close()
+    (t0, w0, k0), (t1, w1, k1) = marks[WINDOW[0]], marks[WINDOW[1]]
+    seconds = t1 - t0
+    commands_done = (WINDOW[1] - WINDOW[0]) * total
+    return {"commands_per_s": commands_done / seconds, "commands_per_worker_cpu_s": commands_done / (w1 - w0),
+            "worker_cpu_pct": 100 * (w1 - w0) / seconds, "kafka_cpu_pct": 100 * (k1 - k0) / seconds,
+            "load_avg": os.getloadavg()[0]}
+
+
+def run_in_namespace(args: argparse.Namespace, settings_env: dict[str, str], commands: int) -> dict[str, float]:
+    namespace = f"drain{uuid.uuid4().hex[:6]}."
+    env = {**os.environ, **settings_env, "TOPIC_NAMESPACE": namespace}
+    argv = [sys.executable, "-m", "bench.drain", "--one", "--scenario", args.scenario, "--commands", str(commands)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"run failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    name, _, assignments = text.partition(":")
+    return name, dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", choices=("hot", "spread"), default="hot")
+    parser.add_argument("--commands", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3, help="runs per variant")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="NAME:SETTING=VALUE,... settings the worker runs with (default: one, as configured)")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_once(args.scenario, args.commands)))
+        return
+    variants = [parse_variant(v) for v in args.variant] or [("as configured", {})]
+    print(f"warm-up run ({args.scenario}, {args.commands // 4} commands)...", flush=True)
+    run_in_namespace(args, variants[0][1], args.commands // 4)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
+    for run in range(args.runs):
+        for name, settings_env in variants:
+            result = run_in_namespace(args, settings_env, args.commands)
+            results[name].append(result)
+            print(f"run {run + 1} {name:>16}: {result['commands_per_s']:7.0f} commands/s, "
+                  f"{result['commands_per_worker_cpu_s']:7.0f} per worker CPU-second, worker "
+                  f"{result['worker_cpu_pct']:5.1f} % CPU, kafka {result['kafka_cpu_pct']:5.1f} %, "
+                  f"load {result['load_avg']:.1f}", flush=True)
+    print(f"\n| variant ({args.scenario}, {args.commands} commands, median of {args.runs}) | commands/s | "
+          "commands per worker CPU-second | worker CPU % | kafka CPU % | runs (commands/s) |\n"
+          "|---|---:|---:|---:|---:|---|")
+    for name, runs in results.items():
+        median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        each = ", ".join(f"{r['commands_per_s']:.0f}" for r in runs)
+        print(f"| {name} | {median['commands_per_s']:.0f} | {median['commands_per_worker_cpu_s']:.0f} | "
+              f"{median['worker_cpu_pct']:.0f} | "
+              f"{median['kafka_cpu_pct']:.0f} | {each} |")
+
+
+if __name__ == "__main__":
+    main()
