@@ -175,8 +175,8 @@ def local_tables_kept_only_after_a_clean_stop(tabledir: Path) -> Iterator[None]:
     points in time, which app/tables/store.py cannot repair. The changelog alone is a
     prefix of the writes, which it can. So:
     1. A mark is left next to the tables while a worker runs.
-    2. It is removed only when faust stopped cleanly: every change flushed and
-       acknowledged, the local tables equal to the changelog.
+    2. It is removed only when faust stopped cleanly (exit code 0): its stop flushes the
+       producer, so the local tables equal the changelog.
     3. A worker that finds the mark (the last one was killed or failed) deletes the local
        tables and rebuilds them from the changelog, as on an empty data dir."""
     mark = tabledir.with_name(tabledir.name + ".in-use")
