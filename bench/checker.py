@@ -17,7 +17,7 @@ Compared with it:
 """
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -62,8 +62,10 @@ class ClientLog:
     queries: list[tuple[str, int]] = field(default_factory=list)  # (command id, capacity) of table checks
 
 
-def read_topics(settings: Settings, names: tuple[str, ...]) -> Iterator[Any]:
-    """Every record of the topics, each partition in offset order (partitions interleave)."""
+def read_topics(settings: Settings, names: tuple[str, ...],
+                until: Mapping[tuple[str, int], int] | None = None) -> Iterator[Any]:
+    """Every record of the topics (of a partition in `until`, only those before its offset),
+    each partition in offset order (partitions interleave)."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "openride-checker",
                          "enable.auto.commit": False})
     try:
@@ -72,6 +74,7 @@ def read_topics(settings: Settings, names: tuple[str, ...]) -> Iterator[Any]:
         for name in names:
             for partition in consumer.list_topics(name, timeout=10).topics[name].partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+                high = min(high, (until or {}).get((name, partition), high))
                 if high > low:
                     remaining[name, partition] = high
                     assignment.append(TopicPartition(name, partition, low))
@@ -91,14 +94,27 @@ def read_topics(settings: Settings, names: tuple[str, ...]) -> Iterator[Any]:
         consumer.close()
 
 
-def rebuild_truth(settings: Settings) -> Truth:
-    """The core over each partition's log in order. A tick stands for `expire_holds` on
-    every trip of its partition (the worker visits only those its hold-due index lists,
-    which are all that have holds due, so the expiries are the same)."""
+def committed_offsets(settings: Settings, group: str, topic: str) -> dict[tuple[str, int], int]:
+    """Where a consumer group stands on each partition of a topic (0 where it never committed)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
+
+
+def rebuild_truth(settings: Settings, processed: Mapping[tuple[str, int], int] | None = None) -> Truth:
+    """The core over each partition's log in order (up to `processed`, the workers'
+    committed offsets, when given). A tick stands for `expire_holds` on every trip of its
+    partition (the worker visits only those its hold-due index lists, which are all that
+    have holds due, so the expiries are the same)."""
     truth = Truth()
     policy = settings.policy()
     trips_of: dict[int, list[str]] = defaultdict(list)
-    for message in read_topics(settings, (topics.COMMANDS,)):
+    for message in read_topics(settings, (topics.COMMANDS,), processed):
         record = Record(message.topic(), message.partition(), message.offset(), message.timestamp()[1],
                         message.key(), message.value())
         if record.key == topics.TICK_KEY:
@@ -218,8 +234,9 @@ def compare_postgres(database_url: str, truth: Truth, counts: dict[str, int]) ->
     counts["oversold_legs"] += postgres_oversold(database_url)["oversold_legs"]
 
 
-def check(settings: Settings, database_url: str, clients: ClientLog) -> dict[str, int]:
-    truth = rebuild_truth(settings)
+def check(settings: Settings, database_url: str, clients: ClientLog,
+          processed: Mapping[tuple[str, int], int] | None = None) -> dict[str, int]:
+    truth = rebuild_truth(settings, processed)
     counts: dict[str, int] = defaultdict(int)
     for name in ("duplicates", "lost", "oversold_legs", "sink_diff", "reply_diff", "event_diff", "table_diff",
                  "hold_resolved_twice", "money"):
