@@ -25,7 +25,7 @@ import faust
 from faust.exceptions import PartitionsMismatch
 
 from app.agents.expiry import process_record, tick_value
-from app.agents.faust_app import WorkerApp
+from app.agents.faust_app import WorkerApp, WorkerTableManager
 from app.agents.processor import Record, dead_letter, forward_trip
 from app.config import get_settings
 from app.models import topics
@@ -52,6 +52,7 @@ app = WorkerApp(
     broker_heartbeat_interval=settings.worker_heartbeat_seconds,
     stream_recovery_delay=0.5,
     web_enabled=False,
+    TableManager=WorkerTableManager,
 )
 
 commands = app.topic(topics.COMMANDS, key_serializer="raw", value_serializer="raw",
