@@ -23,9 +23,11 @@ from pathlib import Path
 
 import faust
 from faust.exceptions import PartitionsMismatch
+from faust.types import TP
 
 from app.agents.expiry import process_record, tick_value
 from app.agents.faust_app import WorkerApp, WorkerTableManager
+from app.agents.gaps import ContiguousCommands, log_reader
 from app.agents.processor import Record, dead_letter, forward_trip
 from app.config import get_settings
 from app.models import topics
@@ -107,10 +109,19 @@ def record_of(event: faust.EventT) -> Record:
     )
 
 
+contiguous = ContiguousCommands(log_reader(settings))
+
+
 @app.agent(commands, concurrency=1)
 async def process_commands(stream: faust.StreamT) -> None:
     async for event in stream.events():
-        await process_when_tables_ready(record_of(event))
+        for record in await contiguous.through(record_of(event)):
+            await process_when_tables_ready(record)
+
+
+@app.on_partitions_revoked.connect
+async def forget_revoked(sender: faust.App, revoked: set[TP], **_: object) -> None:
+    contiguous.forget((tp.topic, tp.partition) for tp in revoked)
 
 
 async def process_when_tables_ready(record: Record, attempts: int = 60) -> None:
