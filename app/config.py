@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     rocksdb_block_cache_bytes: int = 32 * 1024 * 1024
     rocksdb_write_buffer_bytes: int = 8 * 1024 * 1024
     worker_commit_interval_seconds: float = 1.0
+    # The longest a worker's fetch waits on the broker for records (faust's own is 1.5 s):
+    # also how long a busy partition can stall behind a fetch of idle ones
+    # (app.agents.faust_app.ShortFetchConsumerThread).
+    worker_fetch_max_wait_ms: int = 50
     # Decoded trip states kept in memory between commands (an LRU), per worker process.
     worker_trips_cached: int = 10_000
     worker_standby_replicas: int = 1

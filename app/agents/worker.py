@@ -55,6 +55,7 @@ app = WorkerApp(
     stream_recovery_delay=0.5,
     web_enabled=False,
     TableManager=WorkerTableManager,
+    fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
 )
 
 commands = app.topic(topics.COMMANDS, key_serializer="raw", value_serializer="raw",
