@@ -1,5 +1,6 @@
-"""Request dependencies (the FastAPI template's `api/deps.py`): settings, the caller, the
-command bus and the read side. Tests override `get_bus`, `get_reads` and `get_pool`.
+"""Request dependencies (the FastAPI template's `api/deps.py`): the caller, the command
+bus and the read side, from the app's state (`gateway.main` fills it; tests hand their
+bus to `create_app` and may override `get_pool`).
 
 All are `async def`, even those that never await: FastAPI runs a plain `def` dependency
 in its thread pool, a thread hop per dependency per request on the hot path."""
@@ -13,7 +14,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.domain.commands import Actor, Role
 from gateway import metrics
 from gateway.dispatch import Dispatcher
@@ -23,7 +24,7 @@ from gateway.middleware import RATE_LIMIT_HEADERS
 from gateway.ratelimit import RateLimiter
 from gateway.reads import Reads
 from gateway.schemas import IDEMPOTENCY_KEY_MAX
-from gateway.security import AuthError, Principal, TokenVerifier
+from gateway.security import AuthError, Principal
 
 DB_CONNECT_TIMEOUT_SECONDS = 2.0
 
@@ -51,10 +52,6 @@ async def get_bus(request: Request) -> Bus:
     return request.app.state.bus
 
 
-async def get_verifier(request: Request) -> TokenVerifier:
-    return request.app.state.verifier
-
-
 async def get_pool(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool
 
@@ -72,20 +69,13 @@ async def get_reads(connection: Annotated[psycopg.AsyncConnection, Depends(get_d
     return Reads(connection)
 
 
-async def get_limiter(request: Request) -> RateLimiter:
-    return request.app.state.limiter
-
-
-async def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    verifier: Annotated[TokenVerifier, Depends(get_verifier)],
-    limiter: Annotated[RateLimiter, Depends(get_limiter)],
-) -> Principal:
+def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """The verified caller, who has just spent a token of their rate limit (429 if none)."""
     if credentials is None:
         raise AuthError("missing_token", "A Bearer token is required.")
-    principal = verifier.verify(credentials.credentials)
+    state = request.app.state
+    principal = state.verifier.verify(credentials.credentials)
+    limiter: RateLimiter = state.limiter
     decision = limiter.take(principal.user_id)
     headers = limiter.headers(decision)
     setattr(request.state, RATE_LIMIT_HEADERS, headers)  # the middleware puts them on the response
@@ -94,6 +84,13 @@ async def current_principal(
         raise ApiError(429, "rate_limited", f"More than {limiter.per_minute} requests per minute; retry after "
                                             f"{decision.retry_after} s.", headers=headers)
     return principal
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def current_principal(request: Request, credentials: Credentials) -> Principal:
+    return authenticate(request, credentials)
 
 
 def acting_as(*allowed: Role) -> Callable[[Principal], Awaitable[Actor]]:
@@ -106,14 +103,9 @@ def acting_as(*allowed: Role) -> Callable[[Principal], Awaitable[Actor]]:
     return actor
 
 
-async def settings() -> Settings:
-    return get_settings()
-
-
-async def get_idempotency(pool: Annotated[AsyncConnectionPool, Depends(get_pool)],
-                          current: Annotated[Settings, Depends(settings)]) -> IdempotencyStore:
-    return IdempotencyStore(pool, timedelta(hours=current.idempotency_ttl_hours),
-                            timedelta(seconds=current.reply_timeout_seconds + IN_FLIGHT_MARGIN_SECONDS))
+def idempotency_store(pool: AsyncConnectionPool, settings: Settings) -> IdempotencyStore:
+    return IdempotencyStore(pool, timedelta(hours=settings.idempotency_ttl_hours),
+                            timedelta(seconds=settings.reply_timeout_seconds + IN_FLIGHT_MARGIN_SECONDS))
 
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
@@ -122,18 +114,20 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_lengt
 
 def dispatcher_as(*allowed: Role) -> Callable[..., Awaitable[Dispatcher]]:
     """A dependency giving the request's way to the command log, acting as the caller in
-    the strongest allowed role they hold (or 403)."""
+    the strongest allowed role they hold (or 403). One dependency that reads the app's
+    state itself, not a tree of them: FastAPI's resolution costs per dependency, on the
+    path every command takes."""
 
-    async def dispatcher(request: Request, actor: Annotated[Actor, Depends(acting_as(*allowed))],
-                         bus: Annotated[Bus, Depends(get_bus)], current: Annotated[Settings, Depends(settings)],
-                         store: Annotated[IdempotencyStore, Depends(get_idempotency)],
+    async def dispatcher(request: Request, credentials: Credentials,
                          idempotency_key: IdempotencyKey = None) -> Dispatcher:
-        return Dispatcher(request, actor, bus, store, current.reply_timeout_seconds, idempotency_key)
+        actor = authenticate(request, credentials).acting_as(allowed)
+        state = request.app.state
+        return Dispatcher(request, actor, state.bus, state.idempotency, state.settings.reply_timeout_seconds,
+                          idempotency_key)
 
     return dispatcher
 
 
-SettingsDep = Annotated[Settings, Depends(settings)]
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 BusDep = Annotated[Bus, Depends(get_bus)]
 ReadsDep = Annotated[Reads, Depends(get_reads)]

@@ -16,8 +16,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Settings, get_settings
-from gateway.deps import Bus, get_idempotency
+from gateway.deps import Bus, idempotency_store
 from gateway.errors import JsonResponse, install_error_handlers
+from gateway.idempotency import IdempotencyStore
 from gateway.kafka import CommandBus
 from gateway.middleware import BodySizeLimit, RequestContext
 from gateway.ratelimit import RateLimiter
@@ -70,12 +71,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bus.start()
     await pool.open(wait=False)
     app.state.bus, app.state.pool = bus, pool
+    app.state.idempotency = idempotency_store(pool, settings)
     if not own_bus or await bus.wait_ready(STARTUP_WAIT_SECONDS):
         log.info("gateway ready")
     else:
         log.warning("reply partition %d not assigned yet; requests get 503 until it is", bus.reply_partition)
     stopping = asyncio.Event()
-    purging = asyncio.create_task(purge_idempotency_keys(pool, settings, stopping))
+    purging = asyncio.create_task(purge_idempotency_keys(app.state.idempotency, stopping))
     try:
         yield
     finally:
@@ -86,9 +88,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.close()
 
 
-async def purge_idempotency_keys(pool: AsyncConnectionPool, settings: Settings, stopping: asyncio.Event) -> None:
+async def purge_idempotency_keys(store: IdempotencyStore, stopping: asyncio.Event) -> None:
     """Hourly, in every process (deleting twice is harmless), until `stopping` is set."""
-    store = await get_idempotency(pool, settings)
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), PURGE_EVERY_SECONDS)

@@ -7,6 +7,8 @@ the public key as secret (algorithm confusion) never verifies.
 """
 
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,9 @@ from app.domain.commands import Actor, Role
 SYMMETRIC = ("HS256", "HS384", "HS512")
 ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
 LEEWAY_SECONDS = 10
+# Verified tokens remembered per process: a rider's app sends the same token with every
+# request until it expires, and checking its signature again is a tenth of a request's CPU.
+VERIFIED_TOKENS_KEPT = 10_000
 MAX_USER_ID = 64  # the actor's userId on the wire (app.models.commands.Name)
 # When a token grants several roles that an endpoint accepts, the command acts with the
 # strongest one (an admin who is also a rider cancels as an admin).
@@ -73,14 +78,27 @@ def load_key(text: str) -> str:
     return Path(text).read_text()
 
 
+@dataclass(frozen=True, slots=True)
+class Verified:
+    principal: Principal
+    not_before: float  # epoch seconds, leeway included: valid from not_before ...
+    expires: float  # ... to before expires
+
+
 class TokenVerifier:
-    def __init__(self, algorithm: str, key: Any, audience: str = "", issuer: str = ""):
+    """Verifies a token once, then remembers the verdict: a token's signature, issuer and
+    audience cannot change, only the time can, so its validity period is checked on every use."""
+
+    def __init__(self, algorithm: str, key: Any, audience: str = "", issuer: str = "",
+                 clock: Callable[[], float] = time.time):
         if algorithm not in SYMMETRIC + ASYMMETRIC:
             raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
         self.algorithm = algorithm
         self.key = key
         self.audience = audience or None  # not checked unless configured
         self.issuer = issuer or None
+        self.clock = clock
+        self.verified: OrderedDict[str, Verified] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenVerifier":
@@ -92,11 +110,29 @@ class TokenVerifier:
         return cls(settings.jwt_algorithm, settings.jwt_secret, settings.jwt_audience, settings.jwt_issuer)
 
     def verify(self, token: str) -> Principal:
+        verified = self.verified.get(token) or self._verify_afresh(token)
+        now = self.clock()
+        if now >= verified.expires:
+            raise AuthError("token_expired", "The token has expired.")
+        if now < verified.not_before:
+            raise AuthError("invalid_token", "The token is not valid: The token is not yet valid (nbf)")
+        return verified.principal
+
+    def _verify_afresh(self, token: str) -> Verified:
         claims = self._decode(token)
         user_id = claims["sub"]
         if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID:
             raise AuthError("invalid_token", f"the token's subject must be 1 to {MAX_USER_ID} characters")
-        return Principal(user_id, roles_of(claims))
+        # The bounds PyJWT has just checked, with the same leeway and the same int() reading.
+        not_before = int(claims["nbf"]) - LEEWAY_SECONDS if "nbf" in claims else float("-inf")
+        verified = Verified(Principal(user_id, roles_of(claims)), not_before, int(claims["exp"]) + LEEWAY_SECONDS)
+        self.remember(token, verified)
+        return verified
+
+    def remember(self, token: str, verified: Verified) -> None:
+        self.verified[token] = verified
+        if len(self.verified) > VERIFIED_TOKENS_KEPT:
+            self.verified.popitem(last=False)
 
     def _decode(self, token: str) -> dict[str, Any]:
         try:

@@ -113,3 +113,45 @@ def test_asymmetric_keys_verify_and_refuse_algorithm_confusion():
     assert verifier.verify(good).roles == {Role.SERVICE}
     with pytest.raises(AuthError):
         verifier.verify(token("svc", "ADMIN"))  # HS256 token: refused, whatever its secret
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_remembered_token_still_expires_and_is_not_valid_before_its_nbf():
+    secret = get_settings().jwt_secret
+    clock = Clock(time.time())
+    verifier = TokenVerifier("HS256", secret, clock=clock)
+    claims = {"sub": "rider-1", "role": "RIDER", "nbf": int(clock.now), "exp": int(clock.now) + 60}
+    early_and_late = jwt.encode(claims, secret)
+    assert verifier.verify(early_and_late) == Principal("rider-1", frozenset({Role.RIDER}))
+    clock.now += 60 + 11  # past exp and the leeway: the cached verdict no longer holds
+    with pytest.raises(AuthError) as expired:
+        verifier.verify(early_and_late)
+    assert expired.value.code == "token_expired"
+    clock.now = claims["nbf"] - 11  # before nbf and the leeway
+    with pytest.raises(AuthError):
+        verifier.verify(early_and_late)
+
+
+def test_a_token_changed_by_one_character_is_verified_afresh():
+    verifier = TokenVerifier("HS256", get_settings().jwt_secret)
+    good = token("rider-1", "RIDER")
+    verifier.verify(good)
+    head, body, signature = good.split(".")
+    forged = f"{head}.{body}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
+    with pytest.raises(AuthError):
+        verifier.verify(forged)
+
+
+def test_the_remembered_tokens_are_bounded(monkeypatch):
+    monkeypatch.setattr("gateway.security.VERIFIED_TOKENS_KEPT", 3)
+    verifier = TokenVerifier("HS256", get_settings().jwt_secret)
+    for n in range(5):
+        verifier.verify(token(f"rider-{n}", "RIDER"))
+    assert [v.principal.user_id for v in verifier.verified.values()] == ["rider-2", "rider-3", "rider-4"]
