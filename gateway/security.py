@@ -22,7 +22,8 @@ SYMMETRIC = ("HS256", "HS384", "HS512")
 ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
 LEEWAY_SECONDS = 10
 # Verified tokens remembered per process: a rider's app sends the same token with every
-# request until it expires, and checking its signature again is a tenth of a request's CPU.
+# request until it expires, and its signature need not be checked again (34 us with
+# HS256, several times that with RS256 or ES256).
 VERIFIED_TOKENS_KEPT = 10_000
 MAX_USER_ID = 64  # the actor's userId on the wire (app.models.commands.Name)
 # When a token grants several roles that an endpoint accepts, the command acts with the
