@@ -1,55 +1,71 @@
-"""The command log, handled without holes: a record faust skipped is read back and handled.
+"""The command log, handled in order and without holes, whatever order faust hands it in.
 
 The command topic's offsets are contiguous (no transactions write to it, nothing is
-compacted or deleted behind a worker), so within one assignment the agent should see
-offset n + 1 right after n. faust-streaming has lost that guarantee around rebalances and
-recoveries more than once (its issues #216, #221, #236, #596), and a skipped command gets
-no outcome at all from a sender that never resends. So the agent keeps, per partition,
-the next offset it expects:
+compacted or deleted behind a worker), so one assignment of a partition must handle
+exactly the offsets from the group's committed offset on, each once, in order.
+faust-streaming has broken that around rebalances and recoveries more than once (its
+issues #216, #221, #236, #596). A chaos run caught it here: after a SIGKILL and a rebuild,
+faust handed the agent a partition's records from offset 3027 on, then 3020-3026, then
+3012-3016; handled as they came, a booking got other seats than the log gives it, and the
+worker's state left the log's for good. So the agent keeps, per partition, the next offset
+it must handle:
 
-1. The first record of a partition after an assignment sets it (faust has just placed the
-   partition at its committed offset; nothing before that is this worker's to handle).
-2. A record past it means faust skipped the records in between: they are read from the
-   broker, in order, and handled before it. Handling is deterministic and idempotent,
-   so a record that was handled after all is only a duplicate.
-3. A record before it (faust handing a record again) is handled again, as a duplicate,
-   and the expectation follows it: skipping it would be wrong if faust had instead sent
-   a later record ahead of its turn.
-4. A revoked partition is forgotten, so its next owner's progress is never mistaken for a gap.
+1. At the first record of a partition after an assignment, that is the group's committed
+   offset for the partition, read from the broker: everything before it was handled, and
+   its effects flushed, by whoever committed it.
+2. A record at that offset is handled, and the expectation moves past it.
+3. A record past it means faust skipped what is in between: those records are read from
+   the broker and handled, in order, before it.
+4. A record before it was handled already in this assignment (or committed before it):
+   it is skipped, never handled a second time out of its turn.
+5. A revoked partition is forgotten; its next assignment starts again at 1.
 """
 
 import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Protocol
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
 from app.agents.processor import Record
 from app.config import Settings
 
 log = logging.getLogger(__name__)
 
-ReadRange = Callable[[str, int, int, int], list[Record]]
+
+class CommandLog(Protocol):
+    def committed(self, topic: str, partition: int) -> int:
+        """Where the worker group must start on the partition."""
+
+    def read_range(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
+        """The records at offsets [start, end) of the partition."""
 
 
 class ContiguousCommands:
     """Turns what faust hands the agent into the records to handle now, in log order."""
 
-    def __init__(self, read_range: ReadRange) -> None:
-        self._read_range = read_range
+    def __init__(self, command_log: CommandLog) -> None:
+        self._log = command_log
         self._next: dict[tuple[str, int], int] = {}
 
     async def through(self, record: Record) -> list[Record]:
         where = (record.topic, record.partition)
-        expected = self._next.get(where, record.offset)
+        if where not in self._next:
+            self._next[where] = await asyncio.to_thread(self._log.committed, record.topic, record.partition)
+        expected = self._next[where]
+        if record.offset < expected:
+            log.info("%s[%d]@%d handed again: already handled", record.topic, record.partition, record.offset)
+            return []
         self._next[where] = record.offset + 1
-        if record.offset <= expected:
+        if record.offset == expected:
             return [record]
         log.warning("faust skipped %s[%d] offsets %d..%d: reading them back", record.topic, record.partition,
                     expected, record.offset - 1)
-        skipped = await asyncio.to_thread(self._read_range, record.topic, record.partition, expected, record.offset)
+        skipped = await asyncio.to_thread(self._log.read_range, record.topic, record.partition, expected,
+                                          record.offset)
         return [*skipped, record]
 
     def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
@@ -57,16 +73,43 @@ class ContiguousCommands:
             self._next.pop(where, None)
 
 
-def log_reader(settings: Settings, timeout_s: float = 30.0) -> ReadRange:
-    """Reads offsets [start, end) of one partition, outside any consumer group."""
+class BrokerLog:
+    """The command log as the broker has it, outside faust: the worker group's committed
+    offsets, and ranges of records read without joining any group."""
 
-    def read_range(topic: str, partition: int, start: int, end: int) -> list[Record]:
-        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"gap-{uuid.uuid4()}",
+    def __init__(self, settings: Settings, timeout_s: float = 30.0) -> None:
+        self._bootstrap = settings.kafka_bootstrap
+        self._group = settings.worker_id
+        self._timeout_s = timeout_s
+        self._offsets: Consumer | None = None
+
+    def committed(self, topic: str, partition: int) -> int:
+        """Asks until the broker answers: without it, nothing of the partition may be handled."""
+        while True:
+            try:
+                return self._committed(topic, partition)
+            except KafkaException as error:
+                log.warning("committed offset of %s[%d] unknown (%s); asking again", topic, partition, error)
+                time.sleep(1.0)
+
+    def _committed(self, topic: str, partition: int) -> int:
+        if self._offsets is None:
+            # Never subscribes: asking a group's committed offsets does not join it.
+            self._offsets = Consumer({"bootstrap.servers": self._bootstrap, "group.id": self._group,
+                                      "enable.auto.commit": False})
+        where = TopicPartition(topic, partition)
+        offset = self._offsets.committed([where], timeout=self._timeout_s)[0].offset
+        if offset == OFFSET_INVALID:  # never committed: the group starts at the beginning
+            return self._offsets.get_watermark_offsets(where, timeout=self._timeout_s)[0]
+        return offset
+
+    def read_range(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
+        consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"gap-{uuid.uuid4()}",
                              "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
         try:
             consumer.assign([TopicPartition(topic, partition, start)])
             found: list[Record] = []
-            deadline = time.monotonic() + timeout_s
+            deadline = time.monotonic() + self._timeout_s
             while not read_to(consumer, TopicPartition(topic, partition), end):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"could not read {topic}[{partition}] offsets {start}..{end - 1}")
@@ -76,8 +119,6 @@ def log_reader(settings: Settings, timeout_s: float = 30.0) -> ReadRange:
             return found
         finally:
             consumer.close()
-
-    return read_range
 
 
 def read_to(consumer: Consumer, where: TopicPartition, end: int) -> bool:

@@ -27,7 +27,7 @@ from faust.types import TP
 
 from app.agents.expiry import process_record, tick_value
 from app.agents.faust_app import WorkerApp, WorkerTableManager
-from app.agents.gaps import ContiguousCommands, log_reader
+from app.agents.gaps import BrokerLog, ContiguousCommands
 from app.agents.processor import Record, dead_letter, forward_trip
 from app.config import get_settings
 from app.models import topics
@@ -110,7 +110,7 @@ def record_of(event: faust.EventT) -> Record:
     )
 
 
-contiguous = ContiguousCommands(log_reader(settings))
+contiguous = ContiguousCommands(BrokerLog(settings))
 
 
 @app.agent(commands, concurrency=1)

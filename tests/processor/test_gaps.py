@@ -1,12 +1,13 @@
-"""The agent's guard against records faust skips (app.agents.gaps): the pure bookkeeping
-over an in-memory log, and the read-back from a real broker."""
+"""The agent's guard against records faust skips or hands out of order (app.agents.gaps):
+the pure bookkeeping over an in-memory log, and the broker side (committed offsets, ranges)."""
 
 import asyncio
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
-from app.agents.gaps import ContiguousCommands, log_reader
+from app.agents.gaps import BrokerLog, ContiguousCommands
 from app.agents.processor import Record
 from app.config import get_settings
 from app.models import topics
@@ -20,8 +21,15 @@ def record(offset: int, partition: int = 0) -> Record:
 
 
 class MemoryLog:
-    def __init__(self) -> None:
+    """A command log whose group has committed `committed[partition]`."""
+
+    def __init__(self, **committed: int) -> None:
+        self.committed_at = {int(name.removeprefix("p")): offset for name, offset in committed.items()}
         self.reads: list[tuple[int, int, int]] = []
+
+    def committed(self, topic: str, partition: int) -> int:
+        assert topic == TOPIC
+        return self.committed_at[partition]
 
     def read_range(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
         assert topic == TOPIC
@@ -35,43 +43,77 @@ def handled(guard: ContiguousCommands, *offsets: int, partition: int = 0) -> lis
     return asyncio.run(hand_over())
 
 
-def test_records_in_order_are_handled_as_they_come_from_wherever_the_partition_starts() -> None:
-    log = MemoryLog()
-    guard = ContiguousCommands(log.read_range)
+def test_records_in_order_from_the_committed_offset_are_handled_as_they_come() -> None:
+    log = MemoryLog(p0=40)
+    guard = ContiguousCommands(log)
     assert handled(guard, 40, 41, 42) == [40, 41, 42]
     assert log.reads == []
 
 
 def test_skipped_records_are_read_back_and_handled_before_the_one_after_them() -> None:
-    log = MemoryLog()
-    guard = ContiguousCommands(log.read_range)
+    log = MemoryLog(p0=10)
+    guard = ContiguousCommands(log)
     assert handled(guard, 10, 11, 14, 15) == [10, 11, 12, 13, 14, 15]
     assert log.reads == [(0, 12, 14)]
 
 
-def test_a_record_handed_again_is_handled_again_and_the_expectation_follows_it() -> None:
-    log = MemoryLog()
-    guard = ContiguousCommands(log.read_range)
-    assert handled(guard, 5, 6, 7, 6, 7, 8) == [5, 6, 7, 6, 7, 8]
-    assert log.reads == []
+def test_records_skipped_at_the_start_of_an_assignment_are_read_back_too() -> None:
+    log = MemoryLog(p0=2990)
+    guard = ContiguousCommands(log)
+    assert handled(guard, 3027) == [*range(2990, 3028)]
+    assert log.reads == [(0, 2990, 3027)]
 
 
-def test_partitions_are_followed_apart_and_a_forgotten_one_starts_afresh() -> None:
-    log = MemoryLog()
-    guard = ContiguousCommands(log.read_range)
+def test_records_handed_late_after_later_ones_are_not_handled_again() -> None:
+    """What faust did after a SIGKILL and a rebuild in a chaos run: 3027 on, then 3020-3026,
+    then 3012-3016. Each offset is handled once, in log order."""
+    log = MemoryLog(p0=2990)
+    guard = ContiguousCommands(log)
+    order = handled(guard, 3027, 3028, 3029, *range(3020, 3027), *range(3012, 3017), 3030)
+    assert order == [*range(2990, 3031)]
+
+
+def test_records_before_the_committed_offset_are_not_handled() -> None:
+    log = MemoryLog(p0=100)
+    guard = ContiguousCommands(log)
+    assert handled(guard, 97, 98, 99, 100, 101) == [100, 101]
+
+
+def test_partitions_are_followed_apart_and_a_forgotten_one_starts_at_its_committed_offset_again() -> None:
+    log = MemoryLog(p0=3, p1=90)
+    guard = ContiguousCommands(log)
     assert handled(guard, 3, partition=0) + handled(guard, 90, partition=1) == [3, 90]
     guard.forget([(TOPIC, 0)])
+    log.committed_at[0] = 50
     assert handled(guard, 50, partition=0) + handled(guard, 92, partition=1) == [50, 91, 92]
     assert log.reads == [(1, 91, 92)]
 
 
 @pytest.mark.integration
-def test_the_log_reader_returns_a_range_of_a_partition_as_the_agent_would_see_it(tmp_path: Path) -> None:
+def test_the_broker_log_returns_a_range_of_a_partition_as_the_agent_would_see_it(tmp_path: Path) -> None:
     ns = Namespace(tmp_path, {})
     topic = ns.topic(topics.COMMANDS)
     for n in range(10):
         produce_raw(topic, b"trip-key", f"command {n}".encode(), {"reply-to": f"r{n}".encode()}, partition=2)
-    read = log_reader(get_settings())(topic, 2, 3, 7)
+    read = BrokerLog(get_settings()).read_range(topic, 2, 3, 7)
     assert [(r.offset, r.value, r.headers) for r in read] == [
         (n, f"command {n}".encode(), {"reply-to": f"r{n}".encode()}) for n in range(3, 7)]
     assert all(r.topic == topic and r.partition == 2 and r.key == b"trip-key" and r.timestamp_ms > 0 for r in read)
+
+
+@pytest.mark.integration
+def test_the_broker_log_starts_a_partition_where_the_worker_group_committed_or_at_its_beginning(tmp_path) -> None:
+    ns = Namespace(tmp_path, {})
+    topic = ns.topic(topics.COMMANDS)
+    for n in range(6):
+        produce_raw(topic, b"trip-key", f"command {n}".encode(), {}, partition=1)
+    settings = get_settings().model_copy(update={"worker_id": f"gaps-{tmp_path.name}"})
+    broker_log = BrokerLog(settings)
+    assert broker_log.committed(topic, 1) == 0  # nothing committed yet
+    group = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.worker_id,
+                      "enable.auto.commit": False})
+    try:
+        group.commit(offsets=[TopicPartition(topic, 1, 4)], asynchronous=False)
+    finally:
+        group.close()
+    assert broker_log.committed(topic, 1) == 4
