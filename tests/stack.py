@@ -110,6 +110,13 @@ def worker_service(name: str, workdir: Path, env: dict[str, str]) -> Service:
     return Service(name, WORKER_ARGV, env, workdir / f"{name}.log")
 
 
+def own_topics(env: Mapping[str, str]) -> None:
+    """Creates the topics of the namespace `env` names (TOPIC_NAMESPACE), as `make topics`
+    does for the default one."""
+    subprocess.run([sys.executable, "-m", "app.topics"], cwd=ROOT, env={**os.environ, **env}, check=True,
+                   capture_output=True)
+
+
 def start_stack(database_url: str, workdir: Path, settings_env: Mapping[str, str] = MappingProxyType({})) -> Stack:
     """`settings_env`: settings the services run with beyond this process's environment."""
     run_id = uuid.uuid4().hex[:8]

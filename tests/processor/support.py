@@ -2,10 +2,7 @@
 them, readers of every topic they write, and the replay that checks determinism."""
 
 import asyncio
-import os
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -25,7 +22,7 @@ from app.config import get_settings
 from app.domain.policy import Policy
 from app.models import topics
 from app.tables.store import TripStore
-from tests.stack import ROOT, Service, worker_service
+from tests.stack import Service, own_topics, worker_service
 
 PARTITIONS = 6
 TICK_SECONDS = 1.0
@@ -59,8 +56,7 @@ class Namespace:
             "WORKER_RATE_LOG_SECONDS": "1",
             **self.env,
         }
-        subprocess.run([sys.executable, "-m", "app.topics"], cwd=ROOT, env={**os.environ, **self.env}, check=True,
-                       capture_output=True)
+        own_topics(self.env)
 
     def topic(self, name: str) -> str:
         """The namespaced name of a topic (the test process itself runs un-namespaced)."""
