@@ -6,11 +6,15 @@ generator, gateway and sink take CPU from the worker too.)
                             [--variant NAME:VARIABLE=VALUE,...]..."
 
 Each run writes a backlog of commands (the bench's scenario: creates, and cancels of the
-bookings those creates would make) into a topic namespace of its own, then starts one
-worker on it and watches the replies topic fill: commands/s is measured between 10 % and
-90 % of the replies (so start-up and the tail are left out), with the worker's and the
-broker's CPU over the same window. Commands per worker CPU-second is the figure that
-moves least when other work shares the machine.
+bookings those creates would make) into a topic namespace of its own, on every command
+partition but the first, then starts one worker on it and watches the replies topic
+fill: commands/s is measured between 10 % and 90 % of the replies (so start-up and the
+tail are left out), with the worker's and the broker's CPU over the same window.
+Commands per worker CPU-second is the figure that moves least when other work shares
+the machine. Over the same window a command goes every quarter second to the first
+partition, where nothing waits: its reply time is how long a trip whose partition has
+caught up waits for what the worker fetched of the others (docs/processor.md,
+"Catching up").
 
 A variant is environment the worker runs with: a setting (`commit5s:
 WORKER_COMMIT_INTERVAL_SECONDS=5`), or, to try one out before making it a setting, one
@@ -33,6 +37,8 @@ from app.config import get_settings
 
 WINDOW = (0.10, 0.90)
 TIMEOUT_S = 600.0
+QUIET_PARTITION = 0  # the backlog leaves it empty
+PROBE_EVERY_S = 0.25
 
 
 def run_once(scenario_name: str, commands: int) -> dict[str, float]:
@@ -52,33 +58,56 @@ def run_once(scenario_name: str, commands: int) -> dict[str, float]:
     settings = get_settings()
     ensure_topics(settings, topic_specs(settings))
     scenario = (load.hot_trip if scenario_name == "hot" else load.spread)(settings.topic_namespace.rstrip("."))
-    headers = [(topics.REPLY_TO, topics.REPLIES.encode()), (topics.REPLY_PARTITION, b"0")]
-    producer = Producer({**producer_config(settings), "linger.ms": 50})
+    # Batches of at most 16 KiB, as a busy gateway's: a fetch returns at least one whole
+    # batch, so bigger ones would hide what the worker's fetch size does.
+    producer = Producer({**producer_config(settings), "linger.ms": 50, "batch.size": 16384})
+    # A trip's partition is picked here, not by the key's hash: the worker goes by the
+    # partition a record is on, and the backlog must leave QUIET_PARTITION empty.
+    backlog_partitions = [p for p in range(settings.command_partitions) if p != QUIET_PARTITION]
+    partition_of = {trip.key: backlog_partitions[i % len(backlog_partitions)] for i, trip in enumerate(scenario.trips)}
 
-    def produce(key: str, command: dict) -> None:
+    def produce(key: str, command: dict, partition: int, reply_partition: int = 0) -> None:
+        headers = [(topics.REPLY_TO, topics.REPLIES.encode()), (topics.REPLY_PARTITION, str(reply_partition).encode())]
         while True:
             try:
-                producer.produce(topics.COMMANDS, key=key.encode(), value=orjson.dumps(command), headers=headers)
+                producer.produce(topics.COMMANDS, key=key.encode(), value=orjson.dumps(command), headers=headers,
+                                 partition=partition)
                 return
             except BufferError:
                 producer.poll(0.1)
 
     for trip in scenario.trips:
-        produce(trip.key, load.publish_trip_command(trip, f"trip-{trip.key}"))
+        produce(trip.key, load.publish_trip_command(trip, f"trip-{trip.key}"), partition_of[trip.key])
     for _ in range(commands):
         op = scenario.next_op()
         if isinstance(op, load.Create):
-            produce(op.trip.key, load.create_command(op))
+            produce(op.trip.key, load.create_command(op), partition_of[op.trip.key])
             # The id the worker will give the booking, so later cancels name it.
             booking = booking_id_for(op.trip.route_id, op.trip.travel_date, op.key)
             scenario.on_result(op, load.Result("ok", booking_id=booking))
         else:
-            produce(op.trip.key, load.cancel_command(op))
+            produce(op.trip.key, load.cancel_command(op), partition_of[op.trip.key])
     producer.flush(60)
     total = len(scenario.trips) + commands
 
     replies = Consumer(reply_consumer_config(settings))
     partition = TopicPartition(topics.REPLIES, 0)
+    probe_replies = Consumer(reply_consumer_config(settings))
+    probe_replies.assign([TopicPartition(topics.REPLIES, 1, 0)])
+    probe_trips = iter(load.make_trips(settings.topic_namespace.rstrip(".") + "-quiet", 100_000))
+    probes_sent: dict[str, float] = {}
+    probe_waits: list[float] = []
+
+    def probe() -> None:
+        """Sends the next probe (between the window's marks), then takes the replies that came."""
+        if len(marks) == 1 and time.monotonic() - max(probes_sent.values(), default=0.0) >= PROBE_EVERY_S:
+            trip = next(probe_trips)
+            produce(trip.key, load.publish_trip_command(trip, trip.key), QUIET_PARTITION, reply_partition=1)
+            producer.flush(5)
+            probes_sent[trip.key] = time.monotonic()
+        for message in probe_replies.consume(100, 0.01):
+            if message.error() is None and message.key().decode() in probes_sent:
+                probe_waits.append(time.monotonic() - probes_sent[message.key().decode()])
     workdir = openride_home() / "drain-run" / settings.topic_namespace
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -100,17 +129,22 @@ def run_once(scenario_name: str, commands: int) -> dict[str, float]:
             for share in WINDOW:
                 if share not in marks and answered >= share * total:
                     marks[share] = (time.monotonic(), sum(process.cpu_times()[:2]), sum(kafka.cpu_times()[:2]))
+            probe()
             time.sleep(0.05)
         if len(marks) < len(WINDOW):
             raise TimeoutError(f"{answered} of {total} replies after {TIMEOUT_S} s")
+        while len(probe_waits) < len(probes_sent) and time.monotonic() < deadline:
+            probe()
     finally:
         worker.stop()
         replies.close()
+        probe_replies.close()
     (t0, w0, k0), (t1, w1, k1) = marks[WINDOW[0]], marks[WINDOW[1]]
     seconds = t1 - t0
     commands_done = (WINDOW[1] - WINDOW[0]) * total
     return {"commands_per_s": commands_done / seconds, "commands_per_worker_cpu_s": commands_done / (w1 - w0),
             "worker_cpu_pct": 100 * (w1 - w0) / seconds, "kafka_cpu_pct": 100 * (k1 - k0) / seconds,
+            "quiet_p50_s": statistics.median(probe_waits), "quiet_max_s": max(probe_waits),
             "load_avg": os.getloadavg()[0]}
 
 
@@ -151,17 +185,18 @@ def main() -> None:
             results[name].append(result)
             print(f"run {run + 1} {name:>16}: {result['commands_per_s']:7.0f} commands/s, "
                   f"{result['commands_per_worker_cpu_s']:7.0f} per worker CPU-second, worker "
-                  f"{result['worker_cpu_pct']:5.1f} % CPU, kafka {result['kafka_cpu_pct']:5.1f} %, "
+                  f"{result['worker_cpu_pct']:5.1f} % CPU, kafka {result['kafka_cpu_pct']:5.1f} %, quiet partition "
+                  f"p50 {result['quiet_p50_s']:.2f} s max {result['quiet_max_s']:.2f} s, "
                   f"load {result['load_avg']:.1f}", flush=True)
     print(f"\n| variant ({args.scenario}, {args.commands} commands, median of {args.runs}) | commands/s | "
-          "commands per worker CPU-second | worker CPU % | kafka CPU % | runs (commands/s) |\n"
-          "|---|---:|---:|---:|---:|---|")
+          "commands per worker CPU-second | worker CPU % | kafka CPU % | quiet partition p50 / max s | "
+          "runs (commands/s) |\n|---|---:|---:|---:|---:|---:|---|")
     for name, runs in results.items():
         median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         each = ", ".join(f"{r['commands_per_s']:.0f}" for r in runs)
         print(f"| {name} | {median['commands_per_s']:.0f} | {median['commands_per_worker_cpu_s']:.0f} | "
               f"{median['worker_cpu_pct']:.0f} | "
-              f"{median['kafka_cpu_pct']:.0f} | {each} |")
+              f"{median['kafka_cpu_pct']:.0f} | {median['quiet_p50_s']:.2f} / {median['quiet_max_s']:.2f} | {each} |")
 
 
 if __name__ == "__main__":
