@@ -48,6 +48,7 @@ app = WorkerApp(
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
     broker_commit_interval=settings.worker_commit_interval_seconds,
+    consumer_max_fetch_size=settings.worker_fetch_partition_bytes,
     table_standby_replicas=settings.worker_standby_replicas,
     consumer_group_instance_id=settings.worker_instance_id or None,
     broker_session_timeout=settings.worker_session_timeout_seconds,

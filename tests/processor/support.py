@@ -20,6 +20,7 @@ from app.agents.processor import Record
 from app.client import BookingClient, ReplyTimeout
 from app.config import get_settings
 from app.domain.policy import Policy
+from app.domain.trip import trip_key as domain_trip_key
 from app.models import topics
 from app.tables.store import TripStore
 from tests.stack import Service, own_topics, worker_service
@@ -185,6 +186,28 @@ def produce_raw(topic: str, key: bytes | None, value: bytes, headers: dict[str, 
                          "enable.idempotence": True, "acks": "all"})
     producer.produce(topic, key=key, value=value, headers=list(headers.items()), partition=partition)
     assert producer.flush(10) == 0
+
+
+def trip_key(route_id: str) -> bytes:
+    """The command topic's key for the route's trip on TRAVEL_DATE."""
+    return domain_trip_key(route_id, date.fromisoformat(TRAVEL_DATE)).encode()
+
+
+def queue_behind(ns: Namespace, partitions: list[int], count: int, reply_partition: int) -> None:
+    """`count` queries spread over the partitions, for trips no worker knows (each is
+    answered trip_not_found), waiting in the log for a worker to start."""
+    producer = Producer({"bootstrap.servers": get_settings().kafka_bootstrap, "enable.idempotence": True,
+                         # Batches of a busy gateway's size at most: a fetch returns at
+                         # least one whole batch, whatever its byte limit says.
+                         "batch.size": 16384})
+    headers = [(topics.REPLY_TO, ns.topic(topics.REPLIES).encode()),
+               (topics.REPLY_PARTITION, str(reply_partition).encode())]
+    for n in range(count):
+        query = on_trip("query_availability", f"W{n:09d}", rider("auditor"))
+        producer.produce(ns.topic(topics.COMMANDS), key=trip_key(query["routeId"]), value=orjson.dumps(query),
+                         headers=headers, partition=partitions[n % len(partitions)])
+        producer.poll(0)
+    assert producer.flush(30) == 0
 
 
 def lifecycle(ns: Namespace) -> dict[str, list[Record]]:

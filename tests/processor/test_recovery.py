@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from app.client import BookingClient
+from app.config import get_settings
+from app.models import topics
 from tests.processor.support import (
+    PARTITIONS,
     Namespace,
     Progress,
     assert_conserved,
@@ -26,10 +30,14 @@ from tests.processor.support import (
     booking_stream,
     on_trip,
     publish_trip,
+    queue_behind,
+    read_topic,
     replies_by_command,
     rider,
     send_all,
     send_until_answered,
+    trip_key,
+    wait_for,
 )
 from tests.stack import Service
 
@@ -169,6 +177,47 @@ def test_commands_waiting_in_the_log_when_a_worker_starts_are_each_handled_once(
     replies = replies_by_command(ns)
     answered_twice = [command for command in sent if len(replies[command]) > 1]
     assert not answered_twice, f"{len(answered_twice)} of {len(sent)} commands handled twice"
+
+
+WAITING = 6000  # commands waiting on the other partitions when the worker starts
+
+
+def test_a_partition_with_nothing_waiting_is_answered_while_the_others_catch_up(ns: Namespace) -> None:
+    """A worker handles everything it has fetched before anything it fetches later, on
+    any partition. Fetching a whole backlog at once (faust's 1 MiB per partition) made a
+    command on a partition that had nothing waiting wait for all of it: right after a
+    restart, every trip timed out. Fetched a few KiB of each partition at a time
+    (WORKER_FETCH_PARTITION_BYTES), it waits for a round of them only."""
+    worker = ns.start_worker("worker-1")
+    route = "Q" + uuid.uuid4().hex[:10]
+
+    async def publish() -> None:
+        async with ns.client() as client:
+            assert (await send_until_answered(client, publish_trip(route), deadline_s=120))["ok"]
+
+    asyncio.run(publish())
+    worker.stop()
+    quiet = next(record.partition for record in read_topic(ns.topic(topics.COMMANDS))
+                 if record.key == trip_key(route))
+    queue_behind(ns, [p for p in range(PARTITIONS) if p != quiet], WAITING, reply_partition=1)
+    replies = Consumer({"bootstrap.servers": get_settings().kafka_bootstrap, "group.id": f"w-{uuid.uuid4()}"})
+    waiting_replies = TopicPartition(ns.topic(topics.REPLIES), 1)
+
+    def answered_from_backlog() -> int:
+        return replies.get_watermark_offsets(waiting_replies, timeout=10)[1]
+
+    async def probe_once_catching_up() -> int:
+        async with ns.client() as client:
+            worker.start()
+            await asyncio.to_thread(wait_for, "the worker to start on the backlog", answered_from_backlog, 120, 0.05)
+            assert (await client.send(on_trip("query_availability", route, rider("prober")), timeout=120))["ok"]
+            return await asyncio.to_thread(answered_from_backlog)
+
+    try:
+        answered_first = asyncio.run(probe_once_catching_up())
+    finally:
+        replies.close()
+    assert answered_first < WAITING, "the quiet partition's command waited for the whole backlog"
 
 
 def test_a_second_worker_joins_mid_stream_and_takes_over_when_the_first_is_killed(ns: Namespace) -> None:
