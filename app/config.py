@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     # anything fetched later, on any partition: with 1 MiB a worker catching up pulled its
     # whole backlog at once, and a command on a partition with nothing waiting sat behind
     # it all (12 s median, 21 s at worst, behind 21,000 commands; docs/processor.md).
+    # Not while recovering: the changelogs are read in faust's 1 MiB (app.agents.faust_app).
     worker_fetch_partition_bytes: int = 8192
     # Decoded trip states kept in memory between commands (an LRU), per worker process.
     worker_trips_cached: int = 10_000
