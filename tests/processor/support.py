@@ -425,9 +425,8 @@ class Log:
         return self.sent[before:]
 
     def command(self, command: dict, at: int) -> dict:
-        key = f"{command['routeId']}:{TRAVEL_DATE}" if "routeId" in command else \
-            f"{command['bookingId'].split('.')[0]}:{TRAVEL_DATE}"
-        sent = self.put(key.encode(), orjson.dumps(command), at)
+        route_id = command["routeId"] if "routeId" in command else command["bookingId"].split(".")[0]
+        sent = self.put(trip_key(route_id), orjson.dumps(command), at)
         return orjson.loads(sent[-1][2])
 
     def tick(self, at: int, value: bytes | None = None) -> list:
