@@ -2,8 +2,15 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import psycopg
-import pytest
+# The suite's settings, before anything reads them (in this process and the services it
+# starts): tokens signed with the development key, and room for the authorization matrix,
+# which sends many bad tokens from one address (the allowance has tests of its own).
+os.environ.setdefault("ENVIRONMENT", "development")
+os.environ.setdefault("FAILED_AUTH_PER_MINUTE", "100000")
+os.environ.setdefault("FAILED_AUTH_BURST", "100000")
+
+import psycopg  # noqa: E402 - after the settings above
+import pytest  # noqa: E402
 
 from tests.sink.support import drop_database
 from tests.stack import Stack, own_topics, start_stack
