@@ -115,6 +115,11 @@ class TripLog:
     def expire_holds(self) -> None:
         self.accept(ExpireHolds(self.command_id(), ADMIN), after_ms=self.policy.payment_hold_minutes * MINUTE_MS + 1)
 
+    def reassign(self, driver_id: str) -> None:
+        """The route service gives the trip to another driver."""
+        self.driver = Actor(driver_id, Role.DRIVER)
+        self.accept(PublishTrip(self.command_id(), ADMIN, self.trip()))
+
     def late_payment(self, booking_id: str) -> None:
         """A payment after the hold ran out: rejected, with a refund_required event."""
         total = self.state.bookings[booking_id].total
