@@ -24,10 +24,9 @@ CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
-class RefuseUnsafeRequests:
-    """Answers before any route runs: too many or too large headers (431), and control
-    characters in the path or query string (400). A NUL reaching a query would make
-    Postgres fail the request with a 500 (and such text has no business in an id)."""
+class HttpMiddleware:
+    """Pure ASGI middleware that acts on HTTP requests (`handle`) and passes anything else
+    (lifespan, websockets) through."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -36,6 +35,18 @@ class RefuseUnsafeRequests:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RefuseUnsafeRequests(HttpMiddleware):
+    """Answers before any route runs: too many or too large headers (431), and control
+    characters in the path or query string (400). A NUL reaching a query would make
+    Postgres fail the request with a 500 (and such text has no business in an id)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope["headers"]
         if len(headers) > MAX_HEADERS or sum(len(name) + len(value) for name, value in headers) > MAX_HEADER_BYTES:
             message = f"At most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all."
@@ -57,7 +68,7 @@ def unsafe_part(scope: Scope) -> str | None:
     return None
 
 
-class BodySizeLimit:
+class BodySizeLimit(HttpMiddleware):
     """Refuses request bodies over `max_bytes` with the one error shape (413).
 
     FastAPI's own `max_body_size` answers with a plain-text body from outside the
@@ -66,13 +77,10 @@ class BodySizeLimit:
     re-raises to our handlers instead of turning it into a generic 400."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await error_response(413, "payload_too_large", TOO_LARGE)(scope, receive, send)
@@ -94,18 +102,12 @@ class BodySizeLimit:
         return counted
 
 
-class RequestContext:
+class RequestContext(HttpMiddleware):
     """Per request: an X-Request-ID (the client's, if sane, else a new one) echoed in the
     response; the rate-limit headers of the caller's bucket; the request metrics; and,
     once the response is out, the audit record the route noted (gateway.audit)."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.setdefault("state", {})
         request_id = state["request_id"] = request_id_of(Headers(scope=scope))
         started = time.perf_counter()
