@@ -52,10 +52,11 @@ def occupies_seats(status: Status) -> bool:
 @dataclass(frozen=True, slots=True)
 class Transition:
     """One recorded move (or, with source == target, one recorded fact such as a failed
-    payment). `data` holds what the move sets: expiry, payment id, refund, reason text."""
+    payment). `data` holds what the move sets: expiry, payment id, refund, reason text.
+    Waiting-list entries record theirs the same way (statuses are then `EntryStatus`)."""
 
-    source: Status
-    target: Status
+    source: StrEnum
+    target: StrEnum
     reason: str
     actor: str
     at: int  # epoch ms, taken from the log
@@ -63,8 +64,31 @@ class Transition:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+class Recorded:
+    """What a booking and a waiting-list entry share: a history of transitions, from
+    which every fact about them as of any version is folded."""
+
+    __slots__ = ()
+    transitions: tuple[Transition, ...]
+
+    @property
+    def version(self) -> int:
+        return len(self.transitions)
+
+    def with_transitions(self, *moves: Transition):
+        return replace(self, transitions=self.transitions + moves)  # type: ignore[type-var]
+
+    def command_version(self, command_id: str) -> int | None:
+        """The version the given command left it at, if it moved it."""
+        found = None
+        for index, move in enumerate(self.transitions, start=1):
+            if move.command_id == command_id:
+                found = index
+        return found
+
+
 @dataclass(frozen=True, slots=True)
-class Booking:
+class Booking(Recorded):
     booking_id: str
     reference: str
     rider_id: str
@@ -80,25 +104,10 @@ class Booking:
 
     @property
     def status(self) -> Status:
-        return self.transitions[-1].target
-
-    @property
-    def version(self) -> int:
-        return len(self.transitions)
-
-    def with_transitions(self, *moves: Transition) -> "Booking":
-        return replace(self, transitions=self.transitions + moves)
+        return self.transitions[-1].target  # type: ignore[return-value]
 
     def view(self, version: int | None = None) -> "BookingView":
         return fold(self.transitions[: version or self.version])
-
-    def command_version(self, command_id: str) -> int | None:
-        """The version the given command left the booking at, if it moved it."""
-        found = None
-        for index, move in enumerate(self.transitions, start=1):
-            if move.command_id == command_id:
-                found = index
-        return found
 
 
 @dataclass(slots=True)

@@ -42,6 +42,7 @@ class CreateBooking:
     destination_stop_id: str
     seats: int
     source: str = "API"
+    seat_numbers: tuple[int, ...] | None = None  # the rider's choice; None: the lowest free seats
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,45 @@ class QueryAvailability:
     actor: Actor
 
 
+@dataclass(frozen=True, slots=True)
+class QuerySeatMap:
+    """Which seats are free for a journey (free on every leg of it)."""
+
+    command_id: str
+    actor: Actor
+    origin_stop_id: str
+    destination_stop_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinWaitlist:
+    command_id: str
+    actor: Actor
+    origin_stop_id: str
+    destination_stop_id: str
+    seats: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveWaitlist:
+    command_id: str
+    actor: Actor
+    entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptOffer:
+    """The offered seats become a booking, HELD for the usual payment flow."""
+
+    command_id: str
+    actor: Actor
+    entry_id: str
+    source: str = "API"
+
+
 BookingCommand = (
     InitiatePayment | PaymentSucceeded | PaymentFailed | CancelBooking | CheckIn | Complete | RefundDone
 )
-Command = PublishTrip | CancelTrip | CreateBooking | BookingCommand | ExpireHolds | QueryAvailability
+EntryCommand = LeaveWaitlist | AcceptOffer
+Query = QueryAvailability | QuerySeatMap
+Command = PublishTrip | CancelTrip | CreateBooking | BookingCommand | ExpireHolds | Query | JoinWaitlist | EntryCommand

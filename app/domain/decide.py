@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from app.domain import inventory, money
-from app.domain.booking import HOLDING, Booking, Status, Transition, can_move
+from app.domain.booking import HOLDING, Booking, Status, Transition, can_move, occupies_seats
 from app.domain.commands import (
+    AcceptOffer,
     Actor,
     CancelBooking,
     CancelTrip,
@@ -18,19 +19,31 @@ from app.domain.commands import (
     CreateBooking,
     ExpireHolds,
     InitiatePayment,
+    JoinWaitlist,
+    LeaveWaitlist,
     PaymentFailed,
     PaymentSucceeded,
     PublishTrip,
     QueryAvailability,
+    QuerySeatMap,
     RefundDone,
     Role,
 )
-from app.domain.events import BookingCreated, BookingMoved, Event, RefundRequired, TripPublished
-from app.domain.ids import booking_id_for, reference_for
+from app.domain.events import (
+    BookingCreated,
+    BookingMoved,
+    EntryJoined,
+    EntryMoved,
+    Event,
+    RefundRequired,
+    TripPublished,
+)
+from app.domain.ids import booking_id_for, entry_id_for, reference_for
 from app.domain.policy import Policy
 from app.domain.rejections import Code
 from app.domain.state import TripState, tally
 from app.domain.trip import MS_PER_MINUTE, Trip, TripStatus, whole_hours_before
+from app.domain.waitlist import LISTED, Entry, EntryStatus, holds_seats
 
 SYSTEM = "system"
 
@@ -39,6 +52,7 @@ SYSTEM = "system"
 class Accepted:
     events: tuple[Event, ...]
     booking_id: str | None = None
+    entry_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +73,15 @@ def decide(state: TripState, command: Command, now: int, policy: Policy) -> Deci
         case CreateBooking():
             return create_booking(state, command, now, policy)
         case ExpireHolds():
-            return Accepted(())  # `handle` expires due holds before every command
+            return Accepted(())  # `handle` expires due holds and offers before every command
         case QueryAvailability():
             return Accepted(()) if state.trip else Rejected(Code.TRIP_NOT_FOUND)
+        case QuerySeatMap():
+            return query_seat_map(state, command)
+        case JoinWaitlist():
+            return join_waitlist(state, command, now, policy)
+        case LeaveWaitlist() | AcceptOffer():
+            return decide_on_entry(state, command, now, policy)
         case _:
             return decide_on_booking(state, command, now, policy)
 
@@ -88,7 +108,9 @@ def publish_trip(state: TripState, command: PublishTrip, now: int, policy: Polic
         return Rejected(Code.TRIP_CANCELLED)
     if not within_publishing_window(command.trip.travel_date, now, policy):
         return Rejected(Code.TRAVEL_DATE_OUT_OF_RANGE)
-    if state.booked and not keeps_bookings_valid(state, command.trip):
+    if not 1 <= command.trip.capacity <= policy.trip_capacity_max:
+        return Rejected(Code.CAPACITY_OUT_OF_RANGE)
+    if (state.booked or state.joined) and not keeps_bookings_valid(state, command.trip):
         return Rejected(Code.TRIP_UPDATE_CONFLICT)
     return Accepted((TripPublished(replace(command.trip, status=TripStatus.ACTIVE)),))
 
@@ -102,8 +124,9 @@ def within_publishing_window(travel_date: date, now: int, policy: Policy) -> boo
 def keeps_bookings_valid(state: TripState, update: Trip) -> bool:
     """What a booking's seats, price and refund rights were decided on stays as it was:
     stops (what legs mean, and when each is reached), departure time, time zone and
-    currency. Capacity may shrink only down to the highest seat number in use. Leg fares
-    may change: they price later bookings only."""
+    currency. Capacity may shrink only down to the highest seat number in use (held,
+    sold or offered). Leg fares may change: they price later bookings only. Waiting-list
+    entries count as bookings here: their journeys are legs of these stops."""
     trip = state.trip
     assert trip is not None
     highest = max((leg.bit_length() for leg in state.legs), default=0)
@@ -127,6 +150,9 @@ def cancel_trip(state: TripState, command: CancelTrip, now: int) -> Decision:
             refund = booking.view().amount_paid  # the driver cancelled: everything back
             events.append(moved(booking, Status.CANCELLED, "trip_cancelled", command, now, refund=refund,
                                 reason_text=command.reason))
+    for entry in in_entry_id_order(e for e in state.entries.values() if e.status in LISTED):
+        events.append(entry_moved(entry, EntryStatus.CANCELLED, "trip_cancelled", command.actor.user_id, now,
+                                  command.command_id))
     return Accepted(tuple(events))
 
 
@@ -141,22 +167,66 @@ def create_booking(state: TripState, command: CreateBooking, now: int, policy: P
         return Rejected(Code.TRIP_CANCELLED)
     if not 1 <= command.seats <= policy.max_seats_per_booking:
         return Rejected(Code.TOO_MANY_SEATS)
-    if tally(state).held.get(command.actor.user_id, 0) + command.seats > policy.hold_limit_seats_per_trip:
+    if over_hold_limit(state, command.actor.user_id, command.seats, policy):
         return Rejected(Code.HOLD_LIMIT_REACHED)
-    origin, destination = trip.stop_index(command.origin_stop_id), trip.stop_index(command.destination_stop_id)
-    if origin is None or destination is None or origin >= destination:
-        return Rejected(Code.INVALID_STOPS)
-    if now > trip.departure_ms(origin) - policy.booking_close_minutes * MS_PER_MINUTE:
-        return Rejected(Code.BOOKING_CLOSED)
-    first, last = origin, destination - 1
-    seats = inventory.lowest_free(inventory.taken_on(state.legs, first, last), trip.capacity, command.seats)
-    if seats is None:
-        return Rejected(Code.SEATS_UNAVAILABLE)
-    price = money.quote(trip.fare_between(first, last), command.seats, occupancy(state, first, last), policy)
-    booking = Booking(
-        booking_id=booking_id_for(trip.route_id, trip.travel_date, command.command_id),
-        reference=reference_for(trip.route_id, trip.travel_date, command.command_id),
-        rider_id=command.actor.user_id,
+    journey = open_journey(trip, command, now, policy)
+    if isinstance(journey, Code):
+        return Rejected(journey)
+    first, last = journey
+    taken = inventory.taken_on(state.legs, first, last)
+    if command.seat_numbers is None:
+        seats = inventory.lowest_free(taken, trip.capacity, command.seats)
+        if seats is None:
+            return Rejected(Code.SEATS_UNAVAILABLE)
+    else:
+        seats = tuple(sorted(command.seat_numbers))
+        if not valid_seat_choice(seats, command.seats, trip.capacity):
+            return Rejected(Code.INVALID_SEATS)
+        if not inventory.is_free(taken, seats):
+            return Rejected(Code.SEAT_UNAVAILABLE)
+    booking = new_booking(state, command.command_id, command.actor.user_id, journey, seats, command.source,
+                          "seats_held", now, policy)
+    return Accepted((BookingCreated(booking),), booking.booking_id)
+
+
+def over_hold_limit(state: TripState, rider_id: str, seats: int, policy: Policy) -> bool:
+    """Seats held unpaid and seats asked for on the waiting list count alike: an offer
+    holds seats for the rider just as a booking's hold does."""
+    counts = tally(state)
+    return counts.held.get(rider_id, 0) + counts.listed.get(rider_id, 0) + seats > policy.hold_limit_seats_per_trip
+
+
+def open_journey(trip: Trip, command: CreateBooking | JoinWaitlist, now: int, policy: Policy) -> tuple[int, int] | Code:
+    """The (first, last) legs of the command's journey, or why it cannot be booked: not a
+    journey of the trip, or booking from its pickup has closed."""
+    journey = trip.journey(command.origin_stop_id, command.destination_stop_id)
+    if journey is None:
+        return Code.INVALID_STOPS
+    if now > closes_at(trip, journey[0], policy):
+        return Code.BOOKING_CLOSED
+    return journey
+
+
+def closes_at(trip: Trip, origin: int, policy: Policy) -> int:
+    """The last instant a booking from this stop can be made."""
+    return trip.departure_ms(origin) - policy.booking_close_minutes * MS_PER_MINUTE
+
+
+def valid_seat_choice(seats: tuple[int, ...], count: int, capacity: int) -> bool:
+    return len(seats) == count and len(set(seats)) == count and all(1 <= seat <= capacity for seat in seats)
+
+
+def new_booking(state: TripState, command_id: str, rider_id: str, journey: tuple[int, int],
+                seats: tuple[int, ...], source: str, reason: str, now: int, policy: Policy) -> Booking:
+    """A booking holding `seats` for HOLD_MINUTES, priced now."""
+    trip = state.trip
+    assert trip is not None
+    first, last = journey
+    price = money.quote(trip.fare_between(first, last), len(seats), occupancy(state, first, last), policy)
+    return Booking(
+        booking_id=booking_id_for(trip.route_id, trip.travel_date, command_id),
+        reference=reference_for(trip.route_id, trip.travel_date, command_id),
+        rider_id=rider_id,
         first_leg=first,
         last_leg=last,
         seats=seats,
@@ -164,13 +234,12 @@ def create_booking(state: TripState, command: CreateBooking, now: int, policy: P
         fare=price.fare,
         fee=price.fee,
         total=price.total,
-        source=command.source,
+        source=source,
         transitions=(
-            Transition(Status.PENDING, Status.HELD, "seats_held", command.actor.user_id, now, command.command_id,
+            Transition(Status.PENDING, Status.HELD, reason, rider_id, now, command_id,
                        {"expires_at": now + policy.hold_minutes * MS_PER_MINUTE}),
         ),
     )
-    return Accepted((BookingCreated(booking),), booking.booking_id)
 
 
 def occupancy(state: TripState, first: int, last: int) -> Decimal:
@@ -212,6 +281,153 @@ def expire_due_holds(state: TripState, now: int, command_id: str) -> tuple[Event
         ))
         for booking in in_id_order(due)
     )
+
+
+def in_entry_id_order(entries: Iterable[Entry]) -> list[Entry]:
+    return sorted(entries, key=lambda e: e.entry_id)
+
+
+def expire_due_offers(state: TripState, now: int, command_id: str) -> tuple[Event, ...]:
+    """Offers whose time is up by `now`: their seats are free again (and `handle` offers
+    them to the next fitting entry in the same command)."""
+    due = [e for e in state.entries.values() if e.status is EntryStatus.OFFERED and offer_ends_by(e, now)]
+    return tuple(
+        EntryMoved(entry.entry_id, (
+            Transition(entry.status, EntryStatus.OFFER_EXPIRED, "offer_expired", SYSTEM, now,
+                       expiry_command_id(command_id), {}),
+        ))
+        for entry in in_entry_id_order(due)
+    )
+
+
+def offer_ends_by(entry: Entry, now: int) -> bool:
+    expires_at = entry.view().offer_expires_at
+    return expires_at is not None and expires_at <= now
+
+
+# -- the waiting list -------------------------------------------------------------------
+
+
+def query_seat_map(state: TripState, command: QuerySeatMap) -> Decision:
+    if state.trip is None:
+        return Rejected(Code.TRIP_NOT_FOUND)
+    if state.trip.journey(command.origin_stop_id, command.destination_stop_id) is None:
+        return Rejected(Code.INVALID_STOPS)
+    return Accepted(())
+
+
+def join_waitlist(state: TripState, command: JoinWaitlist, now: int, policy: Policy) -> Decision:
+    """A rider waits for seats on a journey that has too few free: a party of `seats`, all
+    or none. The entry takes the next join order; offers follow it."""
+    trip, rider_id = state.trip, command.actor.user_id
+    if trip is None:
+        return Rejected(Code.TRIP_NOT_FOUND)
+    if trip.status is TripStatus.CANCELLED:
+        return Rejected(Code.TRIP_CANCELLED)
+    if command.actor.role is not Role.RIDER:
+        return Rejected(Code.FORBIDDEN)
+    if not 1 <= command.seats <= min(policy.max_seats_per_booking, trip.capacity):
+        return Rejected(Code.TOO_MANY_SEATS)
+    journey = open_journey(trip, command, now, policy)
+    if isinstance(journey, Code):
+        return Rejected(journey)
+    first, last = journey
+    if inventory.lowest_free(inventory.taken_on(state.legs, first, last), trip.capacity, command.seats) is not None:
+        return Rejected(Code.SEATS_AVAILABLE)
+    if over_hold_limit(state, rider_id, command.seats, policy):
+        return Rejected(Code.HOLD_LIMIT_REACHED)
+    listed = [e for e in state.entries.values() if e.status in LISTED]
+    if len(listed) >= policy.waitlist_entries_max:
+        return Rejected(Code.WAITLIST_FULL)
+    entry = Entry(
+        entry_id=entry_id_for(trip.route_id, trip.travel_date, command.command_id),
+        rider_id=rider_id,
+        first_leg=first,
+        last_leg=last,
+        seats_wanted=command.seats,
+        join_order=state.joined + 1,
+        position=sum(e.status is EntryStatus.WAITING for e in listed) + 1,
+        transitions=(Transition(EntryStatus.NEW, EntryStatus.WAITING, "joined", rider_id, now, command.command_id, {}),),
+    )
+    return Accepted((EntryJoined(entry),), entry_id=entry.entry_id)
+
+
+def decide_on_entry(state: TripState, command: LeaveWaitlist | AcceptOffer, now: int, policy: Policy) -> Decision:
+    """Only the entry's own rider may leave the list or accept its offer; another rider
+    learns no more than for an unknown entry id."""
+    entry = state.entries.get(command.entry_id)
+    actor = command.actor
+    if entry is None or state.trip is None or (actor.role is Role.RIDER and actor.user_id != entry.rider_id):
+        return Rejected(Code.ENTRY_NOT_FOUND)
+    if actor.role is not Role.RIDER:
+        return Rejected(Code.FORBIDDEN)
+    if isinstance(command, LeaveWaitlist):
+        if entry.status not in LISTED:
+            return Rejected(Code.INVALID_TRANSITION)
+        return Accepted((entry_moved(entry, EntryStatus.LEFT, "left", actor.user_id, now, command.command_id),),
+                        entry_id=entry.entry_id)
+    return accept_offer(state, entry, command, now, policy)
+
+
+def accept_offer(state: TripState, entry: Entry, command: AcceptOffer, now: int, policy: Policy) -> Decision:
+    """The offered seats become a HELD booking in the same command, never free between."""
+    if entry.status is not EntryStatus.OFFERED:
+        return Rejected({EntryStatus.CANCELLED: Code.TRIP_CANCELLED,
+                         EntryStatus.OFFER_EXPIRED: Code.OFFER_EXPIRED}.get(entry.status, Code.INVALID_TRANSITION))
+    booking = new_booking(state, command.command_id, entry.rider_id, (entry.first_leg, entry.last_leg),
+                          entry.view().seats, command.source, "offer_accepted", now, policy)
+    accepted = entry_moved(entry, EntryStatus.ACCEPTED, "offer_accepted", entry.rider_id, now, command.command_id,
+                           booking_id=booking.booking_id)
+    return Accepted((BookingCreated(booking), accepted), booking.booking_id, entry.entry_id)
+
+
+def entry_moved(entry: Entry, target: EntryStatus, reason: str, actor: str, now: int, command_id: str,
+                **data) -> EntryMoved:
+    return EntryMoved(entry.entry_id, (Transition(entry.status, target, reason, actor, now, command_id, data),))
+
+
+def frees_seats(events: Iterable[Event]) -> bool:
+    """Whether these events may have left seats free that a waiting entry could fit in: a
+    hold or a sale ended, an offer ended unaccepted, or the trip was published again
+    (with more seats, or reopened)."""
+    for event in events:
+        match event:
+            case TripPublished():
+                return True
+            case BookingMoved(moves=moves) if occupies_seats(moves[0].source) and not occupies_seats(moves[-1].target):
+                return True
+            case EntryMoved(moves=moves) if holds_seats(moves[0].source) and moves[-1].target is not EntryStatus.ACCEPTED:
+                return True
+    return False
+
+
+def offer_freed_seats(state: TripState, now: int, command_id: str, policy: Policy) -> tuple[Event, ...]:
+    """Free seats go to waiting entries first, in join order: each entry whose whole
+    party fits on every leg of its journey is offered the lowest such seats, held for it
+    for OFFER_MINUTES (at most until its pickup's booking closes). An entry that does not
+    fit is passed over, not blocked on: a later, smaller or shorter one may fit. Pure: the
+    seats are taken on a copy of the inventory; `handle` folds the offers in."""
+    trip = state.trip
+    if trip is None or trip.status is TripStatus.CANCELLED:
+        return ()
+    waiting = sorted((e for e in state.entries.values() if e.status is EntryStatus.WAITING),
+                     key=lambda e: e.join_order)
+    legs = list(state.legs)
+    offers: list[Event] = []
+    for entry in waiting:
+        closes = closes_at(trip, entry.first_leg, policy)
+        if now >= closes:
+            continue
+        taken = inventory.taken_on(legs, entry.first_leg, entry.last_leg)
+        seats = inventory.lowest_free(taken, trip.capacity, entry.seats_wanted)
+        if seats is None:
+            continue
+        inventory.occupy(legs, entry.first_leg, entry.last_leg, seats)
+        offer = {"seats": list(seats), "expires_at": min(now + policy.offer_minutes * MS_PER_MINUTE, closes)}
+        offers.append(EntryMoved(entry.entry_id, (
+            Transition(EntryStatus.WAITING, EntryStatus.OFFERED, "seats_freed", SYSTEM, now, command_id, offer),
+        )))
+    return tuple(offers)
 
 
 # -- commands on an existing booking ----------------------------------------------------

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from app.domain.booking import Booking, Transition
 from app.domain.trip import Trip
+from app.domain.waitlist import Entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,4 +34,15 @@ class RefundRequired:
     at: int
 
 
-Event = TripPublished | BookingCreated | BookingMoved | RefundRequired
+@dataclass(frozen=True, slots=True)
+class EntryJoined:
+    entry: Entry  # with its first transition, NEW -> WAITING
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMoved:
+    entry_id: str
+    moves: tuple[Transition, ...]
+
+
+Event = TripPublished | BookingCreated | BookingMoved | RefundRequired | EntryJoined | EntryMoved

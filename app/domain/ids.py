@@ -2,6 +2,8 @@
 
 A booking id embeds its trip (`<routeId>.<YYYYMMDD>.<token>`): any gateway can route a
 later command on the booking to the partition that owns it without a database lookup.
+A waiting-list entry id has the same shape (its token from another digest), for the
+same reason.
 """
 
 import base64
@@ -23,6 +25,10 @@ def booking_id_for(route_id: str, travel_date: date, command_id: str) -> str:
     return booking_id_of(route_id, travel_date, _digest(route_id, travel_date, command_id)[:16])
 
 
+def entry_id_for(route_id: str, travel_date: date, command_id: str) -> str:
+    return booking_id_of(route_id, travel_date, _digest(route_id, travel_date, "waitlist|" + command_id)[:16])
+
+
 def booking_id_of(route_id: str, travel_date: date, token: str) -> str:
     return _SEPARATOR.join((route_id, travel_date.strftime("%Y%m%d"), token))
 
@@ -37,7 +43,8 @@ def reference_for(route_id: str, travel_date: date, command_id: str) -> str:
 
 
 def trip_of_booking(booking_id: str) -> tuple[str, date] | None:
-    """The (route id, travel date) a booking id names, or None if it is not one of ours."""
+    """The (route id, travel date) a booking id (or a waiting-list entry id) names, or
+    None if it is not one of ours."""
     parts = booking_id.rsplit(_SEPARATOR, 2)
     if len(parts) != 3 or not parts[0] or len(parts[2]) != 16 or not _TOKEN_ALPHABET.issuperset(parts[2]):
         return None

@@ -1,7 +1,8 @@
 """Leg inventory as one bitmask per leg: bit s-1 set means seat s is taken on that leg.
 
 A trip of 10 stops and 50 seats is nine small ints: allocation is a few ORs, and the
-serialized inventory stays tens of bytes.
+serialized inventory stays tens of bytes. A 1,000-seat train is nine 1,000-bit ints:
+the same operations, on Python's arbitrary-precision ints.
 """
 
 from collections.abc import Sequence
@@ -47,3 +48,12 @@ def release(legs: list[int], first: int, last: int, seats: Sequence[int]) -> Non
 
 def free_counts(legs: Sequence[int], capacity: int) -> list[int]:
     return [capacity - leg.bit_count() for leg in legs]
+
+
+def is_free(taken: int, seats: Sequence[int]) -> bool:
+    return not taken & seat_mask(seats)
+
+
+def free_flags(taken: int, capacity: int) -> list[bool]:
+    """For seats 1..capacity in order: free (not in `taken`)."""
+    return [not taken >> index & 1 for index in range(capacity)]

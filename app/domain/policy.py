@@ -31,3 +31,10 @@ class Policy:
     # back (a trip already run is not republished; one day of slack for time zones).
     trip_days_ahead_max: int = 400
     trip_days_behind_max: int = 1
+    # The most seats a trip may have (app.domain.trip.MAX_CAPACITY at most).
+    trip_capacity_max: int = 1000
+    # How long freed seats offered to a waiting-list entry are held for it.
+    offer_minutes: int = 15
+    # Entries on one trip's waiting list (waiting or holding an offer): bounds the trip's
+    # state and the work of finding who an offer goes to.
+    waitlist_entries_max: int = 500

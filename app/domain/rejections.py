@@ -24,6 +24,13 @@ class Code(StrEnum):
     FORBIDDEN = "forbidden"
     HOLD_LIMIT_REACHED = "hold_limit_reached"
     TRAVEL_DATE_OUT_OF_RANGE = "travel_date_out_of_range"
+    CAPACITY_OUT_OF_RANGE = "capacity_out_of_range"
+    INVALID_SEATS = "invalid_seats"
+    SEAT_UNAVAILABLE = "seat_unavailable"
+    SEATS_AVAILABLE = "seats_available"
+    WAITLIST_FULL = "waitlist_full"
+    ENTRY_NOT_FOUND = "waitlist_entry_not_found"
+    OFFER_EXPIRED = "offer_expired"
 
 
 MESSAGES: dict[Code, str] = {
@@ -44,4 +51,11 @@ MESSAGES: dict[Code, str] = {
     Code.FORBIDDEN: "This role may not do this.",
     Code.HOLD_LIMIT_REACHED: "You already hold as many unpaid seats on this trip as one rider may; pay or cancel first.",
     Code.TRAVEL_DATE_OUT_OF_RANGE: "Trips can be published from yesterday up to the configured number of days ahead.",
+    Code.CAPACITY_OUT_OF_RANGE: "A trip's capacity must be at least 1 and at most the configured number of seats.",
+    Code.INVALID_SEATS: "Seat numbers must be distinct, one per seat booked, and within the trip's capacity.",
+    Code.SEAT_UNAVAILABLE: "A chosen seat is not free on every leg of this journey.",
+    Code.SEATS_AVAILABLE: "This journey has free seats: book them instead of joining the waiting list.",
+    Code.WAITLIST_FULL: "This trip's waiting list is full.",
+    Code.ENTRY_NOT_FOUND: "No such waiting-list entry.",
+    Code.OFFER_EXPIRED: "The offer for this waiting-list entry has expired.",
 }

@@ -1,18 +1,30 @@
 """The state of one trip, and `evolve`, the fold of events into it.
 
 A `TripState` holds what one command may need: the trip, its leg inventory, its live
-bookings, and any closed booking or earlier outcome the caller loaded for this command
-(a booking the command names, the outcome of its command id). How it is stored, and
-what is kept in memory between commands, is the caller's business (`app.tables.store`).
+bookings and waiting-list entries, and any closed booking or entry or earlier outcome the
+caller loaded for this command (one the command names, the outcome of its command id).
+How it is stored, and what is kept in memory between commands, is the caller's business
+(`app.tables.store`).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from app.domain import inventory
-from app.domain.booking import HOLDING, SOLD, TERMINAL, Booking, Status, occupies_seats
-from app.domain.events import BookingCreated, BookingMoved, Event, RefundRequired, TripPublished
+from app.domain.booking import HOLDING, SOLD, TERMINAL, Booking, Status, Transition, occupies_seats
+from app.domain.events import (
+    BookingCreated,
+    BookingMoved,
+    EntryJoined,
+    EntryMoved,
+    Event,
+    RefundRequired,
+    TripPublished,
+)
 from app.domain.rejections import Code
 from app.domain.trip import Trip
+from app.domain.waitlist import LISTED, Entry, EntryStatus, holds_seats
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +38,7 @@ class Remembered:
     trip_version: int | None = None
     trip: Trip | None = None  # as a trip command published it
     touched: tuple[str, ...] = ()  # the bookings its events moved, to rebuild them
+    touched_entries: tuple[str, ...] = ()  # the waiting-list entries its events moved
 
 
 @dataclass(slots=True)
@@ -35,6 +48,7 @@ class Tally:
 
     sold: list[int]  # per leg, as a seat mask: the seats paid for (what demand pricing counts)
     held: dict[str, int]  # rider id -> seats held unpaid
+    listed: dict[str, int]  # rider id -> seats asked for by their live waiting-list entries
 
 
 @dataclass(slots=True)
@@ -45,7 +59,9 @@ class TripState:
     bookings: dict[str, Booking] = field(default_factory=dict)
     remembered: dict[str, Remembered] = field(default_factory=dict)
     booked: int = 0  # bookings ever created on the trip, closed and forgotten ones too
-    # Derived from the live bookings, on first use (`tally`): never stored.
+    entries: dict[str, Entry] = field(default_factory=dict)
+    joined: int = 0  # waiting-list entries ever made on the trip: the last join order given
+    # Derived from the live bookings and entries, on first use (`tally`): never stored.
     counted: Tally | None = None
 
 
@@ -60,6 +76,11 @@ def is_live(booking: Booking) -> bool:
     """Part of the trip's working set: it may still move, or its seats still count (a
     completed booking is closed, but its seats stay sold on its legs)."""
     return occupies_seats(booking.status) or not is_closed(booking)
+
+
+def is_listed(entry: Entry) -> bool:
+    """Part of the trip's working set: on the waiting list, or holding an offer."""
+    return entry.status in LISTED
 
 
 def evolve(state: TripState, event: Event) -> TripState:
@@ -79,36 +100,74 @@ def evolve(state: TripState, event: Event) -> TripState:
             if state.counted is not None:
                 count_in(state.counted, booking, 1)
         case BookingMoved(booking_id=booking_id, moves=moves):
-            before = state.bookings[booking_id]
-            after = before.with_transitions(*moves)
+            before, after = moved_on(state, state.bookings, booking_id, moves, count_in)
             if occupies_seats(before.status) and not occupies_seats(after.status):
                 inventory.release(state.legs, after.first_leg, after.last_leg, after.seats)
-            state.bookings[booking_id] = after
+        case EntryJoined(entry=entry):
+            state.entries[entry.entry_id] = entry
+            state.joined += 1
             if state.counted is not None:
-                count_in(state.counted, before, -1)
-                count_in(state.counted, after, 1)
+                count_entry(state.counted, entry, 1)
+        case EntryMoved(entry_id=entry_id, moves=moves):
+            move_offered_seats(state.legs, *moved_on(state, state.entries, entry_id, moves, count_entry))
         case RefundRequired():
             pass
     return state
 
 
+Item = TypeVar("Item", Booking, Entry)
+
+
+def moved_on(state: TripState, items: dict[str, Item], item_id: str, moves: tuple[Transition, ...],
+             count: Callable[[Tally, Item, int], None]) -> tuple[Item, Item]:
+    """The booking or entry before and after the moves; the state holds the latter, and
+    its counts, if counted, follow."""
+    before = items[item_id]
+    after = items[item_id] = before.with_transitions(*moves)
+    if state.counted is not None:
+        count(state.counted, before, -1)
+        count(state.counted, after, 1)
+    return before, after
+
+
+def move_offered_seats(legs: list[int], before: Entry, after: Entry) -> None:
+    """An offer occupies its seats as a hold does. Accepted, they pass to the booking the
+    same command creates (BookingCreated occupies them already), with no moment free."""
+    if holds_seats(after.status) and not holds_seats(before.status):
+        inventory.occupy(legs, after.first_leg, after.last_leg, after.view().seats)
+    elif holds_seats(before.status) and not holds_seats(after.status) and after.status is not EntryStatus.ACCEPTED:
+        inventory.release(legs, after.first_leg, after.last_leg, before.view().seats)
+
+
 def tally(state: TripState) -> Tally:
-    """The state's counts, counted from its live bookings the first time they are asked for."""
+    """The state's counts, counted from its live bookings and entries the first time they
+    are asked for."""
     if state.counted is None:
-        state.counted = Tally([0] * len(state.legs), {})
+        state.counted = Tally([0] * len(state.legs), {}, {})
         for booking in state.bookings.values():
             count_in(state.counted, booking, 1)
+        for entry in state.entries.values():
+            count_entry(state.counted, entry, 1)
     return state.counted
+
+
+def count_entry(counts: Tally, entry: Entry, sign: int) -> None:
+    if entry.status in LISTED:
+        add_seats(counts.listed, entry.rider_id, sign * entry.seats_wanted)
+
+
+def add_seats(per_rider: dict[str, int], rider_id: str, seats: int) -> None:
+    total = per_rider.get(rider_id, 0) + seats
+    if total:
+        per_rider[rider_id] = total
+    else:
+        per_rider.pop(rider_id, None)
 
 
 def count_in(counts: Tally, booking: Booking, sign: int) -> None:
     """Adds (sign 1) or takes away (sign -1) what a booking, as it stands, counts for."""
     if booking.status in HOLDING:
-        held = counts.held.get(booking.rider_id, 0) + sign * len(booking.seats)
-        if held:
-            counts.held[booking.rider_id] = held
-        else:
-            counts.held.pop(booking.rider_id, None)
+        add_seats(counts.held, booking.rider_id, sign * len(booking.seats))
     elif booking.status in SOLD:
         change = inventory.occupy if sign > 0 else inventory.release
         change(counts.sold, booking.first_leg, booking.last_leg, booking.seats)
@@ -124,8 +183,9 @@ class LegAvailability:
 
 
 def availability(state: TripState) -> list[LegAvailability]:
-    """Free seats from the inventory, held and sold counted from the bookings: the two
-    views agree (free + held + sold = capacity) by construction of `evolve`."""
+    """Free seats from the inventory, held (seats held by bookings or by waiting-list
+    offers) and sold counted from the bookings and entries: the two views agree (free +
+    held + sold = capacity) by construction of `evolve`."""
     trip = state.trip
     assert trip is not None
     held, sold = [0] * len(state.legs), [0] * len(state.legs)
@@ -134,8 +194,18 @@ def availability(state: TripState) -> list[LegAvailability]:
         if tally is not None:
             for leg in range(booking.first_leg, booking.last_leg + 1):
                 tally[leg] += len(booking.seats)
+    for entry in state.entries.values():
+        if holds_seats(entry.status):
+            for leg in range(entry.first_leg, entry.last_leg + 1):
+                held[leg] += entry.seats_wanted
     return [
         LegAvailability(trip.stops[leg].stop_id, trip.stops[leg + 1].stop_id,
                         trip.capacity - mask.bit_count(), held[leg], sold[leg])
         for leg, mask in enumerate(state.legs)
     ]
+
+
+def seat_map(state: TripState, first: int, last: int) -> list[bool]:
+    """For each seat of the trip in order: free on every leg from `first` to `last`."""
+    assert state.trip is not None
+    return inventory.free_flags(inventory.taken_on(state.legs, first, last), state.trip.capacity)

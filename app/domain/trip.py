@@ -7,6 +7,9 @@ from zoneinfo import ZoneInfo
 
 MS_PER_MINUTE = 60_000
 MS_PER_HOUR = 3_600_000
+# The most seats a trip may have (a coach, a train, a ferry): what the wire models accept.
+# TRIP_CAPACITY_MAX may set a lower cap.
+MAX_CAPACITY = 1000
 
 
 class TripStatus(StrEnum):
@@ -42,6 +45,14 @@ class Trip:
             if stop.stop_id == stop_id:
                 return index
         return None
+
+    def journey(self, origin_stop_id: str, destination_stop_id: str) -> tuple[int, int] | None:
+        """(first leg, last leg) from pickup to drop-off, or None if they are not stops of
+        the trip in that order."""
+        origin, destination = self.stop_index(origin_stop_id), self.stop_index(destination_stop_id)
+        if origin is None or destination is None or origin >= destination:
+            return None
+        return origin, destination - 1
 
     def departure_ms(self, stop_index: int) -> int:
         """Epoch ms of departure from a stop: local departure in the route's zone, then

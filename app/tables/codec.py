@@ -2,6 +2,10 @@
 
 Positional arrays rather than objects with field names: entries are written on every
 command, so every byte of them is paid for on the hot path.
+
+Leg bitmasks of trips with more than 63 seats are wider than the 64-bit ints JSON
+encoders (orjson among them) take: such a mask is written as a hex string. Masks that
+fit stay plain ints, so a coach's entry costs what it did before.
 """
 
 from dataclasses import dataclass
@@ -15,8 +19,13 @@ from app.domain.events import RefundRequired
 from app.domain.rejections import Code
 from app.domain.state import Remembered, TripState
 from app.domain.trip import Stop, Trip, TripStatus
+from app.domain.waitlist import Entry, EntryStatus
 
-FORMAT = 2
+# 3: the waiting list (join counter, live entry tokens) and hex masks. Entries of
+# format 2 (no waiting list) are still read: a changelog may hold them.
+FORMAT = 3
+READABLE = (2, FORMAT)
+WIDEST_INT_MASK = (1 << 63) - 1
 
 # Which commit a booking or outcome entry was written by: (trip entry seq, command id).
 Mark = tuple[int, str]
@@ -24,31 +33,44 @@ Mark = tuple[int, str]
 
 @dataclass(frozen=True, slots=True)
 class TripEntry:
-    state: TripState  # the trip, its inventory and counters; no bookings yet
+    state: TripState  # the trip, its inventory and counters; no bookings or entries yet
     seq: int
     last: str  # the command id of the commit that wrote it
-    live: list[str]  # the id tokens of the trip's working set (`app.domain.ids.token_of`)
+    live: list[str]  # the id tokens of the trip's working set of bookings (`app.domain.ids.token_of`)
+    listed: list[str]  # the id tokens of its live waiting-list entries
 
 
-def encode_trip_entry(state: TripState, seq: int, last: str, live: list[str]) -> bytes:
+def encode_trip_entry(state: TripState, seq: int, last: str, live: list[str], listed: list[str]) -> bytes:
     return orjson.dumps([
         FORMAT,
         trip_to_json(state.trip) if state.trip else None,
         state.trip_version,
-        state.legs,
+        [mask_to_json(leg) for leg in state.legs],
         state.booked,
         seq,
         last,
         live,
+        state.joined,
+        listed,
     ])
 
 
 def decode_trip_entry(raw: bytes) -> TripEntry:
-    fmt, trip, trip_version, legs, booked, seq, last, live = orjson.loads(raw)
-    if fmt != FORMAT:
+    fmt, trip, trip_version, legs, booked, seq, last, live, *waitlist = orjson.loads(raw)
+    if fmt not in READABLE:
         raise ValueError(f"unknown trip entry format {fmt}")
-    state = TripState(trip=trip_from_json(trip) if trip else None, trip_version=trip_version, legs=legs, booked=booked)
-    return TripEntry(state, seq, last, live)
+    joined, listed = waitlist or (0, [])
+    state = TripState(trip=trip_from_json(trip) if trip else None, trip_version=trip_version,
+                      legs=[mask_from_json(leg) for leg in legs], booked=booked, joined=joined)
+    return TripEntry(state, seq, last, live, listed)
+
+
+def mask_to_json(mask: int) -> int | str:
+    return mask if mask <= WIDEST_INT_MASK else format(mask, "x")
+
+
+def mask_from_json(value: int | str) -> int:
+    return int(value, 16) if isinstance(value, str) else value
 
 
 def encode_booking_entry(mark: Mark, prev: int, booking: Booking) -> bytes:
@@ -60,6 +82,19 @@ def encode_booking_entry(mark: Mark, prev: int, booking: Booking) -> bytes:
 def decode_booking_entry(raw: bytes) -> tuple[Mark, int, Booking]:
     seq, command_id, prev, row = orjson.loads(raw)
     return (seq, command_id), prev, _booking_from(row)
+
+
+def encode_waitlist_entry(mark: Mark, prev: int, entry: Entry) -> bytes:
+    """As a booking's: `prev` is the entry's version before the commit `mark`."""
+    return orjson.dumps([*mark, prev, [entry.entry_id, entry.rider_id, entry.first_leg, entry.last_leg,
+                                       entry.seats_wanted, entry.join_order, entry.position,
+                                       [_transition_row(t) for t in entry.transitions]]])
+
+
+def decode_waitlist_entry(raw: bytes) -> tuple[Mark, int, Entry]:
+    seq, command_id, prev, row = orjson.loads(raw)
+    *head, transitions = row
+    return (seq, command_id), prev, Entry(*head, tuple(_transition_from(t, EntryStatus) for t in transitions))
 
 
 def encode_outcome_entry(mark: Mark, remembered: Remembered) -> bytes:
@@ -110,27 +145,28 @@ def _booking_from(row: list[Any]) -> Booking:
     *head, transitions = row
     booking_id, reference, rider_id, first, last, seats, per_seat, fare, fee, total, source = head
     return Booking(booking_id, reference, rider_id, first, last, tuple(seats), per_seat, fare, fee, total, source,
-                   tuple(_transition_from(t) for t in transitions))
+                   tuple(_transition_from(t, Status) for t in transitions))
 
 
 def _transition_row(t: Transition) -> list[Any]:
     return [t.source.value, t.target.value, t.reason, t.actor, t.at, t.command_id, t.data]
 
 
-def _transition_from(row: list[Any]) -> Transition:
+def _transition_from(row: list[Any], status: type[Status] | type[EntryStatus]) -> Transition:
     source, target, reason, actor, at, command_id, data = row
-    return Transition(Status(source), Status(target), reason, actor, at, command_id, data)
+    return Transition(status(source), status(target), reason, actor, at, command_id, data)
 
 
 def _remembered_row(r: Remembered) -> list[Any]:
     refund = r.refund
     refund_row = [refund.booking_id, refund.payment_id, refund.amount, refund.reason, refund.at] if refund else None
     return [r.code.value if r.code else None, r.booking_id, refund_row, r.trip_version,
-            trip_to_json(r.trip) if r.trip else None, r.touched]
+            trip_to_json(r.trip) if r.trip else None, r.touched, r.touched_entries]
 
 
 def _remembered_from(row: list[Any]) -> Remembered:
-    code, booking_id, refund, trip_version, trip, touched = row
+    # Outcomes remembered before the waiting list have no touched entries.
+    code, booking_id, refund, trip_version, trip, touched, *touched_entries = row
     return Remembered(
         code=Code(code) if code else None,
         booking_id=booking_id,
@@ -138,4 +174,5 @@ def _remembered_from(row: list[Any]) -> Remembered:
         trip_version=trip_version,
         trip=trip_from_json(trip) if trip else None,
         touched=tuple(touched),
+        touched_entries=tuple(touched_entries[0]) if touched_entries else (),
     )

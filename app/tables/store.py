@@ -3,22 +3,25 @@
 Keys, all on the partition that carries the trip's commands:
 
     <trip key>                 the trip entry: the trip, its leg inventory, counters, the
-                               tokens of its live bookings' ids, and the commit mark
+                               tokens of its live bookings' and waiting-list entries' ids,
+                               and the commit mark
     <trip key>/b/<booking id>  one booking: creation facts and transitions
+    <trip key>/w/<entry id>    one waiting-list entry: creation facts and transitions
     <trip key>/c/<command id>  the remembered outcome of one command
 
 A command that changes the trip commits it in this order:
-1. Write each booking it moved, and its remembered outcome, marked with the commit they
-   belong to: (the trip entry's next seq, the command id). A booking entry also records
-   its version before that commit.
+1. Write each booking and waiting-list entry it moved, and its remembered outcome, marked
+   with the commit they belong to: (the trip entry's next seq, the command id). A booking
+   or waiting-list entry also records its version before that commit.
 2. Write the trip entry with that seq and command id. This write is the commit point.
 
 A crash can cut that sequence anywhere. The changelog partition keeps a prefix of the
 writes (after a crash the worker rebuilds its tables from it alone: app.agents.worker),
 and faust commits the command's offset only after flushing them all, so the command is
 handled again after a restart. Until then, an
-entry marked ahead of the trip entry reads as it was before the cut: a booking as its
-earlier version (or as absent, if the cut commit created it), an outcome as absent.
+entry marked ahead of the trip entry reads as it was before the cut: a booking or a
+waiting-list entry as its earlier version (or as absent, if the cut commit created it),
+an outcome as absent.
 Handling the command again writes the same entries, since the handling is deterministic.
 
 A rejection changes no booking: its outcome entry alone is written, marked with the
@@ -29,29 +32,38 @@ publishes them again.
 
 Between commands the decoded state stays in memory (an LRU of trips), and is used for
 as long as the trip entry in the table is the one it was decoded from or wrote.
-Closed bookings and recalled outcomes are dropped from it before the next command.
+Closed bookings and entries and recalled outcomes are dropped from it before the next
+command.
 """
 
 from collections import OrderedDict
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, replace
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from app.domain.booking import Booking
 from app.domain.commands import Command
-from app.domain.events import BookingCreated, BookingMoved, Event
-from app.domain.handle import Outcome, bookings_named, handle, touched_bookings
+from app.domain.events import BookingCreated, BookingMoved, EntryJoined, EntryMoved, Event
+from app.domain.handle import Outcome, bookings_named, entries_named, handle, touched_bookings, touched_entries
 from app.domain.ids import booking_id_of, token_of
 from app.domain.policy import Policy
-from app.domain.state import TripState, is_live
+from app.domain.state import TripState, is_listed, is_live
+from app.domain.waitlist import Entry
 from app.tables.codec import (
     Mark,
     decode_booking_entry,
     decode_outcome_entry,
     decode_trip_entry,
+    decode_waitlist_entry,
     encode_booking_entry,
     encode_outcome_entry,
     encode_trip_entry,
+    encode_waitlist_entry,
 )
+
+Item = TypeVar("Item", Booking, Entry)
 
 
 @dataclass(slots=True)
@@ -72,6 +84,10 @@ class Loaded:
 
 def booking_key(trip_key: bytes, booking_id: str) -> bytes:
     return trip_key + b"/b/" + booking_id.encode()
+
+
+def waitlist_key(trip_key: bytes, entry_id: str) -> bytes:
+    return trip_key + b"/w/" + entry_id.encode()
 
 
 def outcome_key(trip_key: bytes, command_id: str) -> bytes:
@@ -120,6 +136,7 @@ class TripStore:
         trip = decoded.state.trip
         if trip is not None:
             self.load_bookings(key, loaded, [booking_id_of(trip.route_id, trip.travel_date, t) for t in decoded.live])
+            self.load_entries(key, loaded, [booking_id_of(trip.route_id, trip.travel_date, t) for t in decoded.listed])
         return loaded
 
     def load_named(self, key: bytes, loaded: Loaded, command: Command) -> None:
@@ -128,21 +145,32 @@ class TripStore:
         state = loaded.state
         raw = self.table.get(outcome_key(key, command.command_id))
         touched: tuple[str, ...] = ()
+        touched_listed: tuple[str, ...] = ()
         if raw is not None:
             mark, remembered = decode_outcome_entry(raw)
             if loaded.committed(mark):
                 state.remembered[command.command_id] = remembered
-                touched = remembered.touched
+                touched, touched_listed = remembered.touched, remembered.touched_entries
         self.load_bookings(key, loaded, (*touched, *bookings_named(state.trip, command)))
+        self.load_entries(key, loaded, (*touched_listed, *entries_named(state.trip, command)))
 
     def load_bookings(self, key: bytes, loaded: Loaded, booking_ids: Iterable[str]) -> None:
-        for booking_id in booking_ids:
-            if booking_id in loaded.state.bookings:
+        self.load_items(loaded.state.bookings, booking_ids, lambda i: booking_key(key, i),
+                        lambda raw: committed_booking(loaded, raw))
+
+    def load_entries(self, key: bytes, loaded: Loaded, entry_ids: Iterable[str]) -> None:
+        self.load_items(loaded.state.entries, entry_ids, lambda i: waitlist_key(key, i),
+                        lambda raw: committed_entry(loaded, raw))
+
+    def load_items(self, into: dict[str, Item], ids: Iterable[str], key_of: Callable[[str], bytes],
+                   committed: Callable[[bytes], Item | None]) -> None:
+        for item_id in ids:
+            if item_id in into:
                 continue
-            raw = self.table.get(booking_key(key, booking_id))
-            booking = committed_booking(loaded, raw) if raw is not None else None
-            if booking is not None:
-                loaded.state.bookings[booking_id] = booking
+            raw = self.table.get(key_of(item_id))
+            item = committed(raw) if raw is not None else None
+            if item is not None:
+                into[item_id] = item
 
     # -- writing ------------------------------------------------------------------------
 
@@ -151,22 +179,29 @@ class TripStore:
         if state.trip is None:
             return  # nothing was ever published here: nothing to keep
         touched = touched_bookings(outcome.events)
+        listed = touched_entries(outcome.events)
         remembered = state.remembered.get(command.command_id)
         if outcome.duplicate:
             outcome_keys = [outcome_key(key, command.command_id)] if remembered else []
-            return self.republish([*(booking_key(key, b) for b in sorted(touched)), *outcome_keys, key])
-        commits = bool(touched) or outcome.trip_version is not None
+            return self.republish([*(booking_key(key, b) for b in sorted(touched)),
+                                   *(waitlist_key(key, e) for e in sorted(listed)), *outcome_keys, key])
+        commits = bool(touched or listed) or outcome.trip_version is not None
         mark: Mark = (loaded.seq + 1, command.command_id) if commits else loaded.mark
         for booking_id in sorted(touched):
             booking = state.bookings[booking_id]
             prev = booking.version - moves_of(booking_id, outcome.events)
             self.table[booking_key(key, booking_id)] = encode_booking_entry(mark, prev, booking)
+        for entry_id in sorted(listed):
+            entry = state.entries[entry_id]
+            prev = entry.version - moves_of(entry_id, outcome.events)
+            self.table[waitlist_key(key, entry_id)] = encode_waitlist_entry(mark, prev, entry)
         if remembered is not None:
             self.table[outcome_key(key, command.command_id)] = encode_outcome_entry(mark, remembered)
         if commits:
             loaded.seq, loaded.last = mark
             live = [token_of(b.booking_id) for b in state.bookings.values() if is_live(b)]
-            loaded.entry = encode_trip_entry(state, loaded.seq, loaded.last, live)
+            waiting = [token_of(e.entry_id) for e in state.entries.values() if is_listed(e)]
+            loaded.entry = encode_trip_entry(state, loaded.seq, loaded.last, live, waiting)
             self.table[key] = loaded.entry
 
     def republish(self, keys: list[bytes]) -> None:
@@ -179,21 +214,35 @@ class TripStore:
 
 
 def committed_booking(loaded: Loaded, raw: bytes) -> Booking | None:
-    mark, prev, booking = decode_booking_entry(raw)
+    return as_committed(loaded, *decode_booking_entry(raw))
+
+
+def committed_entry(loaded: Loaded, raw: bytes) -> Entry | None:
+    return as_committed(loaded, *decode_waitlist_entry(raw))
+
+
+def as_committed(loaded: Loaded, mark: Mark, prev: int, item: Item) -> Item | None:
+    """The item as the last commit left it: as written, or as it was before a commit the
+    trip entry does not have yet (absent if that commit created it)."""
     if loaded.committed(mark):
-        return booking
+        return item
     if prev == 0:
         return None
-    return replace(booking, transitions=booking.transitions[:prev])
+    return replace(item, transitions=item.transitions[:prev])
 
 
-def moves_of(booking_id: str, events: tuple[Event, ...]) -> int:
+def moves_of(item_id: str, events: tuple[Event, ...]) -> int:
+    """The transitions the events gave the booking or waiting-list entry `item_id`."""
     count = 0
     for event in events:
-        if isinstance(event, BookingCreated) and event.booking.booking_id == booking_id:
-            count += len(event.booking.transitions)
-        elif isinstance(event, BookingMoved) and event.booking_id == booking_id:
-            count += len(event.moves)
+        match event:
+            case BookingCreated(booking=booking) if booking.booking_id == item_id:
+                count += len(booking.transitions)
+            case EntryJoined(entry=entry) if entry.entry_id == item_id:
+                count += len(entry.transitions)
+            case BookingMoved(booking_id=moved, moves=moves) | EntryMoved(entry_id=moved, moves=moves) \
+                    if moved == item_id:
+                count += len(moves)
     return count
 
 
@@ -201,4 +250,6 @@ def keep_working_set(state: TripState) -> None:
     """Drop what the last command loaded or closed: it is in the table if needed again."""
     for booking_id in [b.booking_id for b in state.bookings.values() if not is_live(b)]:
         del state.bookings[booking_id]
+    for entry_id in [e.entry_id for e in state.entries.values() if not is_listed(e)]:
+        del state.entries[entry_id]
     state.remembered.clear()

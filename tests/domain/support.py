@@ -4,11 +4,12 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from app.domain.booking import Booking
-from app.domain.commands import Actor, CreateBooking, PaymentSucceeded, PublishTrip, Role
+from app.domain.commands import Actor, CreateBooking, JoinWaitlist, PaymentSucceeded, PublishTrip, Role
 from app.domain.handle import Outcome, handle
 from app.domain.policy import Policy
 from app.domain.state import TripState
 from app.domain.trip import Stop, Trip
+from app.domain.waitlist import Entry
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -20,6 +21,7 @@ DRIVER = Actor("driver-1", Role.DRIVER)
 OTHER_DRIVER = Actor("driver-2", Role.DRIVER)
 RIDER = Actor("rider-1", Role.RIDER)
 OTHER_RIDER = Actor("rider-2", Role.RIDER)
+THIRD_RIDER = Actor("rider-3", Role.RIDER)
 ADMIN = Actor("admin-1", Role.ADMIN)
 PAYMENTS = Actor("payments", Role.SERVICE)
 ROUTES = Actor("route-service", Role.SERVICE)
@@ -93,3 +95,11 @@ class Script:
 
     def booking(self, booking_id: str) -> Booking:
         return self.state.bookings[booking_id]
+
+    def join(self, origin: int = 0, destination: int = 1, seats: int = 1, rider: Actor = RIDER) -> Entry:
+        outcome = self.run(JoinWaitlist(self.next_id(), rider, f"S{origin}", f"S{destination}", seats))
+        assert outcome.accepted, outcome.code
+        return self.state.entries[outcome.entry_id]
+
+    def entry(self, entry_id: str) -> Entry:
+        return self.state.entries[entry_id]

@@ -1,12 +1,13 @@
 """Reading a whole trip back from a table, the way a fresh worker would, plus every
-booking and outcome entry (the worker itself loads closed ones only when asked)."""
+booking, waiting-list and outcome entry (the worker itself loads closed ones only when
+asked)."""
 
 from collections.abc import Mapping
 
 from app.domain.ids import booking_id_of
 from app.domain.state import TripState
 from app.tables.codec import decode_outcome_entry, decode_trip_entry
-from app.tables.store import TripStore, committed_booking
+from app.tables.store import TripStore, committed_booking, committed_entry
 
 
 def stored_state(table: Mapping[bytes, bytes], key: bytes) -> TripState:
@@ -15,6 +16,8 @@ def stored_state(table: Mapping[bytes, bytes], key: bytes) -> TripState:
     for entry_key, raw in sorted(table.items()):
         if entry_key.startswith(key + b"/b/") and (booking := committed_booking(loaded, raw)) is not None:
             state.bookings[booking.booking_id] = booking
+        elif entry_key.startswith(key + b"/w/") and (entry := committed_entry(loaded, raw)) is not None:
+            state.entries[entry.entry_id] = entry
         elif entry_key.startswith(key + b"/c/"):
             mark, remembered = decode_outcome_entry(raw)
             if loaded.committed(mark):

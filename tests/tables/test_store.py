@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from app.domain.commands import (
+    AcceptOffer,
     CancelBooking,
     CancelTrip,
     CheckIn,
@@ -14,13 +15,15 @@ from app.domain.commands import (
     CreateBooking,
     ExpireHolds,
     InitiatePayment,
+    JoinWaitlist,
+    LeaveWaitlist,
     PaymentSucceeded,
     PublishTrip,
     QueryAvailability,
     RefundDone,
 )
 from app.domain.handle import Outcome
-from app.domain.ids import booking_id_for
+from app.domain.ids import booking_id_for, entry_id_for
 from app.domain.state import availability
 from app.models.outbound import lifecycle_events, reply
 from app.tables.store import TripStore
@@ -34,6 +37,7 @@ from tests.domain.support import (
     POLICY,
     RIDER,
     ROUTES,
+    THIRD_RIDER,
     make_trip,
 )
 from tests.tables.support import live_ids, stored_state
@@ -46,6 +50,10 @@ REASON = "My plans changed, sorry"
 
 def booking(command_id: str) -> str:
     return booking_id_for(TRIP.route_id, TRIP.travel_date, command_id)
+
+
+def entry(command_id: str) -> str:
+    return entry_id_for(TRIP.route_id, TRIP.travel_date, command_id)
 
 
 def total_of(table, command_id: str) -> int:
@@ -90,6 +98,25 @@ def scenario(table) -> list[tuple[object, int]]:
     return steps
 
 
+def waitlist_scenario() -> list[tuple[object, int]]:
+    """A sold-out trip's waiting list: offers made by a cancel, by a hold's and by an
+    offer's expiry and by a leave, an accept, and a trip cancel ending the rest."""
+    return [
+        (PublishTrip("publish", ROUTES, TRIP), START),
+        (CreateBooking("a", RIDER, "S0", "S3", 3), START + 1),
+        (JoinWaitlist("w1", OTHER_RIDER, "S0", "S1", 1), START + 2),
+        (JoinWaitlist("w2", THIRD_RIDER, "S0", "S3", 2), START + 3),
+        (JoinWaitlist("w3", OTHER_RIDER, "S1", "S3", 1), START + 4),
+        (CancelBooking("a-cancel", RIDER, booking("a"), REASON), START + 5),  # w1, w2, w3 offered
+        (AcceptOffer("w1-accept", OTHER_RIDER, entry("w1")), START + 6),
+        (LeaveWaitlist("w2-leave", THIRD_RIDER, entry("w2")), START + 7),
+        (JoinWaitlist("w4", RIDER, "S0", "S3", 3), START + 8),
+        (CreateBooking("b", RIDER, "S2", "S3", 1), START + 16 * MINUTE),  # w1's hold and w3's offer expire
+        (AcceptOffer("w3-late", OTHER_RIDER, entry("w3")), START + 17 * MINUTE),
+        (CancelTrip("cancel-trip", DRIVER, "Vehicle broke down"), START + 18 * MINUTE),
+    ]
+
+
 def with_amounts(command, table):
     """Fill in the amount a payments service would send: the booking's total."""
     if isinstance(command, PaymentSucceeded) and command.amount == -1:
@@ -105,8 +132,7 @@ def run(store: TripStore, steps, start: int = 0) -> list[tuple[object, Outcome, 
     for command, now in steps[start:]:
         command = with_amounts(command, store.table)
         state, outcome = store.handle(KEY, command, now, POLICY)
-        query = isinstance(command, QueryAvailability)
-        results.append((command, replace(outcome, duplicate=False), reply(state, outcome, query),
+        results.append((command, replace(outcome, duplicate=False), reply(state, outcome, command),
                         lifecycle_events(state, outcome)))
     return results
 
@@ -117,11 +143,9 @@ def without_reads(results):
     return [(c, o, b"" if isinstance(c, QueryAvailability) else r, e) for c, o, r, e in results]
 
 
-@pytest.fixture(scope="module")
-def recorded():
+def record(steps):
     table = RecordingTable()
     store = TripStore(table, trips_cached=10)
-    steps = scenario(table)
     boundaries = []
     results = []
     for index in range(len(steps)):
@@ -129,6 +153,16 @@ def recorded():
         results += run(store, steps[index:index + 1])
     boundaries.append(len(table.writes))
     return steps, table, boundaries, results
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    return record(scenario({}))
+
+
+@pytest.fixture(scope="module")
+def recorded_waitlist():
+    return record(waitlist_scenario())
 
 
 def test_the_scenario_covers_what_it_claims(recorded):
@@ -142,11 +176,25 @@ def test_the_scenario_covers_what_it_claims(recorded):
     assert stored_state(table, KEY).legs == [0, 0, 0]
 
 
-def test_a_crash_anywhere_then_handling_again_changes_nothing(recorded):
+def test_the_waitlist_scenario_covers_what_it_claims(recorded_waitlist):
+    _, table, _, results = recorded_waitlist
+    events = {command.command_id: [topic for topic, _, _ in rendered] for command, _, _, rendered in results}
+    assert events["a-cancel"].count("waitlist.offered") == 3
+    assert events["w2-leave"] == ["waitlist.left"]  # w4 wants 3 seats: nothing it fits yet
+    assert events["b"].count("waitlist.offer_expired") == 1 and "booking.expired" in events["b"]
+    assert events["b"].count("waitlist.offered") == 1  # w4, now that all three seats are free
+    codes = {command.command_id: outcome.code for command, outcome, _, _ in results}
+    assert codes["b"] == "seats_unavailable" and codes["w3-late"] == "offer_expired"
+    assert events["cancel-trip"].count("waitlist.cancelled") == 1
+    assert stored_state(table, KEY).legs == [0, 0, 0]
+
+
+@pytest.mark.parametrize("which", ["recorded", "recorded_waitlist"])
+def test_a_crash_anywhere_then_handling_again_changes_nothing(which, request):
     """Cut the writes at every point (the changelog and the local RocksDB keep a prefix),
     then handle the commands again from a few before the cut, as a worker does from its
     last committed offset: same outcomes, replies and events, and the same final state."""
-    steps, table, boundaries, results = recorded
+    steps, table, boundaries, results = request.getfixturevalue(which)
     final = stored_state(table, KEY)
     for cut in range(len(table.writes) + 1):
         crashed_in = max(i for i, b in enumerate(boundaries[:-1]) if b <= cut)
