@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     # TRIP_DAYS_AHEAD_MAX days after it.
     trip_days_ahead_max: int = 400
     trip_days_behind_max: int = 1
+    # The most seats a trip may have: 1,000 at most (app.domain.trip.MAX_CAPACITY).
+    trip_capacity_max: int = 1000
+    # Waiting lists: how long freed seats offered to an entry are held for it, and how
+    # many entries (waiting or holding an offer) one trip's list takes.
+    offer_minutes: int = 15
+    waitlist_entries_max: int = 500
 
     # Gateway
     gateway_host: str = "127.0.0.1"
@@ -128,6 +134,9 @@ class Settings(BaseSettings):
             hold_limit_seats_per_trip=self.hold_limit_seats_per_trip,
             trip_days_ahead_max=self.trip_days_ahead_max,
             trip_days_behind_max=self.trip_days_behind_max,
+            trip_capacity_max=self.trip_capacity_max,
+            offer_minutes=self.offer_minutes,
+            waitlist_entries_max=self.waitlist_entries_max,
         )
 
 

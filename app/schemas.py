@@ -1,5 +1,6 @@
 """Writes the published JSON Schema files (schemas/) from the wire models: every command
-(app.models.commands), the reply and every event (app.models.contract).
+(app.models.commands), the reply and every event, bookings' and waiting-list entries'
+(app.models.contract).
 
     python -m app.schemas          # (re)write schemas/
     python -m app.schemas --check  # exit 1 if a committed file is stale (`make schemas` fixes it)
@@ -33,6 +34,9 @@ def documents() -> dict[str, dict[str, Any]]:
         kind = topics.event_type(topic)
         model = contract.RefundRequiredEvent if topic == topics.REFUND_REQUIRED else contract.booking_event(kind)
         found[f"events/{kind}.json"] = schema_of(model, f"event on {kind}")
+    for topic in topics.WAITLIST:
+        kind = topics.event_type(topic)
+        found[f"events/{kind}.json"] = schema_of(contract.waitlist_event(kind), f"event on {kind}")
     found["events/trip.updated.json"] = schema_of(contract.TripUpdatedEvent, "event on trip.updated")
     return found
 

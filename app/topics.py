@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    events = [topics.TRIP_UPDATED, topics.DEAD_LETTERS, topics.AUDIT, *topics.LIFECYCLE]
+    events = [topics.TRIP_UPDATED, topics.DEAD_LETTERS, topics.AUDIT, *topics.LIFECYCLE, *topics.WAITLIST]
     return [
         # The broker stamps each command, so record time never runs backwards on a
         # partition, and a replay sees the very same clock.

@@ -1,5 +1,5 @@
-"""Log-driven hold expiry: clock ticks in the command log and each partition's index of
-trips with holds due.
+"""Log-driven expiry of holds and waiting-list offers: clock ticks in the command log and
+each partition's index of trips with holds or offers due.
 
 The leader worker writes a tick into every partition of the command topic every
 TICK_INTERVAL_SECONDS (`tick_value`). The owner of a partition meets the tick in order
@@ -9,7 +9,8 @@ path. So expiries are ordered with the other commands, and a replay of the log e
 the same holds at the same records.
 
 Which trips to visit comes from the partition's hold-due index: one table entry per
-partition mapping trip key -> a time at or before the trip's earliest live hold expires.
+partition mapping trip key -> a time at or before the trip's earliest live hold or offer
+expires (an offer holds seats just as a booking's hold does, and ends the same way).
 It may err early (a hold extended by a payment initiation, or resolved meanwhile, keeps
 its old time until the visit corrects it), never late, so every due hold is found. Being
 a table entry written in the partition's stream, it has a changelog: it survives restarts
@@ -21,7 +22,7 @@ expiries: a crash can repeat an expiry event, never lose it.
 """
 
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -38,9 +39,10 @@ from app.agents.processor import (
 )
 from app.domain.booking import HOLDING
 from app.domain.commands import Role
-from app.domain.events import BookingCreated
+from app.domain.events import BookingCreated, EntryMoved, Event
 from app.domain.policy import Policy
 from app.domain.state import TripState
+from app.domain.waitlist import EntryStatus
 from app.models import topics
 from app.models.commands import SCHEMA_VERSION, TICK
 from app.tables.store import TripStore
@@ -90,11 +92,10 @@ def process_record(record: Record, states: TripStore, due: MutableMapping[bytes,
 
 
 def note_new_holds(handled: Handled, due: MutableMapping[bytes, bytes], partition: int) -> None:
-    """A booking created (or re-announced by a duplicate) holds seats until its expiry:
-    make sure the index visits its trip by then. Only creation can make a trip's earliest
-    due time earlier, so other commands leave the index alone."""
-    created = [e.booking.view().expires_at for e in handled.outcome.events if isinstance(e, BookingCreated)]
-    expiries = [at for at in created if at is not None]
+    """A booking created or a waiting-list offer made (or re-announced by a duplicate)
+    holds seats until its expiry: make sure the index visits its trip by then. Only these
+    can make a trip's earliest due time earlier, so other commands leave the index alone."""
+    expiries = list(holds_started(handled.outcome.events))
     if not expiries:
         return
     trip = handled.key.decode()
@@ -139,10 +140,21 @@ def expiry_record(tick: Record, trip: str, tick_id: str) -> Record:
                   key=trip.encode(), value=orjson.dumps(command))
 
 
+def holds_started(events: tuple[Event, ...]) -> Iterator[int]:
+    """When the holds and offers these events started end."""
+    for event in events:
+        if isinstance(event, BookingCreated) and (at := event.booking.view().expires_at) is not None:
+            yield at
+        elif isinstance(event, EntryMoved) and event.moves[-1].target is EntryStatus.OFFERED:
+            yield event.moves[-1].data["expires_at"]
+
+
 def earliest_expiry(state: TripState) -> int | None:
-    live = [at for booking in state.bookings.values()
-            if booking.status in HOLDING and (at := booking.view().expires_at) is not None]
-    return min(live, default=None)
+    holds = [at for booking in state.bookings.values()
+             if booking.status in HOLDING and (at := booking.view().expires_at) is not None]
+    offers = [at for entry in state.entries.values()
+              if entry.status is EntryStatus.OFFERED and (at := entry.view().offer_expires_at) is not None]
+    return min(holds + offers, default=None)
 
 
 def tick_value(now_ms: int) -> bytes:

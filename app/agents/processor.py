@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import ValidationError
 
-from app.domain.commands import QueryAvailability
 from app.domain.handle import Outcome
 from app.domain.policy import Policy
 from app.domain.state import TripState
@@ -71,7 +70,7 @@ def process_command(record: Record, store: TripStore, send: Send, policy: Policy
     state, outcome = store.handle(record.key, command, record.timestamp_ms, policy)
     for topic, key, value in lifecycle_events(state, outcome):
         send(topic, key.encode(), value, None, {})
-    send_reply(record, send, wire.command_id, reply(state, outcome, query=isinstance(command, QueryAvailability)))
+    send_reply(record, send, wire.command_id, reply(state, outcome, command))
     return Handled(record.key, state, outcome)
 
 

@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from app.domain import commands as domain
 from app.domain.ids import trip_of_booking
-from app.domain.trip import Stop, Trip, trip_key
+from app.domain.trip import MAX_CAPACITY, Stop, Trip, trip_key
 
 SCHEMA_VERSION = 1
 ROUTE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -95,7 +95,7 @@ class TripIn(Wire):
 
     timezone: Annotated[str, AfterValidator(_known_zone)] = "Africa/Lagos"
     departure_time: time
-    capacity: int = Field(ge=1, le=64, strict=True)
+    capacity: int = Field(ge=1, le=MAX_CAPACITY, strict=True, description="seats; TRIP_CAPACITY_MAX may cap it lower")
     currency: str = Field(default="NGN", pattern=r"^[A-Z]{3}$")
     stops: list[StopIn] = Field(min_length=2, max_length=64)
     leg_fares: list[Money]
@@ -140,6 +140,12 @@ class TripCommandIn(CommandIn):
         return trip_key(self.route_id, self.travel_date)
 
 
+def _trip_key_of(identifier: str) -> str:
+    """The trip key a booking or waiting-list entry id names (checked routable already)."""
+    route_id, travel_date = trip_of_booking(identifier)  # type: ignore[misc]
+    return trip_key(route_id, travel_date)
+
+
 class BookingCommandIn(CommandIn):
     booking_id: CommandId
 
@@ -150,8 +156,22 @@ class BookingCommandIn(CommandIn):
         return self
 
     def key(self) -> str:
-        route_id, travel_date = trip_of_booking(self.booking_id)  # type: ignore[misc]
-        return trip_key(route_id, travel_date)
+        return _trip_key_of(self.booking_id)
+
+
+class EntryCommandIn(CommandIn):
+    """A command on a waiting-list entry: its id names the trip, as a booking id does."""
+
+    entry_id: CommandId
+
+    @model_validator(mode="after")
+    def _routable(self) -> "EntryCommandIn":
+        if trip_of_booking(self.entry_id) is None:
+            raise ValueError("entryId is not a waiting-list entry id")
+        return self
+
+    def key(self) -> str:
+        return _trip_key_of(self.entry_id)
 
 
 class PublishTripIn(TripCommandIn):
@@ -170,16 +190,31 @@ class CancelTripIn(TripCommandIn):
         return domain.CancelTrip(self.command_id, self.actor.to_domain(), self.reason)
 
 
+SeatNumber = Annotated[int, Field(ge=1, le=MAX_CAPACITY, strict=True)]
+Source = Literal["WEB", "MOBILE", "API"]
+
+
 class CreateBookingIn(TripCommandIn):
     type: Literal["create_booking"]
     origin_stop_id: Name
     destination_stop_id: Name
     seats_booked: int = Field(ge=0, le=1000, strict=True)
-    source: Literal["WEB", "MOBILE", "API"] = "API"
+    source: Source = "API"
+    seat_numbers: list[SeatNumber] | None = Field(
+        None, description="seats chosen (distinct, one per seat booked): given all or none; "
+                          "without it, the lowest seats free on every leg")
+
+    @model_validator(mode="after")
+    def _one_distinct_seat_each(self) -> "CreateBookingIn":
+        chosen = self.seat_numbers
+        if chosen is not None and (len(chosen) != self.seats_booked or len(set(chosen)) != len(chosen)):
+            raise ValueError("seatNumbers must be distinct, exactly seatsBooked of them")
+        return self
 
     def to_domain(self) -> domain.CreateBooking:
+        chosen = tuple(self.seat_numbers) if self.seat_numbers is not None else None
         return domain.CreateBooking(self.command_id, self.actor.to_domain(), self.origin_stop_id,
-                                    self.destination_stop_id, self.seats_booked, self.source)
+                                    self.destination_stop_id, self.seats_booked, self.source, chosen)
 
 
 class ExpireHoldsIn(TripCommandIn):
@@ -194,6 +229,42 @@ class QueryAvailabilityIn(TripCommandIn):
 
     def to_domain(self) -> domain.QueryAvailability:
         return domain.QueryAvailability(self.command_id, self.actor.to_domain())
+
+
+class QuerySeatMapIn(TripCommandIn):
+    type: Literal["query_seat_map"]
+    origin_stop_id: Name
+    destination_stop_id: Name
+
+    def to_domain(self) -> domain.QuerySeatMap:
+        return domain.QuerySeatMap(self.command_id, self.actor.to_domain(), self.origin_stop_id,
+                                   self.destination_stop_id)
+
+
+class JoinWaitlistIn(TripCommandIn):
+    type: Literal["join_waitlist"]
+    origin_stop_id: Name
+    destination_stop_id: Name
+    seats_booked: int = Field(ge=1, le=1000, strict=True)
+
+    def to_domain(self) -> domain.JoinWaitlist:
+        return domain.JoinWaitlist(self.command_id, self.actor.to_domain(), self.origin_stop_id,
+                                   self.destination_stop_id, self.seats_booked)
+
+
+class LeaveWaitlistIn(EntryCommandIn):
+    type: Literal["leave_waitlist"]
+
+    def to_domain(self) -> domain.LeaveWaitlist:
+        return domain.LeaveWaitlist(self.command_id, self.actor.to_domain(), self.entry_id)
+
+
+class AcceptOfferIn(EntryCommandIn):
+    type: Literal["accept_offer"]
+    source: Source = "API"
+
+    def to_domain(self) -> domain.AcceptOffer:
+        return domain.AcceptOffer(self.command_id, self.actor.to_domain(), self.entry_id, self.source)
 
 
 class InitiatePaymentIn(BookingCommandIn):
@@ -254,7 +325,8 @@ class RefundDoneIn(BookingCommandIn):
 
 AnyCommandIn = Annotated[
     PublishTripIn | CancelTripIn | CreateBookingIn | ExpireHoldsIn | QueryAvailabilityIn | InitiatePaymentIn
-    | PaymentSucceededIn | PaymentFailedIn | CancelBookingIn | CheckInIn | CompleteIn | RefundDoneIn,
+    | PaymentSucceededIn | PaymentFailedIn | CancelBookingIn | CheckInIn | CompleteIn | RefundDoneIn
+    | QuerySeatMapIn | JoinWaitlistIn | LeaveWaitlistIn | AcceptOfferIn,
     Field(discriminator="type"),
 ]
 COMMAND = TypeAdapter(AnyCommandIn)

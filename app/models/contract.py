@@ -8,14 +8,16 @@ against the committed schema files, so the two cannot drift apart.
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.domain.booking import Status
+from app.domain.waitlist import EntryStatus
 
 Amount = Field(pattern=r"^-?[0-9]+\.[0-9]{2}$", description="decimal string with two places, e.g. \"8400.00\"")
 Instant = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$",
                 description="UTC, millisecond precision")
 StatusName = Literal[tuple(s.value for s in Status)]  # type: ignore[valid-type]
+EntryStatusName = Literal[tuple(s.value for s in EntryStatus)]  # type: ignore[valid-type]
 
 
 class Shape(BaseModel):
@@ -65,6 +67,34 @@ class LegAvailability(Shape):
     sold: int = Field(ge=0)
 
 
+class EntrySnapshot(Shape):
+    """A waiting-list entry as of the event's version."""
+
+    id: str = Field(description="`<routeId>.<YYYYMMDD>.<token>`, like a booking id: it names its trip")
+    riderId: str
+    routeId: str
+    travelDate: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    originStopId: str
+    destinationStopId: str
+    seatsBooked: int = Field(ge=1, description="the party size: offered all together or not at all")
+    joinOrder: int = Field(ge=1, description="the order it joined the trip's list in; offers follow it")
+    position: int | None = Field(ge=1, description="while WAITING: its place in the trip's queue when it joined "
+                                                    "(1 = next); null otherwise")
+    status: EntryStatusName
+    seatNumbers: list[int] = Field(description="the seats offered (empty until an offer)")
+    joinedAt: str = Instant
+    updatedAt: str = Instant
+    offeredAt: str | None = Instant
+    offerExpiresAt: str | None = Instant
+    bookingId: str | None = Field(description="the HELD booking the accepted offer became")
+    version: int = Field(ge=1, description="the number of transitions up to this snapshot")
+
+
+class SeatOut(Shape):
+    seatNumber: int = Field(ge=1)
+    free: bool = Field(description="free on every leg of the journey asked about")
+
+
 class Reply(Shape):
     """On the replies topic, keyed by command id, to the partition the command's
     `reply-partition` header named. `ok: false` carries a stable `code`: a domain
@@ -79,6 +109,9 @@ class Reply(Shape):
     bookingId: str | None = Field(None, description="rejected commands on a booking")
     tripVersion: int | None = Field(None, description="trip commands")
     availability: list[LegAvailability] | None = Field(None, description="query_availability")
+    entry: EntrySnapshot | None = Field(None, description="accepted commands on a waiting-list entry")
+    entryId: str | None = Field(None, description="rejected commands on a waiting-list entry")
+    seats: list[SeatOut] | None = Field(None, description="query_seat_map: every seat of the trip, in order")
 
 
 class Transition(Shape):
@@ -90,21 +123,38 @@ class Transition(Shape):
     commandId: str
 
 
-def booking_event(topic: str) -> type[Shape]:
-    class BookingEvent(Shape):
-        __doc__ = (f"On {topic}, keyed by booking id. `eventId` = `<bookingId>:<version>`: a re-emitted "
-                   "event (duplicate command, redelivery) is byte-identical; dedupe by it.")
-        v: Literal[1]
-        eventId: str
-        type: Literal[topic]  # type: ignore[valid-type]
-        bookingId: str
-        version: int = Field(ge=1)
-        occurredAt: str = Instant
-        transitions: list[Transition] = Field(min_length=1, description="the moves this event made")
-        booking: BookingSnapshot
+class EntryTransition(Transition):
+    from_: EntryStatusName = Field(alias="from")  # type: ignore[assignment]
+    to: EntryStatusName  # type: ignore[assignment]
 
-    BookingEvent.__name__ = BookingEvent.__qualname__ = "BookingEvent"
-    return BookingEvent
+
+def booking_event(topic: str) -> type[Shape]:
+    return moves_event(topic, "booking", BookingSnapshot, Transition, "BookingEvent",
+                       "(duplicate command, redelivery) ")
+
+
+def waitlist_event(topic: str) -> type[Shape]:
+    return moves_event(topic, "entry", EntrySnapshot, EntryTransition, "WaitlistEvent")
+
+
+def moves_event(topic: str, subject: str, snapshot: type[Shape], transition: type[Shape], name: str,
+                why: str = "") -> type[Shape]:
+    """The event of a booking's or a waiting-list entry's moves on `topic`: `<subject>Id`
+    and the `<subject>` snapshot as of the version the moves left it at."""
+    return create_model(
+        name,
+        __base__=Shape,
+        __doc__=(f"On {topic}, keyed by {subject} id. `eventId` = `<{subject}Id>:<version>`: a re-emitted event "
+                 f"{why}is byte-identical; dedupe by it."),
+        v=(Literal[1], ...),
+        eventId=(str, ...),
+        type=(Literal[topic], ...),  # type: ignore[valid-type]
+        **{f"{subject}Id": (str, ...)},
+        version=(int, Field(ge=1)),
+        occurredAt=(str, Instant),
+        transitions=(list[transition], Field(min_length=1, description="the moves this event made")),  # type: ignore[valid-type]
+        **{subject: (snapshot, ...)},
+    )
 
 
 class RefundRequiredEvent(Shape):

@@ -1,4 +1,5 @@
-"""What the processor writes: replies, lifecycle events and the booking snapshot they carry.
+"""What the processor writes: replies, lifecycle events and the booking and waiting-list
+entry snapshots they carry.
 
 Rendering is a pure function of the outcome and the state, so a duplicate command (whose
 outcome is rebuilt from the state) yields byte-identical replies and events.
@@ -11,12 +12,22 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from app.domain.booking import Booking, Transition
-from app.domain.events import BookingCreated, BookingMoved, Event, RefundRequired, TripPublished
+from app.domain.commands import Command, QueryAvailability, QuerySeatMap
+from app.domain.events import (
+    BookingCreated,
+    BookingMoved,
+    EntryJoined,
+    EntryMoved,
+    Event,
+    RefundRequired,
+    TripPublished,
+)
 from app.domain.handle import Outcome
 from app.domain.money import format_minor
 from app.domain.rejections import MESSAGES
-from app.domain.state import TripState, availability
+from app.domain.state import TripState, availability, seat_map
 from app.domain.trip import Trip
+from app.domain.waitlist import Entry, EntryStatus
 from app.models import topics
 from app.models.commands import SCHEMA_VERSION
 from app.tables.codec import trip_to_json
@@ -68,7 +79,33 @@ def snapshot(trip: Trip, booking: Booking, version: int | None = None) -> dict[s
     }
 
 
-def reply(state: TripState, outcome: Outcome, query: bool = False) -> bytes:
+def entry_snapshot(trip: Trip, entry: Entry, version: int | None = None) -> dict[str, Any]:
+    """A waiting-list entry as of `version`. `position` is its place in the trip's queue
+    when it joined, shown while it waits (an entry waits only at its first version); the
+    read side computes the current one."""
+    view = entry.view(version)
+    return {
+        "id": entry.entry_id,
+        "riderId": entry.rider_id,
+        "routeId": trip.route_id,
+        "travelDate": trip.travel_date.isoformat(),
+        "originStopId": trip.stops[entry.first_leg].stop_id,
+        "destinationStopId": trip.stops[entry.last_leg + 1].stop_id,
+        "seatsBooked": entry.seats_wanted,
+        "joinOrder": entry.join_order,
+        "position": entry.position if view.status is EntryStatus.WAITING else None,
+        "status": view.status.value,
+        "seatNumbers": list(view.seats),
+        "joinedAt": iso(view.joined_at),
+        "updatedAt": iso(view.updated_at),
+        "offeredAt": iso(view.offered_at),
+        "offerExpiresAt": iso(view.offer_expires_at),
+        "bookingId": view.booking_id,
+        "version": view.version,
+    }
+
+
+def reply(state: TripState, outcome: Outcome, command: Command | None = None) -> bytes:
     body: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "commandId": outcome.command_id,
@@ -80,14 +117,22 @@ def reply(state: TripState, outcome: Outcome, query: bool = False) -> bytes:
         body["booking"] = snapshot(state.trip, state.bookings[outcome.booking_id], outcome.version)
     elif outcome.booking_id:
         body["bookingId"] = outcome.booking_id
+    if outcome.accepted and outcome.entry_id and state.trip:
+        body["entry"] = entry_snapshot(state.trip, state.entries[outcome.entry_id], outcome.entry_version)
+    elif outcome.entry_id:
+        body["entryId"] = outcome.entry_id
     if outcome.trip_version is not None:
         body["tripVersion"] = outcome.trip_version
-    if query and outcome.accepted:
+    if outcome.accepted and isinstance(command, QueryAvailability):
         body["availability"] = [
             {"fromStopId": leg.from_stop_id, "toStopId": leg.to_stop_id, "free": leg.free, "held": leg.held,
              "sold": leg.sold}
             for leg in availability(state)
         ]
+    if outcome.accepted and isinstance(command, QuerySeatMap) and state.trip:
+        first, last = state.trip.journey(command.origin_stop_id, command.destination_stop_id)  # type: ignore[misc]
+        body["seats"] = [{"seatNumber": number, "free": free}
+                         for number, free in enumerate(seat_map(state, first, last), start=1)]
     return orjson.dumps(body)
 
 
@@ -117,6 +162,12 @@ def render_event(state: TripState, event: Event, trip_version: int) -> tuple[str
             last = moves[-1]
             topic = topics.PAYMENT_FAILED if last.source == last.target else topics.LIFECYCLE_BY_STATUS[last.target]
             return _booking_event(trip, topic, booking, version, moves)
+        case EntryJoined(entry=entry):
+            return _entry_event(trip, topics.WAITLIST_JOINED, entry, 1, entry.transitions[:1])
+        case EntryMoved(entry_id=entry_id, moves=moves):
+            entry = state.entries[entry_id]
+            version = entry.transitions.index(moves[-1]) + 1
+            return _entry_event(trip, topics.WAITLIST_BY_STATUS[moves[-1].target], entry, version, moves)
         case TripPublished(trip=published):
             value = {"v": SCHEMA_VERSION, "eventId": f"{published.key}:{trip_version}",
                      "type": topics.event_type(topics.TRIP_UPDATED), "version": trip_version,
@@ -126,17 +177,28 @@ def render_event(state: TripState, event: Event, trip_version: int) -> tuple[str
 
 
 def _booking_event(trip: Trip, topic: str, booking: Booking, version: int, moves) -> tuple[str, str, bytes]:
+    return _moves_event(topic, "booking", booking.booking_id, version, moves, snapshot(trip, booking, version))
+
+
+def _entry_event(trip: Trip, topic: str, entry: Entry, version: int, moves) -> tuple[str, str, bytes]:
+    return _moves_event(topic, "entry", entry.entry_id, version, moves, entry_snapshot(trip, entry, version))
+
+
+def _moves_event(topic: str, subject: str, subject_id: str, version: int, moves,
+                 as_of_version: dict[str, Any]) -> tuple[str, str, bytes]:
+    """An event of a booking's or an entry's moves (`subject` names which), keyed by its id,
+    with its snapshot as of the version the moves left it at."""
     value = {
         "v": SCHEMA_VERSION,
-        "eventId": f"{booking.booking_id}:{version}",
+        "eventId": f"{subject_id}:{version}",
         "type": topics.event_type(topic),
-        "bookingId": booking.booking_id,
+        f"{subject}Id": subject_id,
         "version": version,
         "occurredAt": iso(moves[-1].at),
         "transitions": [transition_json(m) for m in moves],
-        "booking": snapshot(trip, booking, version),
+        subject: as_of_version,
     }
-    return topic, booking.booking_id, orjson.dumps(value)
+    return topic, subject_id, orjson.dumps(value)
 
 
 def _refund_required(trip: Trip | None, state: TripState, event: RefundRequired) -> tuple[str, str, bytes]:

@@ -8,6 +8,7 @@ the records a processor writes are the same bytes in every namespace.
 
 from app.config import get_settings
 from app.domain.booking import Status
+from app.domain.waitlist import EntryStatus
 
 NAMESPACE = get_settings().topic_namespace
 
@@ -41,6 +42,24 @@ LIFECYCLE_BY_STATUS = {
     Status.REFUNDED: REFUNDED,
 }
 LIFECYCLE = (*LIFECYCLE_BY_STATUS.values(), PAYMENT_FAILED, REFUND_REQUIRED)
+
+# Waiting-list lifecycle topics, keyed by entry id; the event type is the topic name.
+WAITLIST_JOINED = NAMESPACE + "waitlist.joined"
+WAITLIST_OFFERED = NAMESPACE + "waitlist.offered"
+WAITLIST_ACCEPTED = NAMESPACE + "waitlist.accepted"
+WAITLIST_OFFER_EXPIRED = NAMESPACE + "waitlist.offer_expired"
+WAITLIST_LEFT = NAMESPACE + "waitlist.left"
+WAITLIST_CANCELLED = NAMESPACE + "waitlist.cancelled"
+
+WAITLIST_BY_STATUS = {
+    EntryStatus.WAITING: WAITLIST_JOINED,
+    EntryStatus.OFFERED: WAITLIST_OFFERED,
+    EntryStatus.ACCEPTED: WAITLIST_ACCEPTED,
+    EntryStatus.OFFER_EXPIRED: WAITLIST_OFFER_EXPIRED,
+    EntryStatus.LEFT: WAITLIST_LEFT,
+    EntryStatus.CANCELLED: WAITLIST_CANCELLED,
+}
+WAITLIST = tuple(WAITLIST_BY_STATUS.values())
 
 
 def event_type(topic: str) -> str:

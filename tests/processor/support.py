@@ -122,6 +122,17 @@ def on_booking(kind: str, booking_id: str, actor: dict[str, str], **fields: Any)
     return {"type": kind, "commandId": command_id(), "actor": actor, "bookingId": booking_id, **fields}
 
 
+def on_entry(kind: str, entry_id: str, actor: dict[str, str]) -> dict[str, Any]:
+    return {"type": kind, "commandId": command_id(), "actor": actor, "entryId": entry_id}
+
+
+def join_waitlist(route_id: str, who: str, seats: int = 1, origin: str = "LAG",
+                  destination: str = "OYO") -> dict[str, Any]:
+    return {"type": "join_waitlist", "commandId": command_id(), "actor": rider(who), "routeId": route_id,
+            "travelDate": TRAVEL_DATE, "originStopId": origin, "destinationStopId": destination,
+            "seatsBooked": seats}
+
+
 def on_trip(kind: str, route_id: str, actor: dict[str, str] = SERVICE, **fields: Any) -> dict[str, Any]:
     return {"type": kind, "commandId": command_id(), "actor": actor, "routeId": route_id,
             "travelDate": TRAVEL_DATE, **fields}
@@ -211,9 +222,10 @@ def queue_behind(ns: Namespace, partitions: list[int], count: int, reply_partiti
 
 
 def lifecycle(ns: Namespace) -> dict[str, list[Record]]:
-    """Every lifecycle event so far, by event id (a re-emitted event appears twice)."""
+    """Every lifecycle event so far, bookings', trips' and waiting-list entries', by event
+    id (a re-emitted event appears twice)."""
     events: dict[str, list[Record]] = defaultdict(list)
-    for name in (*topics.LIFECYCLE, topics.TRIP_UPDATED):
+    for name in (*topics.LIFECYCLE, topics.TRIP_UPDATED, *topics.WAITLIST):
         for message in read_topic(ns.topic(name)):
             events[as_json(message)["eventId"]].append(message)
     return events
@@ -425,7 +437,8 @@ class Log:
         return self.sent[before:]
 
     def command(self, command: dict, at: int) -> dict:
-        route_id = command["routeId"] if "routeId" in command else command["bookingId"].split(".")[0]
+        route_id = command["routeId"] if "routeId" in command else \
+            (command.get("bookingId") or command["entryId"]).split(".")[0]
         sent = self.put(trip_key(route_id), orjson.dumps(command), at)
         return orjson.loads(sent[-1][2])
 

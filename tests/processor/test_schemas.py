@@ -18,7 +18,9 @@ from tests.processor.support import (
     T0,
     Log,
     create_booking,
+    join_waitlist,
     on_booking,
+    on_entry,
     on_trip,
     publish_trip,
     rider,
@@ -60,10 +62,23 @@ def conversation() -> tuple[list[dict], Log]:
     log.tick(T0 + 11 * MS_PER_MINUTE)
     do(on_booking("payment_succeeded", third["id"], PAYMENTS, paymentId="p-4", amount=third["totalPrice"]),
        T0 + 12 * MS_PER_MINUTE)
-    do(create_booking("RS", "rider-4"), T0 + 12 * MS_PER_MINUTE)
+    fourth = do(create_booking("RS", "rider-4"), T0 + 12 * MS_PER_MINUTE)["booking"]  # LAG-OYO
     do(on_trip("expire_holds", "RS"), T0 + 12 * MS_PER_MINUTE)
-    do(on_trip("cancel_trip", "RS", SERVICE, reason="road closed"), T0 + 13 * MS_PER_MINUTE)
-    do(create_booking("RS", "rider-5", seats=9), T0 + 13 * MS_PER_MINUTE)
+    # The waiting list: LAG-IBD sold out, four wait; seats come free and are offered.
+    at = T0 + 12 * MS_PER_MINUTE
+    do(on_trip("query_seat_map", "RS", rider("r"), originStopId="LAG", destinationStopId="OYO"), at)
+    sixth = do(create_booking("RS", "rider-6", seats=3, origin="LAG", destination="IBD"), at)["booking"]
+    waiting = [do(join_waitlist("RS", f"waiter-{n}", origin="LAG", destination="IBD"), at)["entry"] for n in range(4)]
+    do(on_booking("cancel_booking", fourth["id"], rider("rider-4"), reason="plans changed, sorry"), at)  # waiter-0
+    do(on_entry("accept_offer", waiting[0]["id"], rider("waiter-0")), at)
+    do(on_entry("leave_waitlist", waiting[1]["id"], rider("waiter-1")), at)
+    do(on_booking("cancel_booking", sixth["id"], rider("rider-6"), reason="plans changed, sorry"), at)  # 2, 3
+    do(create_booking("RS", "rider-8", origin="LAG", destination="IBD"), at)
+    do(join_waitlist("RS", "waiter-4", origin="LAG", destination="IBD"), at)
+    do(on_entry("accept_offer", "RS.20300101.AAAAAAAAAAAAAAAA", rider("waiter-0")), at)
+    log.tick(at + 16 * MS_PER_MINUTE)  # the offers to waiter-2 and -3 expire; waiter-4 is offered
+    do(on_trip("cancel_trip", "RS", SERVICE, reason="road closed"), T0 + 30 * MS_PER_MINUTE)
+    do(create_booking("RS", "rider-5", seats=9), T0 + 30 * MS_PER_MINUTE)
     log.put(b"RS:2030-01-01", b'{"type": "create_booking", "commandId": "bad"}', T0)
     return sent, log
 
@@ -81,7 +96,7 @@ def test_every_command_reply_and_event_validates_against_its_schema() -> None:
             validator(f"events/{document['type']}.json").validate(document)
             assert document["eventId"] and (document.get("version") or document["type"] == "booking.refund_required")
         seen.add(topic if topic in ("replies", topics.DEAD_LETTERS) else document["type"])
-    assert seen == {"replies", topics.DEAD_LETTERS, topics.TRIP_UPDATED, *topics.LIFECYCLE}
+    assert seen == {"replies", topics.DEAD_LETTERS, topics.TRIP_UPDATED, *topics.LIFECYCLE, *topics.WAITLIST}
     validator("commands/tick.json").validate(orjson.loads(tick_value(T0)))
 
 
