@@ -6,6 +6,7 @@ The shapes below are those app.models.outbound writes (`_booking_event`,
 `_refund_required`, TRIP_UPDATED); each record is validated as a whole, from its bytes.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -20,6 +21,8 @@ from app.models.commands import SCHEMA_VERSION
 from sinks.schema import (
     BOOKING_COLUMNS,
     Day,
+    EntrySnapshot,
+    EntryStatusName,
     Instant,
     Int4,
     Invalid,
@@ -28,12 +31,14 @@ from sinks.schema import (
     Snapshot,
     StatusName,
     Text,
+    entry_values,
+    entry_version,
     snapshot_values,
     snapshot_version,
     trip_key_of,
 )
 
-SUBSCRIBED = (*topics.LIFECYCLE, topics.TRIP_UPDATED)
+SUBSCRIBED = (*topics.LIFECYCLE, topics.TRIP_UPDATED, *topics.WAITLIST)
 
 HISTORY_COLUMNS = ("event_id", "seq", "booking_id", "version", "from_status", "to_status", "reason", "actor",
                    "at", "command_id")
@@ -74,18 +79,30 @@ TripEvent = TypedDict("TripEvent", {
     "v": SchemaVersion, "type": Text, "eventId": Text, "version": Positive, "trip": Trip,
 })
 
+EntryTransition = TypedDict("EntryTransition", {
+    "from": EntryStatusName, "to": EntryStatusName, "reason": Text, "actor": Text, "at": Instant, "commandId": Text,
+})
+
+WaitlistEvent = TypedDict("WaitlistEvent", {
+    "v": SchemaVersion, "type": Text, "eventId": Text, "entryId": Text, "version": Positive,
+    "transitions": Annotated[list[EntryTransition], Constraint(min_length=1)], "entry": EntrySnapshot,
+})
+
 _BOOKING_EVENT = TypeAdapter(BookingEvent)
+_WAITLIST_EVENT = TypeAdapter(WaitlistEvent)
 _REFUND_REQUIRED = TypeAdapter(RefundRequiredEvent)
 _TRIP_EVENT = TypeAdapter(TripEvent)
 
 
 @dataclass(slots=True)
 class Rows:
-    """What one record contributes: at most one booking row, its history, at most one trip."""
+    """What one record contributes: at most one booking row, its history, at most one trip,
+    at most one waiting-list entry."""
 
     booking: tuple[Any, ...] | None = None
     history: list[tuple[Any, ...]] = field(default_factory=list)
     trip: tuple[Any, ...] | None = None
+    entry: tuple[Any, ...] | None = None
 
 
 # -- one record -------------------------------------------------------------------------
@@ -98,6 +115,8 @@ def parse_record(topic: str, value: bytes | None) -> Rows:
         return trip_rows(validated(_TRIP_EVENT, topic, value))
     if topic == topics.REFUND_REQUIRED:
         return refund_required_rows(validated(_REFUND_REQUIRED, topic, value))
+    if topic in topics.WAITLIST:
+        return waitlist_rows(validated(_WAITLIST_EVENT, topic, value))
     if topic in SUBSCRIBED:
         return booking_event_rows(validated(_BOOKING_EVENT, topic, value))
     raise Invalid(f"unexpected topic {topic}")
@@ -157,6 +176,18 @@ def refund_required_rows(event: dict[str, Any]) -> Rows:
     return Rows()
 
 
+def waitlist_rows(event: dict[str, Any]) -> Rows:
+    """The entry's row as of the event (its moves are in the row's own columns; the
+    waiting list keeps no separate history)."""
+    snapshot = event["entry"]
+    row = entry_values(snapshot)
+    if row[0] != event["entryId"]:
+        raise Invalid("entry.id differs from entryId")
+    if entry_version(row) != event["version"]:
+        raise Invalid("entry.version differs from version")
+    return Rows(entry=(*row, trip_key(snapshot["routeId"], snapshot["travelDate"]), event["eventId"]))
+
+
 def trip_rows(event: dict[str, Any]) -> Rows:
     trip = event["trip"]
     return Rows(trip=(
@@ -195,19 +226,18 @@ class Batch:
     bookings: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     history: dict[tuple[str, int], tuple[Any, ...]] = field(default_factory=dict)
     trips: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    entries: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def add(self, rows: Rows) -> None:
         if rows.booking is not None:
-            kept = self.bookings.get(rows.booking[0])
-            if kept is None or snapshot_version(kept) < snapshot_version(rows.booking):
-                self.bookings[rows.booking[0]] = rows.booking
+            keep_newest(self.bookings, rows.booking, snapshot_version)
         for row in rows.history:
             self.history[(row[0], row[1])] = row
         if rows.trip is not None:
-            kept = self.trips.get(rows.trip[0])
-            if kept is None or kept[_TRIP_VERSION] < rows.trip[_TRIP_VERSION]:
-                self.trips[rows.trip[0]] = rows.trip
+            keep_newest(self.trips, rows.trip, trip_version)
+        if rows.entry is not None:
+            keep_newest(self.entries, rows.entry, entry_version)
 
     def trip_keys(self) -> set[str]:
         """The trips whose rows or bookings this batch writes."""
@@ -216,3 +246,15 @@ class Batch:
     def advance(self, topic: str, partition: int, offset: int) -> None:
         """Records of a partition come in offset order: the last one seen is the highest."""
         self.next_offsets[(topic, partition)] = offset + 1
+
+
+def keep_newest(rows: dict[str, tuple[Any, ...]], row: tuple[Any, ...],
+                version_of: Callable[[tuple[Any, ...]], int]) -> None:
+    """Keyed by the row's first column, the row of the highest version."""
+    kept = rows.get(row[0])
+    if kept is None or version_of(kept) < version_of(row):
+        rows[row[0]] = row
+
+
+def trip_version(row: tuple[Any, ...]) -> int:
+    return row[_TRIP_VERSION]

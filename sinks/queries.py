@@ -19,7 +19,16 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
 
 from app.domain.booking import Status
-from sinks.schema import SNAPSHOT_COLUMNS, render_booking, render_instant, render_money, render_time
+from app.domain.trip import trip_key
+from sinks.schema import (
+    ENTRY_SNAPSHOT_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    render_booking,
+    render_entry,
+    render_instant,
+    render_money,
+    render_time,
+)
 
 LIVE_STATUSES = ("CONFIRMED", "CHECKED_IN")  # what "upcoming" shows
 # Who rides: paid and not cancelled (HELD seats are not passengers yet).
@@ -213,3 +222,31 @@ async def manifest_bookings(conn: AsyncConnection, route_id: str, travel_date: d
     return await _bookings(conn, "WHERE route_id = %s AND travel_date = %s AND status = ANY(%s) "
                                  "ORDER BY departure_at, seat_numbers[1], id",
                            (route_id, travel_date, list(MANIFEST_STATUSES)))
+
+
+# -- waiting lists ----------------------------------------------------------------------
+
+# An entry as its snapshot, but with the current position of a waiting one: 1 + the
+# entries of its trip still waiting that joined before it.
+_CURRENT_POSITION = sql.SQL(
+    "CASE WHEN e.status = 'WAITING' THEN 1 + (SELECT count(*) FROM waitlist_entries ahead "
+    "WHERE ahead.trip_key = e.trip_key AND ahead.status = 'WAITING' AND ahead.join_order < e.join_order) END")
+_ENTRY_SELECT = sql.SQL("SELECT {cols} FROM waitlist_entries e").format(cols=sql.SQL(", ").join(
+    _CURRENT_POSITION if column == "position" else sql.Identifier("e", column) for column in ENTRY_SNAPSHOT_COLUMNS))
+
+
+async def _entries(conn: AsyncConnection, where_and_order: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    rows = await _fetch_all(conn, _ENTRY_SELECT + sql.SQL(" " + where_and_order), params)
+    return [render_entry(row) for row in rows]
+
+
+async def waitlist_of_rider(conn: AsyncConnection, rider_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The rider's waiting-list entries on every trip, newest first, each waiting one with
+    its current place in its trip's queue."""
+    return await _entries(conn, "WHERE e.rider_id = %s ORDER BY e.joined_at DESC, e.id DESC LIMIT %s", (rider_id, limit))
+
+
+async def waitlist_of_trip(conn: AsyncConnection, route_id: str, travel_date: date) -> list[dict[str, Any]]:
+    """A trip's waiting list, every entry it ever had, in join order (the order offers
+    go in), each waiting one with its current place in the queue."""
+    return await _entries(conn, "WHERE e.trip_key = %s ORDER BY e.join_order", (trip_key(route_id, travel_date),))

@@ -1,5 +1,6 @@
-"""The one mapping between the booking snapshot of the events (camelCase JSON, see
-app.models.outbound.snapshot) and the columns of the `bookings` table.
+"""The one mapping between the snapshots of the events (camelCase JSON, see
+app.models.outbound.snapshot and entry_snapshot) and the columns of the `bookings` and
+`waitlist_entries` tables.
 
 Each field names its snapshot key, its column and its kind. A kind says how a JSON value
 is validated on the way in (a pydantic type: the sink validates whole records in
@@ -24,6 +25,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 
 from app.domain.booking import Status
 from app.domain.money import format_minor
+from app.domain.waitlist import EntryStatus
 from app.domain.trip import trip_key
 from app.models.outbound import iso
 
@@ -48,12 +50,14 @@ Text = Annotated[str, Strict(), StringConstraints(pattern=r"^[^\x00]*$")]  # Pos
 Int4 = Annotated[int, Strict(), Constraint(ge=INT4_MIN, le=INT4_MAX)]
 Positive = Annotated[int, Strict(), Constraint(ge=1, le=INT4_MAX)]
 StatusName = Literal[tuple(s.value for s in Status)]  # type: ignore[valid-type]
+EntryStatusName = Literal[tuple(s.value for s in EntryStatus)]  # type: ignore[valid-type]
 # Kept as the validated string: Postgres parses it into numeric(14,2) exactly.
 Money = Annotated[str, Strict(), StringConstraints(pattern=r"^-?\d{1,12}\.\d{2}$")]
 Instant = Annotated[AwareDatetime, Strict()]
 Day = Annotated[date, Strict()]
 LocalTime = Annotated[time, Strict(), AfterValidator(_local_time)]
 SeatNumbers = Annotated[list[Int4], Constraint(min_length=1)]
+Seats = list[Int4]  # an entry's offered seats: none until an offer
 
 
 # -- how column values are rendered on the way out --------------------------------------
@@ -98,6 +102,8 @@ INSTANT = Kind(Instant, render_instant)
 DATE = Kind(Day, date.isoformat)
 TIME = Kind(LocalTime, render_time)
 SEATS = Kind(SeatNumbers, list)
+OFFERED_SEATS = Kind(Seats, list)
+ENTRY_STATUS = Kind(EntryStatusName, same)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +168,39 @@ _VERSION_INDEX = SNAPSHOT_COLUMNS.index("version")
 _ROUTE_INDEX = SNAPSHOT_COLUMNS.index("route_id")
 _DATE_INDEX = SNAPSHOT_COLUMNS.index("travel_date")
 
+# The waiting-list entry snapshot (app.models.outbound.entry_snapshot), in its order.
+ENTRY_FIELDS: tuple[Field, ...] = (
+    Field("id", "id", TEXT),
+    Field("riderId", "rider_id", TEXT),
+    Field("routeId", "route_id", TEXT),
+    Field("travelDate", "travel_date", DATE),
+    Field("originStopId", "origin_stop_id", TEXT),
+    Field("destinationStopId", "destination_stop_id", TEXT),
+    Field("seatsBooked", "seats_booked", INT),
+    Field("joinOrder", "join_order", VERSION),
+    Field("position", "position", VERSION, nullable=True),
+    Field("status", "status", ENTRY_STATUS),
+    Field("seatNumbers", "seat_numbers", OFFERED_SEATS),
+    Field("joinedAt", "joined_at", INSTANT),
+    Field("updatedAt", "updated_at", INSTANT),
+    Field("offeredAt", "offered_at", INSTANT, nullable=True),
+    Field("offerExpiresAt", "offer_expires_at", INSTANT, nullable=True),
+    Field("bookingId", "booking_id", TEXT, nullable=True),
+    Field("version", "version", VERSION),
+)
+ENTRY_SNAPSHOT_COLUMNS: tuple[str, ...] = tuple(f.column for f in ENTRY_FIELDS)
+ENTRY_COLUMNS: tuple[str, ...] = (*ENTRY_SNAPSHOT_COLUMNS, "trip_key", "event_id")
+EntrySnapshot = TypedDict("EntrySnapshot", {f.key: f.type for f in ENTRY_FIELDS})  # type: ignore[misc]
+entry_values: Callable[[dict[str, Any]], tuple[Any, ...]] = itemgetter(*(f.key for f in ENTRY_FIELDS))
+_ENTRY_VERSION_INDEX = ENTRY_SNAPSHOT_COLUMNS.index("version")
+
 
 def snapshot_version(row: tuple[Any, ...]) -> int:
     return row[_VERSION_INDEX]
+
+
+def entry_version(row: tuple[Any, ...]) -> int:
+    return row[_ENTRY_VERSION_INDEX]
 
 
 def trip_key_of(row: tuple[Any, ...]) -> str:
@@ -173,4 +209,13 @@ def trip_key_of(row: tuple[Any, ...]) -> str:
 
 def render_booking(row: tuple[Any, ...]) -> dict[str, Any]:
     """A row selected as SNAPSHOT_COLUMNS, in the exact shape of the event's snapshot."""
-    return {f.key: f.render(value) for f, value in zip(BOOKING_FIELDS, row, strict=True)}
+    return render(BOOKING_FIELDS, row)
+
+
+def render_entry(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A row selected as ENTRY_SNAPSHOT_COLUMNS, in the shape of the event's snapshot."""
+    return render(ENTRY_FIELDS, row)
+
+
+def render(fields: tuple[Field, ...], row: tuple[Any, ...]) -> dict[str, Any]:
+    return {f.key: f.render(value) for f, value in zip(fields, row, strict=True)}

@@ -19,13 +19,14 @@ import psycopg
 from psycopg import sql
 
 from sinks.events import HISTORY_COLUMNS, TRIP_COLUMNS, Batch
-from sinks.schema import BOOKING_COLUMNS
+from sinks.schema import BOOKING_COLUMNS, ENTRY_COLUMNS
 
 # Created once per connection; emptied by every commit, so each batch starts clean.
 _STAGING = {
     "bookings": "staged_bookings",
     "booking_history": "staged_history",
     "trips": "staged_trips",
+    "waitlist_entries": "staged_entries",
 }
 
 
@@ -47,6 +48,7 @@ def _merge_statement(table: str, columns: Sequence[str], key: str) -> sql.Compos
 
 MERGE_BOOKINGS = _merge_statement("bookings", BOOKING_COLUMNS, "id")
 MERGE_TRIPS = _merge_statement("trips", TRIP_COLUMNS, "trip_key")
+MERGE_ENTRIES = _merge_statement("waitlist_entries", ENTRY_COLUMNS, "id")
 INSERT_HISTORY = sql.SQL(
     "INSERT INTO booking_history ({cols}) SELECT {cols} FROM {staged} ORDER BY event_id, seq ON CONFLICT DO NOTHING"
 ).format(
@@ -105,6 +107,9 @@ def write_batch(conn: psycopg.Connection, batch: Batch) -> None:
             cur.execute(MERGE_TRIPS)
         if batch.trips or batch.bookings:
             cur.execute(SYNC_DRIVERS, (sorted(batch.trip_keys()),))
+        if batch.entries:
+            _copy(cur, "waitlist_entries", ENTRY_COLUMNS, batch.entries.values())
+            cur.execute(MERGE_ENTRIES)
         cur.executemany(UPSERT_OFFSET, [(topic, partition, offset)
                                         for (topic, partition), offset in sorted(batch.next_offsets.items())])
 

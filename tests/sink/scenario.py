@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, time
 import orjson
 
 from app.domain.commands import (
+    AcceptOffer,
     Actor,
     CancelBooking,
     CheckIn,
@@ -16,6 +17,8 @@ from app.domain.commands import (
     CreateBooking,
     ExpireHolds,
     InitiatePayment,
+    JoinWaitlist,
+    LeaveWaitlist,
     PaymentFailed,
     PaymentSucceeded,
     PublishTrip,
@@ -27,7 +30,7 @@ from app.domain.policy import Policy
 from app.domain.state import TripState
 from app.domain.trip import Stop, Trip
 from app.models import topics
-from app.models.outbound import lifecycle_events, snapshot
+from app.models.outbound import entry_snapshot, lifecycle_events, snapshot
 
 # Fixed times keep the events deterministic; the sink never compares them with the clock.
 # A trip's log starts two days before it runs (the core publishes only trips due soon).
@@ -126,6 +129,21 @@ class TripLog:
         outcome = self.run(PaymentSucceeded(self.command_id(), PAYMENTS, booking_id, f"late-{booking_id}", total))
         assert not outcome.accepted
 
+    def join(self, rider: str, seats: int = 1, to_stop: str = "ilorin") -> str:
+        outcome = self.run(JoinWaitlist(self.command_id(), Actor(rider, Role.RIDER), "lagos", to_stop, seats))
+        assert outcome.accepted, outcome.code
+        return outcome.entry_id
+
+    def leave(self, entry_id: str) -> None:
+        rider = Actor(self.state.entries[entry_id].rider_id, Role.RIDER)
+        self.accept(LeaveWaitlist(self.command_id(), rider, entry_id))
+
+    def take_offer(self, entry_id: str) -> str:
+        rider = Actor(self.state.entries[entry_id].rider_id, Role.RIDER)
+        outcome = self.run(AcceptOffer(self.command_id(), rider, entry_id))
+        assert outcome.accepted, outcome.code
+        return outcome.booking_id
+
     def accept(self, command, after_ms: int = 1000) -> None:
         outcome = self.run(command, after_ms)
         assert outcome.accepted, (command, outcome.code)
@@ -136,6 +154,11 @@ class TripLog:
         """Every booking as the processor holds it now."""
         assert self.state.trip is not None
         return {bid: snapshot(self.state.trip, b) for bid, b in self.state.bookings.items()}
+
+    def final_entries(self) -> dict[str, dict]:
+        """Every waiting-list entry as the processor holds it now."""
+        assert self.state.trip is not None
+        return {eid: entry_snapshot(self.state.trip, e) for eid, e in self.state.entries.items()}
 
 
 def every_kind_of_booking(route_id: str) -> TripLog:
@@ -157,6 +180,24 @@ def every_kind_of_booking(route_id: str) -> TripLog:
     expired = log.book("rider-c")
     log.expire_holds()
     log.late_payment(expired)
+    return log
+
+
+def waiting_list(route_id: str) -> TripLog:
+    """A sold-out trip of 3 seats with a waiting list in every state an entry can be in:
+    offered seats accepted and paid for, an offer left, an offer expired, two waiting."""
+    log = TripLog(route_id, capacity=3)
+    full = log.book("rider-a", seats=3)
+    log.pay(full)
+    accepted = log.join("rider-w1")
+    left = log.join("rider-w2", to_stop="ibadan")
+    expires = log.join("rider-w3")
+    waiting = [log.join("rider-w4", seats=2), log.join("rider-w5", seats=3)]
+    log.cancel(full)  # three seats: offered to w1, w2 and w3 (w4 no longer fits)
+    log.pay(log.take_offer(accepted))
+    log.leave(left)  # its seat goes to nobody: w4 needs two
+    log.expire_holds()  # w3's offer expires: now two seats free, w4 is offered them
+    assert {log.state.entries[e].status.value for e in waiting} == {"OFFERED", "WAITING"}
     return log
 
 
@@ -203,3 +244,13 @@ def expected_history(records: list[tuple[str, str, bytes]]) -> dict[str, list[di
 
 def booking_records(records: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
     return [r for r in records if r[0] != topics.TRIP_UPDATED]
+
+
+def expected_entries(records: list[tuple[str, str, bytes]]) -> dict[str, dict]:
+    """Per waiting-list entry, the snapshot of the highest version any event carried."""
+    newest: dict[str, dict] = {}
+    for _, event in decoded(records):
+        entry = event.get("entry")
+        if entry and (entry["id"] not in newest or newest[entry["id"]]["version"] < entry["version"]):
+            newest[entry["id"]] = entry
+    return newest

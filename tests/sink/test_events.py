@@ -6,8 +6,8 @@ import pytest
 
 from app.models import topics
 from sinks.events import Batch, parse_record
-from sinks.schema import BOOKING_FIELDS, Invalid
-from tests.sink.scenario import every_kind_of_booking, unique_prefix
+from sinks.schema import BOOKING_FIELDS, ENTRY_FIELDS, Invalid
+from tests.sink.scenario import every_kind_of_booking, unique_prefix, waiting_list
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,30 @@ def test_every_problem_is_named_in_the_reason():
         parse_record(topics.CREATED, b"[1, 2]")
     with pytest.raises(Invalid, match="unexpected topic"):
         parse_record("some.other.topic", b"{}")
+
+
+@pytest.fixture(scope="module")
+def waitlist_log():
+    return waiting_list(unique_prefix("parse-waitlist"))
+
+
+def test_the_entry_mapping_covers_every_snapshot_field_in_order(waitlist_log):
+    entry = first(waitlist_log, topics.WAITLIST_OFFERED)["entry"]
+    assert [f.key for f in ENTRY_FIELDS] == list(entry)
+    for topic, _, value in waitlist_log.records:
+        parse_record(topic, value)
+    assert {t for t, _, _ in waitlist_log.records} >= set(topics.WAITLIST) - {topics.WAITLIST_CANCELLED}
+
+
+@pytest.mark.parametrize(("path", "value", "reason"), [
+    (("entryId",), "someone-else", "differs"),
+    (("version",), 9, "differs"),
+    (("entry", "status"), "HELD", "status"),
+    (("entry", "seatNumbers"), [2**40], "seatNumbers"),
+    (("entry", "position"), 0, "position"),
+    (("transitions", 0, "to"), "CONFIRMED", "to"),
+])
+def test_waiting_list_records_that_break_the_contract_are_refused(waitlist_log, path, value, reason):
+    event = first(waitlist_log, topics.WAITLIST_OFFERED)
+    with pytest.raises(Invalid, match=reason):
+        parse_record(topics.WAITLIST_OFFERED, corrupt(event, path, value))

@@ -21,8 +21,10 @@ from tests.sink.scenario import (
     booking_records,
     every_kind_of_booking,
     expected_bookings,
+    expected_entries,
     expected_history,
     unique_prefix,
+    waiting_list,
 )
 
 pytestmark = pytest.mark.integration
@@ -74,7 +76,7 @@ def apply(url: str, records, batch_size: int = 1000) -> None:
 
 def table_dump(url: str) -> dict[str, list]:
     return {table: support.rows(url, f"SELECT * FROM {table} ORDER BY 1, 2")
-            for table in ("bookings", "booking_history", "trips")}
+            for table in ("bookings", "booking_history", "trips", "waitlist_entries")}
 
 
 def assert_matches_log(url: str, records) -> None:
@@ -185,3 +187,29 @@ def test_queries_of_a_rider(database):
     assert by_reference == some and not_theirs is None
     assert [b["status"] for b in upcoming_b] == ["CONFIRMED"]  # the cancelled one is not upcoming
     assert after == [] and missing is None
+
+
+def test_waiting_list_entries_become_rows_whatever_the_order(database):
+    log = waiting_list(unique_prefix("waitlist"))
+    shuffled = list(log.records)
+    random.Random(3).shuffle(shuffled)
+    apply(database, shuffled, batch_size=4)
+    entries = expected_entries(log.records)
+    assert entries == log.final_entries() and len(entries) == 5  # the log is the processor's state
+
+    async def read():
+        async with await psycopg.AsyncConnection.connect(database) as conn:
+            return (await queries.waitlist_of_trip(conn, log.route_id, log.travel_date),
+                    await queries.waitlist_of_rider(conn, "rider-w5"))
+
+    of_trip, of_rider = asyncio.run(read())
+    assert [e["joinOrder"] for e in of_trip] == [1, 2, 3, 4, 5]
+    # Byte for byte the events' snapshots, but a waiting entry's position is its current
+    # one: the four ahead of rider-w5 when it joined have all been offered seats since.
+    live = {**entries[of_trip[4]["id"]], "position": 1}
+    assert orjson.dumps(of_trip) == orjson.dumps([*(entries[e["id"]] for e in of_trip[:4]), live])
+    assert [e["status"] for e in of_trip] == ["ACCEPTED", "LEFT", "OFFER_EXPIRED", "OFFERED", "WAITING"]
+    assert of_rider == [live]
+    before = table_dump(database)
+    apply(database, log.records)
+    assert table_dump(database) == before
