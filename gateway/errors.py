@@ -41,7 +41,12 @@ REJECTION_STATUS: dict[str, int] = {
     Code.HOLD_EXPIRED: 409,
     Code.TRIP_UPDATE_CONFLICT: 409,
     Code.HOLD_LIMIT_REACHED: 409,
+    Code.SEAT_UNAVAILABLE: 409,
+    Code.SEATS_AVAILABLE: 409,
+    Code.WAITLIST_FULL: 409,
+    Code.OFFER_EXPIRED: 409,
     Code.TRIP_NOT_FOUND: 404,
+    Code.ENTRY_NOT_FOUND: 404,
     Code.BOOKING_NOT_FOUND: 404,
     Code.NOT_OWNER: 404,
     Code.FORBIDDEN: 403,
@@ -51,6 +56,8 @@ REJECTION_STATUS: dict[str, int] = {
     Code.INVALID_REASON: 422,
     Code.AMOUNT_MISMATCH: 422,
     Code.TRAVEL_DATE_OUT_OF_RANGE: 422,
+    Code.CAPACITY_OUT_OF_RANGE: 422,
+    Code.INVALID_SEATS: 422,
 }
 DOMAIN_CODES = frozenset(code.value for code in Code)
 # Dead-letter replies that mean a bug between gateway and worker, not a client mistake.

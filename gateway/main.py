@@ -23,7 +23,7 @@ from gateway.idempotency import IdempotencyStore
 from gateway.kafka import CommandBus
 from gateway.middleware import BodySizeLimit, RefuseUnsafeRequests, RequestContext
 from gateway.ratelimit import RateLimiter
-from gateway.routes import admin, bookings, health, trips
+from gateway.routes import admin, bookings, health, trips, waitlist
 from gateway.routes.health import Recent
 from gateway.security import TokenVerifier
 
@@ -130,12 +130,12 @@ def create_app(settings: Settings | None = None, bus: Bus | None = None) -> Fast
     app.add_middleware(RefuseUnsafeRequests)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
-                           allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+                           allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
                            expose_headers=EXPOSED_HEADERS, max_age=600)
     app.add_middleware(RequestContext)
     install_error_handlers(app)
-    for module in (trips, bookings, admin, health):
+    for module in (trips, bookings, waitlist, admin, health):
         app.include_router(module.router)
     app.include_router(health.metrics_router)
     return app

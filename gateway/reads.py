@@ -47,6 +47,12 @@ class Reads:
     async def manifest(self, route_id: str, travel_date: date) -> list[dict[str, Any]]:
         return await guarded(queries.manifest_bookings(self.connection, route_id, travel_date))
 
+    async def waitlist_of_rider(self, rider_id: str) -> list[dict[str, Any]]:
+        return await guarded(queries.waitlist_of_rider(self.connection, rider_id))
+
+    async def waitlist_of_trip(self, route_id: str, travel_date: date) -> list[dict[str, Any]]:
+        return await guarded(queries.waitlist_of_trip(self.connection, route_id, travel_date))
+
 
 async def guarded(query: Awaitable[T]) -> T:
     try:

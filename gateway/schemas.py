@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from app.config import get_settings
 from app.domain.booking import Status
+from app.domain.trip import MAX_CAPACITY
 from app.models.commands import FreeText, Money, Name, RouteId
 
 IDEMPOTENCY_KEY_MAX = 100
@@ -33,22 +34,12 @@ def examples(*values: dict[str, Any]) -> ConfigDict:
                       json_schema_extra={"examples": list(values)})
 
 
-class BookingCreate(Camel):
-    model_config = examples({"routeId": "LAG-IBD", "travelDate": "2030-01-15", "originStopId": "LAG",
-                             "destinationStopId": "IBD", "seatsBooked": 2, "idempotencyKey": "7d0c1c9e-booking-1"})
+class Journey(Camel):
+    """A party's journey on a trip: from a stop to a later one, for some seats."""
 
-    route_id: RouteId
-    travel_date: date
     origin_stop_id: Name
     destination_stop_id: Name
     seats_booked: int = Field(description="1 to MAX_SEATS_PER_BOOKING (4 by default)", strict=True)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
-                                        pattern=IDEMPOTENCY_KEY_PATTERN)
-    booking_source: Literal["WEB", "MOBILE", "API"] = "API"
-    # Search analytics, as the Java service took them (checked, logged, not stored yet).
-    search_id: FreeText | None = Field(default=None, max_length=100)
-    candidate_count: int | None = Field(default=None, ge=1)
-    candidate_rank: int | None = Field(default=None, ge=1, description="at most candidateCount")
 
     @field_validator("seats_booked")
     @classmethod
@@ -66,6 +57,35 @@ class BookingCreate(Camel):
             raise ValueError("must differ from originStopId")
         return destination
 
+
+class BookingCreate(Journey):
+    model_config = examples({"routeId": "LAG-IBD", "travelDate": "2030-01-15", "originStopId": "LAG",
+                             "destinationStopId": "IBD", "seatsBooked": 2, "idempotencyKey": "7d0c1c9e-booking-1"})
+
+    route_id: RouteId
+    travel_date: date
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+                                        pattern=IDEMPOTENCY_KEY_PATTERN)
+    booking_source: Literal["WEB", "MOBILE", "API"] = "API"
+    seat_numbers: list[int] | None = Field(
+        default=None, description="seats chosen, one per seat booked: all given, or 409 seat_unavailable; "
+                                  "without it, the lowest seats free on every leg of the journey")
+    # Search analytics, as the Java service took them (checked, logged, not stored yet).
+    search_id: FreeText | None = Field(default=None, max_length=100)
+    candidate_count: int | None = Field(default=None, ge=1)
+    candidate_rank: int | None = Field(default=None, ge=1, description="at most candidateCount")
+
+    @field_validator("seat_numbers")
+    @classmethod
+    def _one_distinct_seat_each(cls, seats: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if seats is None:
+            return None
+        if not all(1 <= seat <= MAX_CAPACITY for seat in seats):
+            raise ValueError(f"seat numbers run from 1 to {MAX_CAPACITY}")
+        if len(set(seats)) != len(seats) or len(seats) != info.data.get("seats_booked", len(seats)):
+            raise ValueError("must be distinct, exactly seatsBooked of them")
+        return seats
+
     @field_validator("candidate_rank")
     @classmethod
     def _rank_within_count(cls, rank: int | None, info: ValidationInfo) -> int | None:
@@ -73,6 +93,12 @@ class BookingCreate(Camel):
         if rank is not None and count is not None and rank > count:
             raise ValueError("must not exceed candidateCount")
         return rank
+
+
+class WaitlistJoin(Journey):
+    """The party waits for all its seats: an offer is for all of them or none."""
+
+    model_config = examples({"originStopId": "LAG", "destinationStopId": "IBD", "seatsBooked": 2})
 
 
 class CancelRequest(Camel):
@@ -206,6 +232,66 @@ class AvailabilityOut(Camel):
     route_id: str
     travel_date: date
     legs: list[LegOut] = Field(description="in route order; free + held + sold = capacity")
+
+
+class SeatOut(Camel):
+    seat_number: int
+    free: bool = Field(description="free on every leg from fromStopId to toStopId")
+
+
+class SeatMapOut(Camel):
+    model_config = examples({"routeId": "LAG-IBD", "travelDate": "2030-01-15", "fromStopId": "LAG",
+                             "toStopId": "IBD", "seats": [{"seatNumber": 1, "free": False},
+                                                          {"seatNumber": 2, "free": True}]})
+
+    route_id: str
+    travel_date: date
+    from_stop_id: str
+    to_stop_id: str
+    seats: list[SeatOut] = Field(description="every seat of the trip, in order")
+
+
+ENTRY_EXAMPLE: dict[str, Any] = {
+    "id": "LAG-IBD.20300115.Q4SB2MXKZ7D3NH5E", "riderId": "rider-1", "routeId": "LAG-IBD", "travelDate": "2030-01-15",
+    "originStopId": "LAG", "destinationStopId": "IBD", "seatsBooked": 2, "joinOrder": 3, "position": 2,
+    "status": "WAITING", "seatNumbers": [], "joinedAt": "2030-01-10T10:00:00.000Z",
+    "updatedAt": "2030-01-10T10:00:00.000Z", "offeredAt": None, "offerExpiresAt": None, "bookingId": None,
+    "version": 1,
+}
+
+
+class EntryOut(Camel):
+    model_config = examples(ENTRY_EXAMPLE)
+
+    id: str = Field(description="`<routeId>.<YYYYMMDD>.<token>`")
+    rider_id: str
+    route_id: str
+    travel_date: date
+    origin_stop_id: str
+    destination_stop_id: str
+    seats_booked: int
+    join_order: int = Field(description="offers go in this order")
+    position: int | None = Field(description="while WAITING, its place in the trip's queue (1 = next)")
+    status: Literal["WAITING", "OFFERED", "ACCEPTED", "OFFER_EXPIRED", "LEFT", "CANCELLED"]
+    seat_numbers: list[int] = Field(description="the seats offered, held until offerExpiresAt")
+    joined_at: str
+    updated_at: str
+    offered_at: str | None
+    offer_expires_at: str | None
+    booking_id: str | None = Field(description="the HELD booking an accepted offer became")
+    version: int
+
+
+class EntryBody(Camel):
+    entry: EntryOut
+
+
+class EntryList(Camel):
+    entries: list[EntryOut]
+
+
+class OfferAcceptedOut(BookingCreatedOut):
+    entry: EntryOut
 
 
 class TripCancelledOut(Camel):

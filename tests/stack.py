@@ -38,6 +38,17 @@ def auth(sub: str, role: str = "RIDER") -> dict[str, str]:
     return {"Authorization": f"Bearer {token(sub, role)}"}
 
 
+def publish(client: httpx.Client, route_id: str, travel_date: str, trip: dict, publisher: str) -> None:
+    """PUT the trip as the route service `publisher`; 503 while the worker may still be
+    taking its partitions, so retried with the same Idempotency-Key."""
+    headers = {**auth(publisher, "SERVICE"), "Idempotency-Key": route_id}
+    for _ in range(6):
+        response = client.put(f"/v1/trips/{route_id}/{travel_date}", json=trip, headers=headers)
+        if response.status_code != 503:
+            break
+    assert response.status_code == 200, response.text
+
+
 @dataclass
 class Service:
     name: str

@@ -61,14 +61,16 @@ COMMAND_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
 
 @router.post("", status_code=201, response_model=BookingCreatedOut, responses=COMMAND_ERRORS)
 async def create_booking(body: BookingCreate, send: AsRider) -> Any:
-    """Holds seats from the pickup to the drop-off stop (the lowest seat numbers free on
-    every leg) for HOLD_MINUTES. The same Idempotency-Key (header, or `idempotencyKey` in
-    the body) with the same body returns the original response."""
+    """Holds seats from the pickup to the drop-off stop for HOLD_MINUTES: the `seatNumbers`
+    chosen, if each is free on every leg (all of them, or 409 seat_unavailable), else the
+    lowest seat numbers free on every leg. Seats offered to the trip's waiting list are
+    not free. The same Idempotency-Key (header, or `idempotencyKey` in the body) with the
+    same body returns the original response."""
     send.use_body_key(body.idempotency_key)
     command = send.command(
         CreateBookingIn, "create_booking", route_id=body.route_id, travel_date=body.travel_date,
         origin_stop_id=body.origin_stop_id, destination_stop_id=body.destination_stop_id,
-        seats_booked=body.seats_booked, source=body.booking_source)
+        seats_booked=body.seats_booked, source=body.booking_source, seat_numbers=body.seat_numbers)
     if not send.holds.allows(send.actor.user_id, body.seats_booked,
                              booking_id_for(body.route_id, body.travel_date, command.command_id)):
         raise ApiError(409, Code.HOLD_LIMIT_REACHED, "You hold as many unpaid seats as one rider may; "
@@ -83,7 +85,10 @@ async def create_booking(body: BookingCreate, send: AsRider) -> Any:
         return JsonResponse(created_body(booking), status_code=201,
                             headers={"Location": f"/v1/bookings/{booking['id']}"})
 
-    return await send.send(command, created, body.model_dump(mode="json", exclude={"idempotency_key"}),
+    # Without seatNumbers, the same fingerprint as before seat choice existed: a key
+    # stored then still finds its request.
+    unchosen = {"seat_numbers"} if body.seat_numbers is None else set()
+    return await send.send(command, created, body.model_dump(mode="json", exclude={"idempotency_key", *unchosen}),
                            tripKey=command.key(), searchId=body.search_id, candidateRank=body.candidate_rank)
 
 

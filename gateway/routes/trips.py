@@ -1,27 +1,41 @@
 """Trips: published, updated or cancelled by the route service (SERVICE), an admin, or the
-trip's own driver (the worker checks the trip names them); availability per leg for any
-caller; the passenger manifest for the trip's driver and admins."""
+trip's own driver (the worker checks the trip names them); availability per leg and the
+seat map of a journey for any caller; the passenger manifest for the trip's driver and
+admins; the waiting list, joined by riders and listed for admins."""
 
 from collections import defaultdict
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from app.domain.commands import Actor, Role
 from app.domain.money import format_minor
 from app.domain.rejections import MESSAGES, Code
-from app.models.commands import ROUTE_ID_PATTERN, CancelTripIn, PublishTripIn, QueryAvailabilityIn, TripIn
+from app.models.commands import (
+    ROUTE_ID_PATTERN,
+    CancelTripIn,
+    JoinWaitlistIn,
+    Name,
+    PublishTripIn,
+    QueryAvailabilityIn,
+    QuerySeatMapIn,
+    TripIn,
+)
 from app.tables.codec import trip_to_json
 from gateway import audit
-from gateway.deps import AsAnyone, AsTripManager, ReadsDep, acting_as
+from gateway.deps import Admin, AsAnyone, AsRider, AsTripManager, ReadsDep, acting_as
 from gateway.errors import ApiError, JsonResponse
 from gateway.schemas import (
     AvailabilityOut,
+    EntryBody,
+    EntryList,
     ManifestOut,
+    SeatMapOut,
     TripCancelledOut,
     TripCancelRequest,
     TripPublishedOut,
+    WaitlistJoin,
     error_responses,
 )
 
@@ -69,6 +83,49 @@ async def availability(route_id: RouteIdPath, travel_date: TravelDatePath, send:
     reply = await send.ask(send.command(QueryAvailabilityIn, "query_availability", route_id=route_id,
                                         travel_date=travel_date))
     return JsonResponse({"routeId": route_id, "travelDate": travel_date.isoformat(), "legs": reply["availability"]})
+
+
+@router.get("/{routeId}/{travelDate}/seats", response_model=SeatMapOut,
+            responses=error_responses(400, 401, 404, 422, 429, 503))
+async def seat_map(route_id: RouteIdPath, travel_date: TravelDatePath, send: AsAnyone,
+                   from_stop: Annotated[Name, Query(alias="from", description="pickup stop id")],
+                   to_stop: Annotated[Name, Query(alias="to", description="drop-off stop id")]) -> JsonResponse:
+    """Every seat of the trip, and whether it is free on every leg from `from` to `to`
+    (held, sold and waiting-list offers are not), as the trip's owner holds it right now
+    (asked through the command log, like availability)."""
+    reply = await send.ask(send.command(QuerySeatMapIn, "query_seat_map", route_id=route_id,
+                                        travel_date=travel_date, origin_stop_id=from_stop, destination_stop_id=to_stop))
+    return JsonResponse({"routeId": route_id, "travelDate": travel_date.isoformat(), "fromStopId": from_stop,
+                         "toStopId": to_stop, "seats": reply["seats"]})
+
+
+@router.post("/{routeId}/{travelDate}/waitlist", status_code=201, response_model=EntryBody,
+             responses=COMMAND_ERRORS)
+async def join_waitlist(route_id: RouteIdPath, travel_date: TravelDatePath, body: WaitlistJoin,
+                        send: AsRider) -> Any:
+    """Joins the trip's waiting list for a journey that has too few free seats (else 409
+    seats_available: book them). When seats of the journey come free, they are offered
+    to the waiting entries in join order, each to the first whose whole party fits:
+    OFFERED, held until `offerExpiresAt` (OFFER_MINUTES), to accept with
+    `POST /v1/waitlist/{entryId}/accept`. An offer not accepted in time passes on."""
+    command = send.command(JoinWaitlistIn, "join_waitlist", route_id=route_id, travel_date=travel_date,
+                           origin_stop_id=body.origin_stop_id, destination_stop_id=body.destination_stop_id,
+                           seats_booked=body.seats_booked)
+
+    def joined(reply: dict[str, Any]) -> JsonResponse:
+        return JsonResponse({"entry": reply["entry"]}, status_code=201)
+
+    return await send.send(command, joined, body.model_dump(mode="json"), tripKey=command.key())
+
+
+@router.get("/{routeId}/{travelDate}/waitlist", response_model=EntryList,
+            responses=error_responses(400, 401, 403, 429, 503))
+async def waitlist(route_id: RouteIdPath, travel_date: TravelDatePath, admin: Admin, reads: ReadsDep,
+                   request: Request) -> JsonResponse:
+    """The trip's waiting list (admins): every entry it had, in join order, a waiting one
+    with its current place in the queue. Read from Postgres, a moment behind the commands."""
+    audit.note(request, admin, "read_waitlist", tripKey=f"{route_id}:{travel_date.isoformat()}")
+    return JsonResponse({"entries": await reads.waitlist_of_trip(route_id, travel_date)})
 
 
 @router.get("/{routeId}/{travelDate}/manifest", response_model=ManifestOut,

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.stack import ROOT, Stack, auth, free_port
+from tests.stack import publish as publish_trip
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +25,7 @@ TRIP = {"timezone": "Africa/Lagos", "departureTime": "09:00", "capacity": 14,
 
 def publish(client: httpx.Client) -> str:
     route_id = "LC" + uuid.uuid4().hex[:8]
-    headers = {**auth("route-svc-lc", "SERVICE"), "Idempotency-Key": route_id}
-    for _ in range(6):  # the worker may still be taking its partitions: retry with the same key
-        response = client.put(f"/v1/trips/{route_id}/{TRAVEL_DATE}", json=TRIP, headers=headers)
-        if response.status_code != 503:
-            break
-    assert response.status_code == 200, response.text
+    publish_trip(client, route_id, TRAVEL_DATE, TRIP, "route-svc-lc")
     return route_id
 
 

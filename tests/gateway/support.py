@@ -57,10 +57,37 @@ STORED_REQUEST = {"actor": {"userId": "rider-1"}, "routeId": "R1", "originStopId
                   "travelDate": "2030-01-15", "seatsBooked": 1, "source": "API"}
 
 
+ENTRY_ID = "R1.20300115.QRSTUVWXYZ234567"
+# The status an entry has after each accepted command on it.
+ENTRY_STATUS_AFTER = {"join_waitlist": "WAITING", "leave_waitlist": "LEFT", "accept_offer": "ACCEPTED"}
+
+
+def entry_snapshot(command: dict[str, Any], entry_id: str = ENTRY_ID) -> dict[str, Any]:
+    """The entry body a worker would reply with for this command on a waiting list."""
+    status = ENTRY_STATUS_AFTER[command["type"]]
+    return {
+        "id": command.get("entryId", entry_id), "riderId": command["actor"]["userId"], "routeId": "R1",
+        "travelDate": "2030-01-15", "originStopId": command.get("originStopId", "A"),
+        "destinationStopId": command.get("destinationStopId", "C"), "seatsBooked": command.get("seatsBooked", 1),
+        "joinOrder": 1, "position": 1 if status == "WAITING" else None, "status": status,
+        "seatNumbers": [] if status == "WAITING" else [3], "joinedAt": "2030-01-01T10:00:00.000Z",
+        "updatedAt": "2030-01-01T10:05:00.000Z", "offeredAt": None if status == "WAITING" else "2030-01-01T10:03:00.000Z",
+        "offerExpiresAt": None if status == "WAITING" else "2030-01-01T10:18:00.000Z",
+        "bookingId": "R1.20300115.ABCDEFGHIJKLMNOP" if status == "ACCEPTED" else None,
+        "version": {"WAITING": 1, "LEFT": 2, "ACCEPTED": 3}[status],
+    }
+
+
 def accepted(key: str, command: dict[str, Any]) -> dict[str, Any]:
     """A worker-like successful reply for the command."""
     reply: dict[str, Any] = {"v": 1, "commandId": command["commandId"], "ok": True, "code": None, "message": None}
-    if command["type"] == "create_booking":
+    if command["type"] in ENTRY_STATUS_AFTER:
+        reply["entry"] = entry_snapshot(command)
+    if command["type"] == "accept_offer":
+        reply["booking"] = {**booking_snapshot(STORED_REQUEST), "seatNumbers": [3]}
+    elif command["type"] == "query_seat_map":
+        reply["seats"] = [{"seatNumber": n, "free": n != 2} for n in range(1, 5)]
+    elif command["type"] == "create_booking":
         reply["booking"] = booking_snapshot(command)
     elif command["type"] in STATUS_AFTER:
         reply["booking"] = {**booking_snapshot(STORED_REQUEST, command["bookingId"]),
