@@ -7,11 +7,15 @@ checker (bench/checker.py) over the command log, topics, tables and Postgres.
 Clients never give up on a command: on a timeout, a 503 or a refused connection they send
 it again with the same command id (Kafka) or Idempotency-Key (HTTP), as the contract says
 is safe. Holds last a minute here, so expiries (and payments refused after them) happen.
+A rider who finds the journey sold out often joins the trip's waiting list and then tries
+now and then to accept an offer (one-minute offers here, so offers expire and pass on too),
+pays for some, and leaves the list after a while if none came.
 """
 
 import argparse
 import asyncio
 import random
+from collections import Counter
 import sys
 import time
 import uuid
@@ -31,9 +35,12 @@ from tests.stack import Stack
 
 # Short holds, so the run sees expiries. The services get them through their environment
 # and the checker through its settings: its truth must use the policy they used.
-SHORT_HOLDS = {"hold_minutes": 1, "payment_hold_minutes": 2}
+SHORT_HOLDS = {"hold_minutes": 1, "payment_hold_minutes": 2, "offer_minutes": 1}
 
 RETRY_PAUSE_S = 0.5
+# A rider on the waiting list tries to accept this often, this many times, then leaves.
+ACCEPT_EVERY_S = 3.0
+ACCEPT_TRIES = 20
 ATTEMPT_TIMEOUT_S = 5.0
 GIVE_UP_AFTER_S = 300.0
 
@@ -60,6 +67,7 @@ class Chaos:
         self.sent = 0
         self.answered = 0
         self.kills: dict[str, int] = {"worker": 0, "sink": 0, "gateway": 0}
+        self.waitlist: Counter[str] = Counter()  # what riders on waiting lists got
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -78,10 +86,13 @@ class Chaos:
         return None
 
     async def kafka_flow(self, budget: Budget) -> None:
-        """create -> sometimes pay -> sometimes cancel, over the command topic."""
+        """create -> sometimes pay -> sometimes cancel, over the command topic; sold out ->
+        often the waiting list."""
         while budget.take():
             op = load.Scenario("chaos", self.trips, 0.0, seed=self.rng.randrange(1 << 30)).next_op()
             created = await self.command(op.trip.key, load.create_command(op))
+            if created and created.get("code") == "seats_unavailable" and self.rng.random() < 0.5:
+                created = await self.wait_for_an_offer(op, budget)
             if not created or not created.get("ok"):
                 continue
             booking = created["booking"]
@@ -93,6 +104,31 @@ class Chaos:
             if self.rng.random() < 0.3 and budget.take():
                 cancel = load.Cancel(op.trip, op.rider, booking["id"], uuid.uuid4().hex)
                 await self.command(op.trip.key, load.cancel_command(cancel))
+
+    async def wait_for_an_offer(self, op: load.Create, budget: Budget) -> dict[str, Any] | None:
+        """Joins the waiting list and tries to accept now and then: the accepted offer's
+        reply (a HELD booking), or None after leaving the list (or if it could not join)."""
+        joined = await self.command(op.trip.key, {
+            "v": 1, "type": "join_waitlist", "commandId": f"join-{op.key}", "actor": load.actor(op.rider),
+            "routeId": op.trip.route_id, "travelDate": op.trip.travel_date.isoformat(), "originStopId": op.origin,
+            "destinationStopId": op.destination, "seatsBooked": op.seats})
+        if not joined or not joined.get("ok"):
+            return None
+        self.waitlist["joined"] += 1
+        entry_id = joined["entry"]["id"]
+        on_entry = {"v": 1, "actor": load.actor(op.rider), "entryId": entry_id}
+        for _ in range(ACCEPT_TRIES):
+            if not budget.take():
+                break
+            await asyncio.sleep(ACCEPT_EVERY_S * (0.5 + self.rng.random()))
+            accepted = await self.command(op.trip.key, {**on_entry, "type": "accept_offer",
+                                                        "commandId": uuid.uuid4().hex})
+            if accepted is None or accepted.get("ok") or accepted.get("code") != "invalid_transition":
+                self.waitlist["accepted" if accepted and accepted.get("ok") else "offer_lost"] += 1
+                return accepted  # taken, or the offer expired or the trip was cancelled
+        await self.command(op.trip.key, {**on_entry, "type": "leave_waitlist", "commandId": uuid.uuid4().hex})
+        self.waitlist["left"] += 1
+        return None
 
     async def http_flow(self, budget: Budget, session: aiohttp.ClientSession, identify) -> None:
         while budget.take():
@@ -187,7 +223,8 @@ def run(args: argparse.Namespace) -> dict[str, int]:
     stack = start_openride(settings, openride_home() / "chaos-run" / uuid.uuid4().hex[:8], settings_env)
     try:
         chaos, elapsed = asyncio.run(drive(settings, stack, args))
-        print(f"load done: {chaos.sent} sends (retries included) in {elapsed:.0f} s, kills {chaos.kills}", flush=True)
+        print(f"load done: {chaos.sent} sends (retries included) in {elapsed:.0f} s, kills {chaos.kills}, "
+              f"waiting lists {dict(chaos.waitlist)}", flush=True)
         # The worker's clock ticks expire holds for as long as it runs: stopped first, it has
         # written every event there will be before the sink's catch-up is judged, and the
         # truth covers the commands it processed (a tick written as it stopped is not).
@@ -199,6 +236,8 @@ def run(args: argparse.Namespace) -> dict[str, int]:
     counts = check(settings, stack.database_url, chaos.clients, processed)
     counts["sink_not_caught_up"] = int(not caught_up)
     counts["too_few_kills"] = int(chaos.kills["worker"] < args.min_kills)
+    # The waiting list's checks mean something only if riders went through it.
+    counts["waitlist_unexercised"] = int(chaos.waitlist["accepted"] == 0)
     print(" ".join(f"{name}={value}" for name, value in counts.items()), flush=True)
     return counts
 

@@ -12,11 +12,15 @@ Compared with it:
 - the processor's tables, through the query_availability commands sent at the end (their
   replies are in the log, so they must equal the truth's; and legs add up: 1, 2);
 - Postgres (every booking row and its history equal the truth's final state: 6);
-- the truth itself: no oversold leg (1), a hold resolved at most once (4), 0 ≤ refund ≤
-  paid (8).
+- the truth itself: no oversold leg, waiting-list offers counted as holds (1), a hold
+  resolved at most once (4), 0 ≤ refund ≤ paid (8); and, command by command, the
+  waiting list's order (bench.invariants.waitlist_problems): no offer skipping an earlier
+  fitting entry, no entry offered twice at once, no walk-in taking seats a waiting entry
+  fitted in, no free seats left unoffered to an entry they fit;
+- Postgres's waiting-list entries equal the truth's.
 """
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -31,14 +35,22 @@ from app.agents.expiry import expiry_record
 from app.agents.processor import Record
 from app.config import Settings
 from app.domain.booking import HOLDING, Booking, Status, occupies_seats
-from app.domain.commands import QueryAvailability
 from app.domain.handle import handle
 from app.domain.money import format_minor
 from app.domain.state import TripState
+from app.domain.waitlist import EntryStatus
 from app.models import topics
 from app.models.commands import TICK, parse_command
 from app.models.outbound import lifecycle_events, reply
-from bench.invariants import availability_problems, oversold_legs, postgres_oversold
+from bench.invariants import (
+    availability_problems,
+    before_command,
+    oversold_legs,
+    postgres_oversold,
+    waitlist_problems,
+)
+
+WAITLIST_PROBLEMS = ("offer_skipped", "offered_twice", "walk_in_took_due_seats", "offer_not_made")
 
 RESOLVED = {Status.PAID, Status.CONFIRMED, Status.CANCELLED, Status.EXPIRED}
 
@@ -50,6 +62,7 @@ class Truth:
     events: dict[str, bytes] = field(default_factory=dict)  # event id -> event
     unstable: int = 0  # a command id answered differently by the core on a re-read
     invalid: int = 0  # records the processor dead-letters
+    waitlist: Counter[str] = field(default_factory=Counter)  # bench.invariants.waitlist_problems, summed
 
 
 @dataclass
@@ -141,8 +154,11 @@ def apply(truth: Truth, record: Record, policy) -> str | None:
         return None
     command = wire.to_domain()
     state = truth.states[key]
+    before = before_command(state)
     outcome = handle(state, command, record.timestamp_ms, policy)
-    body = reply(state, outcome, query=isinstance(command, QueryAvailability))
+    if before is not None and not outcome.duplicate:  # a duplicate re-emits events it does not apply again
+        truth.waitlist += waitlist_problems(before, outcome.events, record.timestamp_ms, policy)
+    body = reply(state, outcome, command)
     if truth.replies.setdefault(wire.command_id, body) != body:
         truth.unstable += 1
     for _, _, value in lifecycle_events(state, outcome):
@@ -164,7 +180,8 @@ def compare_topics(settings: Settings, truth: Truth, counts: dict[str, int]) -> 
     counts["duplicates"] += sum(len(values) > 1 for values in replies.values())
     counts["reply_diff"] += sum(1 for command_id, values in replies.items()
                                 if command_id in truth.replies and values != {truth.replies[command_id]})
-    events = copies(settings, topics.LIFECYCLE + (topics.TRIP_UPDATED,), lambda m: orjson.loads(m.value())["eventId"])
+    events = copies(settings, (*topics.LIFECYCLE, topics.TRIP_UPDATED, *topics.WAITLIST),
+                    lambda m: orjson.loads(m.value())["eventId"])
     counts["duplicates"] += sum(len(values) > 1 for values in events.values())
     counts["lost"] += sum(event_id not in events for event_id in truth.events)
     counts["event_diff"] += sum(1 for event_id, values in events.items()
@@ -211,6 +228,9 @@ def check_truth(truth: Truth, counts: dict[str, int]) -> None:
         for booking in state.bookings.values():
             if occupies_seats(booking.status):
                 holding.append((key, booking.first_leg, booking.last_leg, booking.seats))
+        for entry in state.entries.values():
+            if entry.status is EntryStatus.OFFERED:  # an offer holds its seats as a hold does
+                holding.append((key, entry.first_leg, entry.last_leg, entry.view().seats))
             counts["hold_resolved_twice"] += sum(
                 move.source in HOLDING and move.target in RESOLVED for move in booking.transitions) > 1
             view = booking.view()
@@ -232,6 +252,20 @@ def compare_postgres(database_url: str, truth: Truth, counts: dict[str, int]) ->
         counts["sink_diff"] += history.get(booking_id, 0) != len(booking.transitions)
     counts["sink_diff"] += len(set(rows) - set(bookings))
     counts["oversold_legs"] += postgres_oversold(database_url)["oversold_legs"]
+    compare_entries(database_url, truth, counts)
+
+
+def compare_entries(database_url: str, truth: Truth, counts: dict[str, int]) -> None:
+    """Every waiting-list entry's row as the truth ends it."""
+    entries = {entry.entry_id: entry for state in truth.states.values() for entry in state.entries.values()}
+    with psycopg.connect(database_url) as conn:
+        rows = {row[0]: row[1:] for row in conn.execute(
+            "SELECT id, status, version, seat_numbers, booking_id FROM waitlist_entries")}
+    for entry_id, entry in entries.items():
+        view = entry.view()
+        counts["sink_diff"] += rows.get(entry_id) != (view.status.value, view.version, list(view.seats),
+                                                      view.booking_id)
+    counts["sink_diff"] += len(set(rows) - set(entries))
 
 
 def check(settings: Settings, database_url: str, clients: ClientLog,
@@ -239,9 +273,10 @@ def check(settings: Settings, database_url: str, clients: ClientLog,
     truth = rebuild_truth(settings, processed)
     counts: dict[str, int] = defaultdict(int)
     for name in ("duplicates", "lost", "oversold_legs", "sink_diff", "reply_diff", "event_diff", "table_diff",
-                 "hold_resolved_twice", "money"):
+                 "hold_resolved_twice", "money", *WAITLIST_PROBLEMS):
         counts[name] = 0
     counts["unstable_core"] = truth.unstable
+    counts.update({name: truth.waitlist[name] for name in WAITLIST_PROBLEMS})
     compare_topics(settings, truth, counts)
     compare_clients(truth, clients, counts)
     compare_tables(truth, clients, counts)

@@ -1,12 +1,20 @@
-"""Oversell checks on a final state, shared by the benchmark and the chaos checker."""
+"""Oversell checks on a final state, shared by the benchmark and the chaos checker, and
+the waiting list's order checks on each command the chaos checker replays."""
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 
+from app.domain import inventory
 from app.domain.booking import Status, occupies_seats
+from app.domain.decide import closes_at
+from app.domain.events import BookingCreated, EntryMoved, Event
+from app.domain.policy import Policy
+from app.domain.state import TripState, evolve
+from app.domain.waitlist import EntryStatus
 
 SEAT_HOLDING = tuple(s.value for s in Status if occupies_seats(s))
 
@@ -52,3 +60,49 @@ def availability_problems(availability: list[dict[str, Any]], capacity: int) -> 
     return sum(1 for leg in availability
                if leg["free"] + leg["held"] + leg["sold"] != capacity or leg["held"] + leg["sold"] > capacity
                or min(leg["free"], leg["held"], leg["sold"]) < 0)
+
+
+def before_command(state: TripState) -> TripState | None:
+    """What `waitlist_problems` needs of a trip before a command: a copy sharing the
+    (immutable) bookings and entries. None for a trip with no waiting list, where there
+    is nothing to check."""
+    if not state.entries:
+        return None
+    return replace(state, legs=list(state.legs), bookings=dict(state.bookings), entries=dict(state.entries),
+                   remembered={}, counted=None)
+
+
+def waitlist_problems(before: TripState, events: tuple[Event, ...], now: int, policy: Policy) -> Counter[str]:
+    """The command's events folded, one by one, into the trip as it was before it; at
+    each event the waiting list's rules are checked against the seats free at that
+    moment:
+    - `offer_skipped`: an offer while an entry that joined earlier, still waiting and
+      open for booking, fitted in the free seats;
+    - `offered_twice`: an offer to an entry that was not waiting (it holds one already);
+    - `walk_in_took_due_seats`: a booking created (not from an offer) while a waiting
+      entry fitted in the free seats;
+    - `offer_not_made`: after the command, a waiting open entry still fits."""
+    problems: Counter[str] = Counter()
+    for event in events:
+        if isinstance(event, EntryMoved) and event.moves[-1].target is EntryStatus.OFFERED:
+            entry = before.entries[event.entry_id]
+            problems["offered_twice"] += entry.status is not EntryStatus.WAITING
+            problems["offer_skipped"] += bool(fitting_entries(before, now, policy, joined_before=entry.join_order))
+        elif isinstance(event, BookingCreated) and event.booking.transitions[0].reason != "offer_accepted":
+            problems["walk_in_took_due_seats"] += bool(fitting_entries(before, now, policy))
+        evolve(before, event)
+    problems["offer_not_made"] += bool(fitting_entries(before, now, policy))
+    return problems
+
+
+def fitting_entries(state: TripState, now: int, policy: Policy, joined_before: int | None = None) -> list[str]:
+    """Waiting entries (that joined before `joined_before`, if given) open for booking at
+    `now` whose whole party fits in the seats free on every leg of their journey."""
+    trip = state.trip
+    if trip is None or trip.status.value == "CANCELLED":
+        return []
+    return [entry.entry_id for entry in state.entries.values()
+            if entry.status is EntryStatus.WAITING and (joined_before is None or entry.join_order < joined_before)
+            and now < closes_at(trip, entry.first_leg, policy)
+            and inventory.lowest_free(inventory.taken_on(state.legs, entry.first_leg, entry.last_leg),
+                                      trip.capacity, entry.seats_wanted) is not None]

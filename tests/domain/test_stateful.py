@@ -54,6 +54,7 @@ from app.domain.rejections import Code
 from app.domain.state import TripState, availability, seat_map
 from app.domain.trip import Stop, Trip
 from app.domain.waitlist import ENTRY_ALLOWED, EntryStatus
+from bench.invariants import before_command, waitlist_problems
 from tests.domain.support import ADMIN, DAY, DRIVER, HOUR, MINUTE, OTHER_DRIVER, PAYMENTS, POLICY, ROUTES, local_ms
 
 RIDERS = [Actor(f"rider-{i}", Role.RIDER) for i in range(3)]
@@ -223,8 +224,14 @@ class BookingMachine(RuleBasedStateMachine):
 
     def send(self, command, expect: Expect):
         """The command to the core; the model has applied its own decision already, and
-        offers the seats that decision freed (W1, W3: every offer, in order)."""
+        offers the seats that decision freed (W1, W3: every offer, in order). The chaos
+        checker's own audit of the waiting list's order (bench.invariants) must find
+        nothing wrong with what the core did either."""
+        before = before_command(self.state)
         outcome = self.run(command)
+        if before is not None:
+            problems = waitlist_problems(before, outcome.events, self.now, self.policy)
+            assert not +problems, problems
         expect.offers += self.offer_free_seats()
         expired = {e.booking_id for e in outcome.events
                    if isinstance(e, BookingMoved) and e.moves[-1].target is Status.EXPIRED}

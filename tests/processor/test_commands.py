@@ -1,7 +1,8 @@
 """Every command type through the real broker and a real worker process, driven by the
 upstream client (app.client): replies, lifecycle events, duplicates, malformed records,
-and log-driven expiry with a one-minute hold. The module ends by replaying its whole
-command log into a fresh processor (determinism)."""
+log-driven expiry with a one-minute hold, and a waiting list whose one-minute offer
+expires by the log too. The module ends by replaying its whole command log into a fresh
+processor (determinism)."""
 
 import asyncio
 import uuid
@@ -22,8 +23,10 @@ from tests.processor.support import (
     as_json,
     assert_replay_matches,
     create_booking,
+    join_waitlist,
     lifecycle,
     on_booking,
+    on_entry,
     on_trip,
     produce_raw,
     publish_trip,
@@ -39,8 +42,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
-    # One-minute holds (the shortest the policy's minutes allow) for the expiry test.
-    namespace = Namespace(tmp_path_factory.mktemp("processor"), {"HOLD_MINUTES": "1", "PAYMENT_HOLD_MINUTES": "1"})
+    # One-minute holds and offers (the shortest the policy's minutes allow) for the expiry tests.
+    namespace = Namespace(tmp_path_factory.mktemp("processor"), {"HOLD_MINUTES": "1", "PAYMENT_HOLD_MINUTES": "1",
+                                                                 "OFFER_MINUTES": "1"})
     namespace.start_worker("worker-1")
     try:
         send(namespace, on_trip("query_availability", "warm-up"), deadline_s=120)
@@ -214,6 +218,43 @@ def test_a_hold_expires_by_tick_frees_its_seats_and_refuses_a_late_payment(ns: N
     assert (refund["paymentId"], refund["amount"], refund["reason"]) == ("pay-late", booking["totalPrice"],
                                                                          "hold_expired")
     assert send(ns, create_booking(route, "rider-2"))["booking"]["seatNumbers"] == [1]
+
+
+def entry_events(ns: Namespace, entry_id: str) -> list[dict[str, Any]]:
+    found = [as_json(ms[0]) for ms in lifecycle(ns).values() if as_json(ms[0]).get("entryId") == entry_id]
+    return sorted(found, key=lambda e: e["version"])
+
+
+def test_a_waiting_list_gets_freed_seats_in_join_order_and_an_unaccepted_offer_passes_on(ns: Namespace) -> None:
+    route = new_trip(ns, capacity=2)
+    chosen = send(ns, {**create_booking(route, "rider-1", seats=2), "seatNumbers": [2, 1]})["booking"]
+    assert chosen["seatNumbers"] == [1, 2]
+    seat_map = send(ns, on_trip("query_seat_map", route, rider("rider-9"), originStopId="IBD",
+                                destinationStopId="OYO"))["seats"]
+    assert seat_map == [{"seatNumber": 1, "free": False}, {"seatNumber": 2, "free": False}]
+    assert send(ns, join_waitlist(route, "rider-2", seats=3))["code"] == "too_many_seats"
+    first, second = (send(ns, join_waitlist(route, who))["entry"] for who in ("rider-2", "rider-3"))
+    assert (first["status"], first["position"], second["position"]) == ("WAITING", 1, 2)
+
+    send(ns, on_booking("cancel_booking", chosen["id"], rider("rider-1"), reason="changed my plans"))
+    offered = wait_for("both offers", lambda: [e for e in (*entry_events(ns, first["id"]),
+                                                            *entry_events(ns, second["id"]))
+                                               if e["type"] == "waitlist.offered"])
+    assert sorted((e["entryId"], e["entry"]["seatNumbers"][0]) for e in offered) == sorted(
+        [(first["id"], 1), (second["id"], 2)])
+    assert send(ns, create_booking(route, "rider-4"))["code"] == "seats_unavailable"  # held for the offers
+
+    accepted = send(ns, on_entry("accept_offer", first["id"], rider("rider-2")))
+    assert (accepted["booking"]["status"], accepted["booking"]["seatNumbers"]) == ("HELD", [1])
+    assert accepted["entry"]["status"] == "ACCEPTED" and accepted["entry"]["bookingId"] == accepted["booking"]["id"]
+
+    ended = wait_for("the second offer's expiry", lambda: [e for e in entry_events(ns, second["id"])
+                                                           if e["type"] == "waitlist.offer_expired"],
+                     timeout_s=90, every_s=1)[0]
+    late_by_ms = iso_ms(ended["occurredAt"]) - iso_ms(ended["entry"]["offerExpiresAt"])
+    assert 0 <= late_by_ms <= (TICK_SECONDS + 1) * 1000, f"expired {late_by_ms} ms after its time"
+    late = send(ns, on_entry("accept_offer", second["id"], rider("rider-3")))
+    assert (late["ok"], late["code"], late["entryId"]) == (False, "offer_expired", second["id"])
 
 
 def test_the_whole_command_log_replays_to_the_same_state_replies_and_events(ns: Namespace) -> None:
