@@ -20,7 +20,7 @@ import random
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from app.domain.commands import (
     CreateBooking,
     ExpireHolds,
     InitiatePayment,
+    JoinWaitlist,
     PaymentFailed,
     PaymentSucceeded,
     PublishTrip,
@@ -102,7 +103,22 @@ class Seeder:
             created = run(lambda cid: CreateBooking(cid, rider, STOPS[first].stop_id, STOPS[last].stop_id,
                                                     self.rng.randint(1, 4)))
             self.live_through(run, created.booking_id, rider, driver, state)
+        if self.rng.random() < 0.3:
+            self.sell_out(run, trip, state)
         run(lambda cid: ExpireHolds(cid, OPERATOR), after_ms=self.policy.payment_hold_minutes * MINUTE_MS + 1)
+
+    def sell_out(self, run: Callable[..., Any], trip: Trip, state: TripState) -> None:
+        """The trip cut down to the seats in use, and riders joining its waiting list (the
+        expiries that follow offer them seats)."""
+        in_use = max(leg.bit_length() for leg in state.legs)
+        if not in_use:
+            return
+        run(lambda cid: PublishTrip(cid, OPERATOR, replace(trip, capacity=in_use)))
+        for _ in range(self.rng.randint(2, 8)):
+            rider = Actor(f"rider-{self.rng.randrange(RIDERS)}", Role.RIDER)
+            first = self.rng.randrange(len(STOPS) - 1)
+            last = self.rng.randrange(first + 1, len(STOPS))
+            run(lambda cid: JoinWaitlist(cid, rider, STOPS[first].stop_id, STOPS[last].stop_id, self.rng.randint(1, 2)))
 
     def live_through(self, run: Callable[..., Any], booking_id: str, rider: Actor, driver: Actor,
                      state: TripState) -> None:
