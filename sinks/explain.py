@@ -176,13 +176,16 @@ def seed(database_url: str, trips: int, seed_value: int = 7) -> int:
 
 def samples(conn: psycopg.Connection, now: datetime) -> dict[str, Any]:
     """Argument values by parameter name, taken from the seeded rows so queries find data:
-    the rider with the most confirmed bookings still to depart, one of their bookings and
-    its trip."""
+    of the riders on a waiting list, the one with the most confirmed bookings still to
+    depart; one of their bookings; the trip of their first waiting-list entry."""
     rider_id, = conn.execute("SELECT rider_id FROM bookings WHERE status = 'CONFIRMED' AND departure_at > %s "
+                             "AND rider_id IN (SELECT rider_id FROM waitlist_entries) "
                              "GROUP BY rider_id ORDER BY count(*) DESC, rider_id LIMIT 1", (now,)).fetchone()
-    booking_id, reference, route_id, travel_date, stop_id = conn.execute(
-        "SELECT id, booking_reference, route_id, travel_date, origin_stop_id FROM bookings WHERE rider_id = %s "
-        "ORDER BY id LIMIT 1", (rider_id,)).fetchone()
+    booking_id, reference, stop_id = conn.execute(
+        "SELECT id, booking_reference, origin_stop_id FROM bookings WHERE rider_id = %s ORDER BY id LIMIT 1",
+        (rider_id,)).fetchone()
+    route_id, travel_date = conn.execute("SELECT route_id, travel_date FROM waitlist_entries WHERE rider_id = %s "
+                                         "ORDER BY id LIMIT 1", (rider_id,)).fetchone()
     return {
         "booking_id": booking_id, "reference": reference, "rider_id": rider_id, "route_id": route_id,
         "travel_date": travel_date, "stop_id": stop_id, "status": "CONFIRMED", "page": 0, "size": 20,
