@@ -1,9 +1,10 @@
 """Request dependencies (the FastAPI template's `api/deps.py`): the caller, the command
 bus and the read side, from the app's state (`gateway.main` fills it; tests hand their
-bus to `create_app` and may override `get_pool`).
+bus to `create_app` and may override `get_pool`), and `authenticate`, which the command
+path (gateway.command_path) calls too.
 
 All are `async def`, even those that never await: FastAPI runs a plain `def` dependency
-in its thread pool, a thread hop per dependency per request on the hot path."""
+in its thread pool, a thread hop per dependency per request."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -12,7 +13,9 @@ from typing import Annotated, Any, Protocol
 import psycopg
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field, TypeAdapter
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.datastructures import State
 
 from app.config import Settings
 from app.domain.commands import Actor, Role
@@ -69,16 +72,24 @@ async def get_reads(connection: Annotated[psycopg.AsyncConnection, Depends(get_d
     return Reads(connection)
 
 
-def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-    """The verified caller, who has just spent a token of their rate limit (429 if none)."""
-    if credentials is None:
+def bearer_token(authorization: bytes | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, read as HTTPBearer reads it."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.decode("latin-1").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def authenticate(app_state: State, request_state: dict[str, Any], token: str | None) -> Principal:
+    """The verified caller, who has just spent a token of their rate limit (429 if none).
+    The rate-limit headers go to `request_state`, for the middleware to put on the response."""
+    if token is None:
         raise AuthError("missing_token", "A Bearer token is required.")
-    state = request.app.state
-    principal = state.verifier.verify(credentials.credentials)
-    limiter: RateLimiter = state.limiter
+    principal = app_state.verifier.verify(token)
+    limiter: RateLimiter = app_state.limiter
     decision = limiter.take(principal.user_id)
     headers = limiter.headers(decision)
-    setattr(request.state, RATE_LIMIT_HEADERS, headers)  # the middleware puts them on the response
+    request_state[RATE_LIMIT_HEADERS] = headers
     if not decision.allowed:
         metrics.RATE_LIMITED.inc()
         raise ApiError(429, "rate_limited", f"More than {limiter.per_minute} requests per minute; retry after "
@@ -90,7 +101,8 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 async def current_principal(request: Request, credentials: Credentials) -> Principal:
-    return authenticate(request, credentials)
+    return authenticate(request.app.state, request.scope.setdefault("state", {}),
+                        credentials.credentials if credentials else None)
 
 
 def acting_as(*allowed: Role) -> Callable[[Principal], Awaitable[Actor]]:
@@ -108,23 +120,28 @@ def idempotency_store(pool: AsyncConnectionPool, settings: Settings) -> Idempote
                             timedelta(seconds=settings.reply_timeout_seconds + IN_FLIGHT_MARGIN_SECONDS))
 
 
+IdempotencyKeyText = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX)]
+IdempotencyKeyHeader = TypeAdapter(IdempotencyKeyText)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
                                               description="Repeat it to retry safely (kept 24 h, per user).")]
 
 
+class ServedByTheCommandPath(Exception):
+    """A command route reached FastAPI: gateway.command_path is not installed."""
+
+
 def dispatcher_as(*allowed: Role) -> Callable[..., Awaitable[Dispatcher]]:
-    """A dependency giving the request's way to the command log, acting as the caller in
-    the strongest allowed role they hold (or 403). One dependency that reads the app's
-    state itself, not a tree of them: FastAPI's resolution costs per dependency, on the
-    path every command takes."""
+    """Marks a command route's Dispatcher parameter: the request's way to the command log,
+    acting as the caller in the strongest of `allowed` they hold (or 403).
 
-    async def dispatcher(request: Request, credentials: Credentials,
-                         idempotency_key: IdempotencyKey = None) -> Dispatcher:
-        actor = authenticate(request, credentials).acting_as(allowed)
-        state = request.app.state
-        return Dispatcher(request, actor, state.bus, state.idempotency, state.settings.reply_timeout_seconds,
-                          idempotency_key)
+    gateway.command_path builds the Dispatcher itself (authentication, rate limit, role,
+    Idempotency-Key) and never lets FastAPI resolve this dependency; FastAPI reads its
+    parameters for the OpenAPI document only (the Bearer scheme, the Idempotency-Key header)."""
 
+    async def dispatcher(credentials: Credentials, idempotency_key: IdempotencyKey = None) -> Dispatcher:
+        raise ServedByTheCommandPath(allowed)
+
+    dispatcher.roles = allowed  # type: ignore[attr-defined]
     return dispatcher
 
 

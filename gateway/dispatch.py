@@ -7,8 +7,8 @@ from typing import Any, Protocol, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from app.domain.commands import Actor
 from app.models.commands import ActorIn, CommandIn
@@ -26,9 +26,9 @@ class Sender(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, request: Request, actor: Actor, bus: Sender, store: IdempotencyStore, timeout: float,
+    def __init__(self, scope: Scope, actor: Actor, bus: Sender, store: IdempotencyStore, timeout: float,
                  idempotency_key: str | None):
-        self.request = request
+        self.scope = scope
         self.actor = actor
         self.bus = bus
         self.store = store
@@ -59,11 +59,11 @@ class Dispatcher:
                    **target: Any) -> Response:
         """Sends a state-changing command and answers with `respond(reply)`. With an
         Idempotency-Key the outcome is kept: the same request again gets it back."""
-        entry = audit.note(self.request, self.actor, command.type, commandId=command.command_id, **target)
+        entry = audit.note(self.scope["state"], self.actor, command.type, commandId=command.command_id, **target)
         if self.idempotency_key is None:
             return await self._answer(command, respond, entry)
         claim = await self.store.claim(self.actor.user_id, self.idempotency_key,
-                                       fingerprint(self.request.method, self.request.url.path, body),
+                                       fingerprint(self.scope["method"], self.scope["path"], body),
                                        command.command_id)
         if isinstance(claim, Stored):
             metrics.IDEMPOTENT_REPLAYS.inc()
@@ -117,7 +117,7 @@ class Dispatcher:
             raise
         finally:
             metrics.IN_FLIGHT.dec()
-            metrics.COMMAND_SECONDS.labels(command.type).observe(time.perf_counter() - started)  # type: ignore[attr-defined]
+            metrics.observe_command(command.type, time.perf_counter() - started)  # type: ignore[attr-defined]
         if not reply.get("ok"):
             raise rejection(reply)
         return reply

@@ -16,6 +16,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Settings, get_settings
+from gateway.audit import AuditTrail
+from gateway.command_path import CommandRoutes
 from gateway.deps import Bus, idempotency_store
 from gateway.errors import JsonResponse, install_error_handlers
 from gateway.idempotency import IdempotencyStore
@@ -71,6 +73,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bus.start()
     await pool.open(wait=False)
     app.state.bus, app.state.pool = bus, pool
+    app.state.audit.publisher = bus
     app.state.idempotency = idempotency_store(pool, settings)
     if not own_bus or await bus.wait_ready(STARTUP_WAIT_SECONDS):
         log.info("gateway ready")
@@ -83,6 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         stopping.set()  # not cancel(): a purge under way ends by itself, within its timeouts
         await purging
+        app.state.audit.flush()
         if own_bus:
             bus.stop()
         await pool.close()
@@ -117,17 +121,21 @@ def create_app(settings: Settings | None = None, bus: Bus | None = None) -> Fast
     # Built here, not in the lifespan: a bad JWT configuration fails at import, loudly.
     app.state.verifier = TokenVerifier.from_settings(settings)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
-    # Added innermost first: RequestContext sees every request, also those refused early.
+    # Added innermost first: RequestContext sees every request, also those refused early;
+    # the command routes are served by CommandRoutes, inside every other middleware.
+    command_routers = (trips.commands, bookings.commands, admin.commands)
+    app.add_middleware(CommandRoutes, routers=command_routers)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
                            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
                            expose_headers=EXPOSED_HEADERS, max_age=600)
-    app.add_middleware(RequestContext)
+    app.state.audit = AuditTrail()
+    app.add_middleware(RequestContext, trail=app.state.audit)
     install_error_handlers(app)
-    for module in (trips, bookings, admin, health):
-        app.include_router(module.router)
+    for router in (*command_routers, trips.router, bookings.router, admin.router, health.router):
+        app.include_router(router)
     app.include_router(health.metrics_router)
     return app
 

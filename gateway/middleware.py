@@ -57,10 +57,11 @@ class BodySizeLimit:
 class RequestContext:
     """Per request: an X-Request-ID (the client's, if sane, else a new one) echoed in the
     response; the rate-limit headers of the caller's bucket; the request metrics; and,
-    once the response is out, the audit record the route noted (gateway.audit)."""
+    once the response is out, the audit entry the route noted, handed to `trail`."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, trail: audit.AuditTrail):
         self.app = app
+        self.trail = trail
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +90,7 @@ class RequestContext:
                                     time.perf_counter() - started)
             entry = audit.entry_of(state)
             if entry is not None:
-                audit.record(getattr(scope["app"].state, "bus", None), entry, request_id, status)
+                self.trail.record(entry, request_id, status)
 
 
 def request_id_of(headers: Headers) -> str:
