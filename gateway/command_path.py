@@ -180,7 +180,7 @@ async def answer(operation: Operation, raw_params: dict[str, str], scope: Scope,
         values[body.name] = parse_body(body, raw, headers.get(b"content-type"), errors)
     if errors:
         return validation_response(errors)
-    values[operation.dispatcher] = Dispatcher(scope, actor, state.bus, state.idempotency,
+    values[operation.dispatcher] = Dispatcher(scope, actor, state.bus, state.in_flight,
                                               state.settings.reply_timeout_seconds, key)
     return await operation.endpoint(**values)
 

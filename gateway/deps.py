@@ -7,7 +7,6 @@ All are `async def`, even those that never await: FastAPI runs a plain `def` dep
 in its thread pool, a thread hop per dependency per request."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from typing import Annotated, Any, Protocol
 
 import psycopg
@@ -17,12 +16,10 @@ from pydantic import Field, TypeAdapter
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.datastructures import State
 
-from app.config import Settings
 from app.domain.commands import Actor, Role
 from gateway import metrics
 from gateway.dispatch import Dispatcher
 from gateway.errors import ApiError, database_unavailable
-from gateway.idempotency import IdempotencyStore
 from gateway.middleware import RATE_LIMIT_HEADERS
 from gateway.ratelimit import RateLimiter
 from gateway.reads import Reads
@@ -30,9 +27,6 @@ from gateway.schemas import IDEMPOTENCY_KEY_MAX
 from gateway.security import AuthError, Principal
 
 DB_CONNECT_TIMEOUT_SECONDS = 2.0
-
-# A claim outlives the longest a request can wait for its reply, with room to spare.
-IN_FLIGHT_MARGIN_SECONDS = 5.0
 
 bearer = HTTPBearer(auto_error=False, bearerFormat="JWT",
                     description="`make token SUB=<user> ROLE=<RIDER|DRIVER|ADMIN|SERVICE>` prints one.")
@@ -113,11 +107,6 @@ def acting_as(*allowed: Role) -> Callable[[Principal], Awaitable[Actor]]:
         return principal.acting_as(allowed)
 
     return actor
-
-
-def idempotency_store(pool: AsyncConnectionPool, settings: Settings) -> IdempotencyStore:
-    return IdempotencyStore(pool, timedelta(hours=settings.idempotency_ttl_hours),
-                            timedelta(seconds=settings.reply_timeout_seconds + IN_FLIGHT_MARGIN_SECONDS))
 
 
 IdempotencyKeyText = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX)]

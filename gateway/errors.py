@@ -51,6 +51,7 @@ REJECTION_STATUS: dict[str, int] = {
     Code.BOOKING_CLOSED: 422,
     Code.INVALID_REASON: 422,
     Code.AMOUNT_MISMATCH: 422,
+    Code.IDEMPOTENCY_KEY_REUSED: 422,
 }
 DOMAIN_CODES = frozenset(code.value for code in Code)
 # Dead-letter replies that mean a bug between gateway and worker, not a client mistake.

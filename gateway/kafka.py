@@ -209,6 +209,8 @@ class ReplyWaiter:
         if not isinstance(command_id, str):
             log.warning("unreadable reply at %s[%d]@%d", message.topic(), message.partition(), message.offset())
             return None
+        if (topics.REPLAYED, b"true") in (message.headers() or ()):
+            body[topics.REPLAYED] = True
         # Plain dict operations are atomic under the GIL: the event loop thread adds and
         # forgets entries, this thread pops them; whoever pops first owns the future.
         future = self._pending.pop(command_id, None)

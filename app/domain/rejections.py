@@ -22,6 +22,7 @@ class Code(StrEnum):
     INVALID_REASON = "invalid_reason"
     NOT_OWNER = "not_owner"
     FORBIDDEN = "forbidden"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
 MESSAGES: dict[Code, str] = {
@@ -39,4 +40,5 @@ MESSAGES: dict[Code, str] = {
     Code.INVALID_REASON: "A cancellation reason of 10 to 500 characters is required.",
     Code.NOT_OWNER: "Only the booking's rider may do this.",
     Code.FORBIDDEN: "This role may not do this.",
+    Code.IDEMPOTENCY_KEY_REUSED: "This Idempotency-Key was already used for a different request.",
 }

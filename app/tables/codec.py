@@ -126,11 +126,12 @@ def _remembered_row(r: Remembered) -> list[Any]:
     refund = r.refund
     refund_row = [refund.booking_id, refund.payment_id, refund.amount, refund.reason, refund.at] if refund else None
     return [r.code.value if r.code else None, r.booking_id, refund_row, r.trip_version,
-            trip_to_json(r.trip) if r.trip else None, r.touched]
+            trip_to_json(r.trip) if r.trip else None, r.touched, r.fingerprint]
 
 
 def _remembered_from(row: list[Any]) -> Remembered:
-    code, booking_id, refund, trip_version, trip, touched = row
+    # Entries written before fingerprints were kept have six fields.
+    code, booking_id, refund, trip_version, trip, touched, fingerprint = row if len(row) == 7 else (*row, None)
     return Remembered(
         code=Code(code) if code else None,
         booking_id=booking_id,
@@ -138,4 +139,5 @@ def _remembered_from(row: list[Any]) -> Remembered:
         trip_version=trip_version,
         trip=trip_from_json(trip) if trip else None,
         touched=tuple(touched),
+        fingerprint=fingerprint,
     )

@@ -35,7 +35,6 @@ from app.models.commands import (
 from gateway.command_path import CommandRouter
 from gateway.deps import AsPayer, AsRider, AsService, AsTripManager, CurrentPrincipal, ReadsDep, Rider
 from gateway.errors import ApiError, JsonResponse
-from gateway.idempotency import key_reused
 from gateway.schemas import (
     BookingCreate,
     BookingCreatedOut,
@@ -54,8 +53,6 @@ commands = CommandRouter(prefix="/v1/bookings", tags=["bookings"])
 
 BookingIdPath = Annotated[str, Path(alias="bookingId", max_length=200,
                                     examples=["LAG-IBD.20300115.M3ZQ7KX2B4TQJH6A"])]
-# What a retry with the same Idempotency-Key must repeat to get the original response.
-SAME_REQUEST_FIELDS = ("routeId", "travelDate", "originStopId", "destinationStopId", "seatsBooked")
 PAGE_MAX = 10_000  # deeper than any rider's history; keeps OFFSET bounded
 COMMAND_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
 
@@ -70,13 +67,9 @@ async def create_booking(body: BookingCreate, send: AsRider) -> Any:
         CreateBookingIn, "create_booking", route_id=body.route_id, travel_date=body.travel_date,
         origin_stop_id=body.origin_stop_id, destination_stop_id=body.destination_stop_id,
         seats_booked=body.seats_booked, source=body.booking_source)
-    expected = command.model_dump(mode="json", by_alias=True)
-    keyed = send.idempotency_key is not None
 
     def created(reply: dict[str, Any]) -> JsonResponse:
         booking = reply["booking"]
-        if keyed:
-            ensure_same_request(booking, expected)
         return JsonResponse(created_body(booking), status_code=201,
                             headers={"Location": f"/v1/bookings/{booking['id']}"})
 
@@ -187,13 +180,6 @@ def routable(booking_id: str) -> str:
 
 def booking_body(reply: dict[str, Any]) -> JsonResponse:
     return JsonResponse(reply["booking"])
-
-
-def ensure_same_request(booking: dict[str, Any], command: dict[str, Any]) -> None:
-    """A retry's key found the original booking (after the store forgot the key, the
-    worker still may not): it must be for the same request."""
-    if any(booking.get(field) != command.get(field) for field in SAME_REQUEST_FIELDS):
-        raise key_reused()
 
 
 def created_body(booking: dict[str, Any]) -> dict[str, Any]:

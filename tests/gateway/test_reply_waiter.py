@@ -7,15 +7,19 @@ import orjson
 import pytest
 
 from app.config import get_settings
+from app.models import topics
 from gateway.kafka import ReplyWaiter, RequestInFlight, choose_reply_partition
 
 
 class FakeMessage:
-    def __init__(self, key: bytes | None, value: bytes, error=None):
-        self._key, self._value, self._error = key, value, error
+    def __init__(self, key: bytes | None, value: bytes, error=None, headers=None):
+        self._key, self._value, self._error, self._headers = key, value, error, headers
 
     def key(self):
         return self._key
+
+    def headers(self):
+        return self._headers
 
     def value(self):
         return self._value
@@ -70,6 +74,15 @@ async def test_reply_resolves_the_waiting_request():
     future = waiter.expect("c1")
     await deliver(waiter, FakeMessage(b"c1", reply("c1", tripVersion=2)))
     assert future.result()["tripVersion"] == 2
+
+
+@in_event_loop
+async def test_a_replay_is_marked_as_such():
+    waiter = ReplyWaiter(get_settings(), partition=0)
+    first, again = waiter.expect("r1"), waiter.expect("r2")
+    await deliver(waiter, FakeMessage(b"r1", reply("r1")), FakeMessage(b"r2", reply("r2"), headers=[
+        ("other", b"x"), (topics.REPLAYED, b"true")]))
+    assert topics.REPLAYED not in first.result() and again.result()[topics.REPLAYED] is True
 
 
 @in_event_loop
