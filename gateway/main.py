@@ -97,6 +97,9 @@ def create_app(settings: Settings | None = None, bus: Bus | None = None) -> Fast
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JsonResponse,
+        # No OpenTelemetry here (Prometheus at /metrics): FastAPI would otherwise look up its
+        # providers, environment variables included, on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings, app.state.given_bus = settings, bus
     # Built here, not in the lifespan: a bad JWT configuration fails at import, loudly.

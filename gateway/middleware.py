@@ -1,5 +1,6 @@
 """ASGI middleware of the gateway."""
 
+import itertools
 import re
 import time
 import uuid
@@ -93,6 +94,12 @@ class RequestContext:
                 self.trail.record(entry, request_id, status)
 
 
+# A new request id: this process's random prefix and a counter (unique without a call for
+# fresh randomness per request).
+_PROCESS_PREFIX = uuid.uuid4().hex[:16]
+_request_numbers = itertools.count()
+
+
 def request_id_of(headers: Headers) -> str:
     given = headers.get("x-request-id", "")
-    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return given if REQUEST_ID.fullmatch(given) else f"{_PROCESS_PREFIX}{next(_request_numbers):016x}"
