@@ -66,6 +66,11 @@ def choose_reply_partition(partitions: int, identity: str | None = None) -> int:
     return zlib.crc32((identity or process_identity()).encode()) % partitions
 
 
+def reply_locks(topic: str, bootstrap: str) -> Path:
+    """Where the gateway processes of this host lock the reply partitions they read."""
+    return Path(tempfile.gettempdir()) / f"openride-gateway-{zlib.crc32(f'{bootstrap}/{topic}'.encode()):08x}"
+
+
 def claim_reply_partition(partitions: int, topic: str, bootstrap: str,
                           identity: str | None = None) -> tuple[int, int | None]:
     """A reply partition that no other gateway process of this host reads, and the open
@@ -75,7 +80,7 @@ def claim_reply_partition(partitions: int, topic: str, bootstrap: str,
     releases when the process ends, however it ends. With every partition taken (more
     processes than partitions), the hashed choice, shared."""
     start = choose_reply_partition(partitions, identity)
-    directory = Path(tempfile.gettempdir()) / f"openride-gateway-{zlib.crc32(f'{bootstrap}/{topic}'.encode()):08x}"
+    directory = reply_locks(topic, bootstrap)
     try:
         directory.mkdir(exist_ok=True)
         for offset in range(partitions):

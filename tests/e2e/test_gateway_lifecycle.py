@@ -3,6 +3,8 @@ a gateway killed with SIGKILL, and a gateway running several uvicorn worker proc
 each on its own reply partition. Real broker, worker, sink and Postgres."""
 
 import asyncio
+import fcntl
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +14,9 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
+from app.config import get_settings
+from app.models import topics
+from gateway.kafka import reply_locks
 from tests.stack import ROOT, Stack, auth, free_port
 
 pytestmark = pytest.mark.integration
@@ -127,6 +132,21 @@ def two_process_gateway(stack: Stack, tmp_path):
         process.wait(timeout=30)
 
 
+def locked_reply_partitions(stack: Stack) -> list[str]:
+    """The reply partitions held by gateway processes of this host reading the stack's topic."""
+    replies = stack.services["gateway"].env["TOPIC_NAMESPACE"] + topics.REPLIES.removeprefix(topics.NAMESPACE)
+    locked = []
+    for path in reply_locks(replies, get_settings().kafka_bootstrap).glob("*.lock"):
+        descriptor = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            locked.append(path.stem)
+        finally:
+            os.close(descriptor)
+    return locked
+
+
 def test_several_uvicorn_workers_each_get_their_replies(stack: Stack, two_process_gateway) -> None:
     base_url, metrics_dir = two_process_gateway
     with stack.client() as client:
@@ -162,3 +182,5 @@ def test_several_uvicorn_workers_each_get_their_replies(stack: Stack, two_proces
     assert len(created) == 1 and float(created[0].split()[-1]) == 12 + len(duplicates) + 1
     serving = {path.stem.rsplit("_", 1)[-1] for path in metrics_dir.glob("counter_*.db")}
     print(f"processes that served requests: {len(serving)}")
+    # The stack's own gateway and these two each hold the lock of a reply partition of their own.
+    assert len(locked_reply_partitions(stack)) == 3
