@@ -20,6 +20,7 @@ import orjson
 from app.domain.commands import Actor
 from app.models import topics
 from gateway.errors import Timestamps
+from gateway.security import Principal
 
 log = logging.getLogger("openride.audit")
 
@@ -39,6 +40,11 @@ def note(request_state: dict[str, Any], actor: Actor, action: str, **target: Any
              **{name: value for name, value in target.items() if value is not None}}
     request_state[STATE_KEY] = entry
     return entry
+
+
+def note_refusal(request_state: dict[str, Any], principal: Principal, action: str) -> None:
+    """Marks a request refused for its caller's roles (403)."""
+    request_state[STATE_KEY] = {"userId": principal.user_id, "roles": sorted(principal.roles), "action": action}
 
 
 def entry_of(state: dict[str, Any]) -> dict[str, Any] | None:

@@ -15,16 +15,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, TypeAdapter
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.datastructures import State
+from starlette.types import Scope
 
 from app.domain.commands import Actor, Role
-from gateway import metrics
+from gateway import audit, metrics
 from gateway.dispatch import Dispatcher
 from gateway.errors import ApiError, database_unavailable
 from gateway.middleware import RATE_LIMIT_HEADERS
 from gateway.ratelimit import RateLimiter
 from gateway.reads import Reads
-from gateway.schemas import IDEMPOTENCY_KEY_MAX
-from gateway.security import AuthError, Principal
+from gateway.schemas import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
+from gateway.security import AuthError, Principal, RoleError
 
 DB_CONNECT_TIMEOUT_SECONDS = 2.0
 
@@ -74,16 +75,21 @@ def bearer_token(authorization: bytes | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def authenticate(app_state: State, request_state: dict[str, Any], token: str | None) -> Principal:
+def authenticate(app_state: State, scope: Scope, token: str | None) -> Principal:
     """The verified caller, who has just spent a token of their rate limit (429 if none).
-    The rate-limit headers go to `request_state`, for the middleware to put on the response."""
-    if token is None:
-        raise AuthError("missing_token", "A Bearer token is required.")
-    principal = app_state.verifier.verify(token)
+    The rate-limit headers go to the request's state, for the middleware to put on the
+    response."""
+    try:
+        if token is None:
+            raise AuthError("missing_token", "A Bearer token is required.")
+        principal = app_state.verifier.verify(token)
+    except AuthError:
+        refuse_guessing(app_state, scope)
+        raise
     limiter: RateLimiter = app_state.limiter
     decision = limiter.take(principal.user_id)
     headers = limiter.headers(decision)
-    request_state[RATE_LIMIT_HEADERS] = headers
+    scope.setdefault("state", {})[RATE_LIMIT_HEADERS] = headers
     if not decision.allowed:
         metrics.RATE_LIMITED.inc()
         raise ApiError(429, "rate_limited", f"More than {limiter.per_minute} requests per minute; retry after "
@@ -91,28 +97,51 @@ def authenticate(app_state: State, request_state: dict[str, Any], token: str | N
     return principal
 
 
+def refuse_guessing(app_state: State, scope: Scope) -> None:
+    """Requests without a valid token spend their client address's allowance: guessing
+    tokens, or hammering the verifier with bad ones, gets 429 like any other flood."""
+    limiter: RateLimiter = app_state.failed_auth_limiter
+    client = scope.get("client")
+    decision = limiter.take(client[0] if client else "unknown")
+    if not decision.allowed:
+        metrics.RATE_LIMITED.inc()
+        raise ApiError(429, "rate_limited", f"Too many requests without a valid token; retry after "
+                                            f"{decision.retry_after} s.", headers=limiter.headers(decision))
+
+
+def acting_in_role(scope: Scope, principal: Principal, allowed: tuple[Role, ...]) -> Actor:
+    """The caller in the strongest allowed role they hold; a refusal (403) is audited."""
+    try:
+        return principal.acting_as(allowed)
+    except RoleError:
+        route = scope.get("route")
+        audit.note_refusal(scope.setdefault("state", {}), principal,
+                           f"{scope['method']} {getattr(route, 'path', scope['path'])}")
+        raise
+
+
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 async def current_principal(request: Request, credentials: Credentials) -> Principal:
-    return authenticate(request.app.state, request.scope.setdefault("state", {}),
-                        credentials.credentials if credentials else None)
+    return authenticate(request.app.state, request.scope, credentials.credentials if credentials else None)
 
 
 def acting_as(*allowed: Role) -> Callable[[Principal], Awaitable[Actor]]:
     """A dependency giving the command's actor: the caller in the strongest allowed role
     they hold, or 403."""
 
-    async def actor(principal: Annotated[Principal, Depends(current_principal)]) -> Actor:
-        return principal.acting_as(allowed)
+    async def actor(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> Actor:
+        return acting_in_role(request.scope, principal, allowed)
 
     return actor
 
 
-IdempotencyKeyText = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX)]
+IdempotencyKeyText = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX, pattern=IDEMPOTENCY_KEY_PATTERN)]
 IdempotencyKeyHeader = TypeAdapter(IdempotencyKeyText)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
-                                              description="Repeat it to retry safely (kept 24 h, per user).")]
+                                              pattern=IDEMPOTENCY_KEY_PATTERN,
+                                              description="Repeat it to retry safely (per user and trip).")]
 
 
 class ServedByTheCommandPath(Exception):

@@ -42,6 +42,7 @@ from app.models import topics
 from app.models.commands import ActorIn, CommandIn
 from gateway import audit, metrics
 from gateway.errors import ApiError, error_response, rejection
+from gateway.holds import HoldLedger
 from gateway.kafka import KafkaUnavailable, ReplyTimeout
 
 C = TypeVar("C", bound=CommandIn)
@@ -49,6 +50,10 @@ C = TypeVar("C", bound=CommandIn)
 # Fixed for good: changing it would change every derived command id, and a client's retry
 # with its Idempotency-Key would no longer find the original outcome.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3c2e-5b8a-4d1e-9a53-0c7f1e2b9d40")
+# Joins the parts. Neither a user id nor a key may hold it (both are refused with control
+# characters before they get here), which is what makes the join injective: otherwise
+# user "vic" with key "x<SEP>k1" would be user "vic<SEP>x" with key "k1".
+SEPARATOR = "\x1f"
 FINGERPRINT_HEX = 32  # 128 bits of SHA-256
 
 
@@ -63,7 +68,9 @@ def command_id_for(user_id: str, idempotency_key: str | None, trip: str) -> str:
     never finds another rider's booking. Without a key every request is new."""
     if idempotency_key is None:
         return str(uuid.uuid4())
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{user_id}\x1f{idempotency_key}\x1f{trip}"))
+    if SEPARATOR in user_id or SEPARATOR in idempotency_key:
+        raise ValueError("a user id or idempotency key holds the command id separator")
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, SEPARATOR.join((user_id, idempotency_key, trip))))
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:
@@ -104,13 +111,14 @@ class InFlight:
 
 class Dispatcher:
     def __init__(self, scope: Scope, actor: Actor, bus: Sender, in_flight: InFlight, timeout: float,
-                 idempotency_key: str | None):
+                 idempotency_key: str | None, holds: HoldLedger):
         self.scope = scope
         self.actor = actor
         self.bus = bus
         self.in_flight = in_flight
         self.timeout = timeout
         self.idempotency_key = idempotency_key
+        self.holds = holds
 
     def use_body_key(self, body_key: str | None) -> None:
         """The Java clients' `idempotencyKey` body field, equivalent to the header."""
@@ -205,10 +213,13 @@ class Dispatcher:
         started = time.perf_counter()
         metrics.IN_FLIGHT.inc()
         try:
-            return await self.bus.request(command.key(), document, self.timeout)  # type: ignore[attr-defined]
+            reply = await self.bus.request(command.key(), document, self.timeout)  # type: ignore[attr-defined]
         except ReplyTimeout:
             metrics.REPLY_TIMEOUTS.labels(command.type).inc()  # type: ignore[attr-defined]
             raise
         finally:
             metrics.IN_FLIGHT.dec()
             metrics.observe_command(command.type, time.perf_counter() - started)  # type: ignore[attr-defined]
+        if reply.get("ok") and "booking" in reply:
+            self.holds.note(reply["booking"])
+        return reply

@@ -21,10 +21,12 @@ from gateway.command_path import CommandRoutes
 from gateway.deps import Bus
 from gateway.dispatch import InFlight
 from gateway.errors import JsonResponse, install_error_handlers
+from gateway.holds import HoldLedger
 from gateway.kafka import CommandBus
-from gateway.middleware import BodySizeLimit, RequestContext
+from gateway.middleware import BodySizeLimit, RefuseUnsafeRequests, RequestContext
 from gateway.ratelimit import RateLimiter
 from gateway.routes import admin, bookings, health, trips
+from gateway.routes.health import Recent
 from gateway.security import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 STARTUP_WAIT_SECONDS = 15.0
 MAX_BODY_BYTES = 64 * 1024  # a 64-stop trip is a few KB
 POOL_MAX_CONNECTIONS = 10
+# /metrics and /health/ready per client address: a scraper or a probe calls a few times a minute.
+OPS_CALLS_PER_MINUTE, OPS_CALLS_BURST = 120, 30
 EXPOSED_HEADERS = ["Location", "Retry-After", "X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining",
                    "RateLimit-Reset", "RateLimit-Policy", "X-Rate-Limit-Remaining", "X-Rate-Limit-Retry-After-Seconds",
                    "Idempotent-Replayed"]
@@ -106,11 +110,16 @@ def create_app(settings: Settings | None = None, bus: Bus | None = None) -> Fast
     app.state.verifier = TokenVerifier.from_settings(settings)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.in_flight = InFlight()
+    app.state.failed_auth_limiter = RateLimiter(settings.failed_auth_per_minute, settings.failed_auth_burst)
+    app.state.holds = HoldLedger(settings.hold_limit_seats_per_rider)
+    app.state.ops_limiter = RateLimiter(OPS_CALLS_PER_MINUTE, OPS_CALLS_BURST)
+    app.state.readiness = Recent()
     # Added innermost first: RequestContext sees every request, also those refused early;
     # the command routes are served by CommandRoutes, inside every other middleware.
     command_routers = (trips.commands, bookings.commands, admin.commands)
     app.add_middleware(CommandRoutes, routers=command_routers)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RefuseUnsafeRequests)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
                            allow_methods=["GET", "POST", "PUT", "OPTIONS"],

@@ -134,7 +134,7 @@ def two_process_gateway(stack: Stack, tmp_path):
 
 def locked_reply_partitions(stack: Stack) -> list[str]:
     """The reply partitions held by gateway processes of this host reading the stack's topic."""
-    replies = stack.services["gateway"].env["TOPIC_NAMESPACE"] + topics.REPLIES.removeprefix(topics.NAMESPACE)
+    replies = stack.namespace + topics.REPLIES.removeprefix(topics.NAMESPACE)
     locked = []
     for path in reply_locks(replies, get_settings().kafka_bootstrap).glob("*.lock"):
         descriptor = os.open(path, os.O_RDWR)

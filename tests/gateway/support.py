@@ -182,6 +182,12 @@ class FakePool:
         return None
 
 
+def audited(client, bus) -> list[tuple[str, str, dict[str, Any]]]:
+    """What the audit trail has published, once its pending batch is written."""
+    client.portal.call(client.app.state.audit.flush)
+    return bus.published
+
+
 def token(sub: str = "rider-1", role: str | list[str] | None = "RIDER", ttl: int = 3600, **claims: Any) -> str:
     settings = get_settings()
     now = int(time.time())

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from app.models import topics
-from tests.gateway.support import auth, far_date, mixed, rejected, store_log, trip_log
+from tests.gateway.support import audited, auth, far_date, mixed, rejected, store_log, trip_log
 from tests.sink.scenario import TripLog
 
 pytestmark = pytest.mark.integration
@@ -21,12 +21,6 @@ def stored(database_url) -> TripLog:
 
 def booking_of(log: TripLog, rider: str, status: str) -> dict:
     return next(b for b in log.final_snapshots().values() if b["riderId"] == rider and b["status"] == status)
-
-
-def audited(client, bus) -> list:
-    """What the audit trail has published, once its pending batch is written."""
-    client.portal.call(client.app.state.audit.flush)
-    return bus.published
 
 
 def error(response, status: int, code: str) -> dict:

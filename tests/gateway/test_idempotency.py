@@ -6,6 +6,7 @@ involved: the trip's writer remembers the keys."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,7 +17,9 @@ from tests.gateway.support import BOOKING_REQUEST, TRIP, Worker, auth, new_key
 
 pytestmark = pytest.mark.integration
 
-OTHER_TRIP_REQUEST = {**BOOKING_REQUEST, "routeId": "R2"}
+TRAVEL_DATE = (date.today() + timedelta(days=30)).isoformat()  # within the window trips may be published in
+REQUEST = {**BOOKING_REQUEST, "travelDate": TRAVEL_DATE}
+OTHER_TRIP_REQUEST = {**REQUEST, "routeId": "R2"}
 
 
 @pytest.fixture
@@ -27,7 +30,7 @@ def bus() -> Worker:
 @pytest.fixture(autouse=True)
 def trips(client) -> None:
     for route in ("R1", "R2"):
-        published = client.put(f"/v1/trips/{route}/2030-01-15", json=TRIP, headers=auth("route-svc", "SERVICE"))
+        published = client.put(f"/v1/trips/{route}/{TRAVEL_DATE}", json=TRIP, headers=auth("route-svc", "SERVICE"))
         assert published.status_code == 200, published.text
 
 
@@ -36,7 +39,7 @@ def keyed(key: str, user: str = "rider-1") -> dict[str, str]:
 
 
 def post(client: TestClient, key: str, body: dict | None = None, user: str = "rider-1"):
-    return client.post("/v1/bookings", json=body or BOOKING_REQUEST, headers=keyed(key, user))
+    return client.post("/v1/bookings", json=body or REQUEST, headers=keyed(key, user))
 
 
 def without_timestamp(response) -> dict:
@@ -45,7 +48,7 @@ def without_timestamp(response) -> dict:
 
 def test_same_key_same_body_replays_the_original_status_and_body(client, bus):
     key = new_key()
-    first, again = post(client, key), post(client, key, {**BOOKING_REQUEST, "idempotencyKey": key})
+    first, again = post(client, key), post(client, key, {**REQUEST, "idempotencyKey": key})
     assert first.status_code == again.status_code == 201
     assert again.content == first.content and again.headers["location"] == first.headers["location"]
     assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
@@ -56,7 +59,7 @@ def test_the_body_is_compared_as_json_not_as_bytes(client, bus):
     key = new_key()
     post(client, key)
     reordered = client.post("/v1/bookings", content=b'{"seatsBooked": 2, "destinationStopId": "C", "originStopId": "A",'
-                                                    b' "travelDate": "2030-01-15",   "routeId": "R1"}',
+                                                    b' "travelDate": "' + TRAVEL_DATE.encode() + b'",   "routeId": "R1"}',
                             headers={**keyed(key), "Content-Type": "application/json"})
     assert reordered.status_code == 201 and reordered.headers["idempotent-replayed"] == "true"
 
@@ -64,13 +67,13 @@ def test_the_body_is_compared_as_json_not_as_bytes(client, bus):
 def test_same_key_other_request_on_the_trip_is_422(client, bus):
     key = new_key()
     booking_id = post(client, key).json()["booking"]["id"]
-    other = post(client, key, {**BOOKING_REQUEST, "seatsBooked": 1})
+    other = post(client, key, {**REQUEST, "seatsBooked": 1})
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     elsewhere = client.post(f"/v1/bookings/{booking_id}/payment", headers=keyed(key))
     assert elsewhere.status_code == 422 and elsewhere.json()["code"] == "idempotency_key_reused"
     assert "idempotent-replayed" not in other.headers
     assert bus.bookings() == 1
-    assert client.get("/v1/trips/R1/2030-01-15/availability", headers=auth()).json()["legs"][0]["held"] == 2
+    assert client.get(f"/v1/trips/R1/{TRAVEL_DATE}/availability", headers=auth()).json()["legs"][0]["held"] == 2
 
 
 def test_a_refusal_is_replayed_too_even_once_the_seats_are_free(client, bus):
@@ -90,10 +93,10 @@ def test_a_refusal_is_replayed_too_even_once_the_seats_are_free(client, bus):
 
 def test_a_trip_publication_is_repeatable(client, bus):
     headers = {**auth("ops", "ADMIN"), "Idempotency-Key": new_key()}
-    first, again = (client.put("/v1/trips/R1/2030-01-15", json=TRIP, headers=headers) for _ in range(2))
+    first, again = (client.put(f"/v1/trips/R1/{TRAVEL_DATE}", json=TRIP, headers=headers) for _ in range(2))
     assert first.status_code == again.status_code == 200 and again.content == first.content
     assert first.json()["tripVersion"] == 2 and again.headers["idempotent-replayed"] == "true"
-    assert client.put("/v1/trips/R1/2030-01-15", json=TRIP, headers=auth("ops", "ADMIN")).json()["tripVersion"] == 3
+    assert client.put(f"/v1/trips/R1/{TRAVEL_DATE}", json=TRIP, headers=auth("ops", "ADMIN")).json()["tripVersion"] == 3
 
 
 def test_keys_are_per_user(client, bus):
@@ -138,7 +141,7 @@ def test_a_duplicate_with_another_body_in_flight_is_422(client, bus):
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(post, client, key)
         wait_until_handling(bus)
-        other = post(client, key, {**BOOKING_REQUEST, "seatsBooked": 1})
+        other = post(client, key, {**REQUEST, "seatsBooked": 1})
         assert first.result().status_code == 201
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
 
@@ -190,7 +193,7 @@ def test_the_key_outlives_the_gateway_that_answered(database_url, bus, client):
         first = post(gone, key)
     again = post(client, key)
     assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
-    assert post(client, key, {**BOOKING_REQUEST, "seatsBooked": 1}).status_code == 422
+    assert post(client, key, {**REQUEST, "seatsBooked": 1}).status_code == 422
 
 
 def test_keys_are_kept_past_24_hours(client, bus):
@@ -199,4 +202,4 @@ def test_keys_are_kept_past_24_hours(client, bus):
     bus.clock_ms = lambda: int(time.time() * 1000) + 25 * 3600 * 1000
     again = post(client, key)
     assert again.status_code == 201 and again.content == first.content
-    assert post(client, key, {**BOOKING_REQUEST, "seatsBooked": 1}).status_code == 422
+    assert post(client, key, {**REQUEST, "seatsBooked": 1}).status_code == 422

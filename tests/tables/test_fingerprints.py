@@ -11,7 +11,7 @@ from app.domain.rejections import Code
 from app.domain.state import Remembered
 from app.tables.codec import _remembered_from, _remembered_row
 from app.tables.store import TripStore
-from tests.domain.support import DAY, DRIVER, POLICY, RIDER, make_trip, published
+from tests.domain.support import DAY, POLICY, RIDER, ROUTES, make_trip, published
 
 TRIP = make_trip(stops=4, capacity=3)
 KEY = TRIP.key.encode()
@@ -21,7 +21,7 @@ REASON = "My plans changed, sorry"
 
 def store_with_trip() -> TripStore:
     store = TripStore({}, trips_cached=10)
-    store.handle(KEY, PublishTrip("publish", DRIVER, TRIP), START, POLICY)
+    store.handle(KEY, PublishTrip("publish", ROUTES, TRIP), START, POLICY)
     return store
 
 
