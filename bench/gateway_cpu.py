@@ -64,7 +64,7 @@ UNLIMITED = {"RATE_LIMIT_BURST": str(10**9), "RATE_LIMIT_PER_MINUTE": str(10**9)
 # Runs in the server process (--bus instant), importing the gateway of the checkout it is
 # started in; the reply's booking comes in argv.
 SERVER = r"""
-import sys, orjson, uvicorn
+import os, sys, orjson, uvicorn
 from app.config import get_settings
 from gateway.main import create_app
 
@@ -87,7 +87,8 @@ class InstantBus:
 
 
 app = create_app(get_settings(), bus=InstantBus())
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
+            http=os.environ.get("GATEWAY_CPU_HTTP", "auto"))
 """
 
 
