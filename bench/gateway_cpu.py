@@ -58,6 +58,9 @@ BOOKING = {
     "updatedAt": "2030-01-01T10:00:00.000Z", "expiresAt": "2030-01-01T10:10:00.000Z", "confirmedAt": None,
     "version": 1,
 }
+# uvicorn's HTTP protocol, as deployed (GATEWAY_CPU_HTTP=auto: uvicorn's own; and for a
+# checkout without gateway/server.py).
+HTTP = "gateway.server:HttpProtocol"
 # Rate limits out of the way: this measures CPU, not the limiter's refusals.
 UNLIMITED = {"RATE_LIMIT_BURST": str(10**9), "RATE_LIMIT_PER_MINUTE": str(10**9)}
 
@@ -88,7 +91,7 @@ class InstantBus:
 
 app = create_app(get_settings(), bus=InstantBus())
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-            http=os.environ.get("GATEWAY_CPU_HTTP", "auto"))
+            http=sys.argv[3])
 """
 
 
@@ -123,10 +126,11 @@ def start_server(root: Path, port: int, bus: str) -> subprocess.Popen:
         subprocess.run([sys.executable, "-m", "sinks.migrate", "--database-url", env["DATABASE_URL"]], cwd=root,
                        env=env, check=True, capture_output=True)
     if bus == "instant":
-        argv = [sys.executable, "-c", SERVER, str(port), orjson.dumps(BOOKING).decode()]
+        argv = [sys.executable, "-c", SERVER, str(port), orjson.dumps(BOOKING).decode(),
+                os.environ.get("GATEWAY_CPU_HTTP", HTTP)]
     else:
-        argv = [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(port),
-                "--no-access-log"]
+        argv = [sys.executable, "-m", "uvicorn", "gateway.main:app", "--http", os.environ.get("GATEWAY_CPU_HTTP", HTTP),
+                "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     return subprocess.Popen(argv, cwd=root, env=env)
 
 
@@ -222,8 +226,10 @@ async def closed_loop(pool: Pool, requests: list[bytes], connections: int) -> di
     return statuses
 
 
-async def wait_ready(pool: Pool, server: subprocess.Popen) -> None:
-    probe = pool.render("GET", "/health/ready", {})
+async def wait_ready(pool: Pool, server: subprocess.Popen, bus: str) -> None:
+    """Until the gateway answers: /health/ready with Kafka (polled within its allowance per
+    client address), /health/live with the instant bus (no Postgres behind it)."""
+    probe = pool.render("GET", "/health/ready" if bus == "kafka" else "/health/live", {})
     deadline = time.monotonic() + 60
     while True:
         if server.poll() is not None:
@@ -236,7 +242,7 @@ async def wait_ready(pool: Pool, server: subprocess.Popen) -> None:
             pass
         if time.monotonic() > deadline:
             raise TimeoutError("the gateway never became ready")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
 
 
 async def measure(root: Path, args: argparse.Namespace, responder: subprocess.Popen | None) -> Measured:
@@ -246,7 +252,7 @@ async def measure(root: Path, args: argparse.Namespace, responder: subprocess.Po
     server = start_server(root, port, args.bus)
     try:
         pool = Pool(f"http://127.0.0.1:{port}", args.connections)
-        await wait_ready(pool, server)
+        await wait_ready(pool, server, args.bus)
         warm = requests_for(pool, args.route, args.warmup, args.users, args.keyed)
         await closed_loop(pool, warm, args.connections)
         measured = requests_for(pool, args.route, args.requests, args.users, args.keyed)

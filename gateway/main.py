@@ -141,4 +141,5 @@ if __name__ == "__main__":
     import uvicorn
 
     current = get_settings()
-    uvicorn.run("gateway.main:app", host=current.gateway_host, port=current.gateway_port)
+    uvicorn.run("gateway.main:app", host=current.gateway_host, port=current.gateway_port,
+                http="gateway.server:HttpProtocol")
