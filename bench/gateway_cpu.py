@@ -42,22 +42,13 @@ import uvloop
 from app.config import get_settings
 from bench.http1 import Pool
 from bench.systems import fresh_database
+from gateway.schemas import BOOKING_EXAMPLE
 from tests.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOKING_ID = "R1.20300115.ABCDEFGHIJKLMNOP"
-# The booking a reply carries (the worker's snapshot, DESIGN.md §8).
-BOOKING = {
-    "id": BOOKING_ID, "bookingReference": "BK20300115ABCDEF", "riderId": "rider-1",
-    "driverId": "driver-1", "routeId": "R1", "originStopId": "S00", "destinationStopId": "S09",
-    "travelDate": "2030-01-15", "departureTime": "08:00:00", "departureAt": "2030-01-15T07:00:00.000Z",
-    "seatsBooked": 2, "seatNumbers": [1, 2], "pricePerSeat": "2500.00", "fare": "5000.00",
-    "platformFee": "250.00", "totalPrice": "5250.00", "currency": "NGN", "status": "HELD", "paymentId": None,
-    "paymentStatus": "PENDING", "cancellationReason": None, "cancelledAt": None, "refundAmount": "0.00",
-    "refundStatus": "NONE", "bookingSource": "API", "createdAt": "2030-01-01T10:00:00.000Z",
-    "updatedAt": "2030-01-01T10:00:00.000Z", "expiresAt": "2030-01-01T10:10:00.000Z", "confirmedAt": None,
-    "version": 1,
-}
+# The booking a reply carries: the OpenAPI document's example of the worker's snapshot.
+BOOKING = {**BOOKING_EXAMPLE, "id": BOOKING_ID}
 # uvicorn's HTTP protocol, as deployed (GATEWAY_CPU_HTTP=auto: uvicorn's own; and for a
 # checkout without gateway/server.py).
 HTTP = "gateway.server:HttpProtocol"

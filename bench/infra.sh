@@ -5,16 +5,15 @@
 #   bench/infra.sh run|chaos|rebuild [args...]
 # Ports and home: BENCH_KAFKA_PORT, BENCH_KAFKA_CONTROLLER_PORT, BENCH_PGPORT, BENCH_HOME
 # (defaults 29092, 29093, 25433, .local/bench). For `run --rtt-ms`, the delay proxy
-# (bench/delayproxy) listens on BENCH_PGPORT+1 for Postgres and BENCH_KAFKA_PORT+3 for the
-# broker's second listener, BENCH_KAFKA_PORT+2 (override: BENCH_PG_PROXY_PORT,
-# BENCH_KAFKA_PROXY_PORT, BENCH_KAFKA_DELAYED_PORT).
+# (bench/delayproxy) listens on BENCH_KAFKA_PORT+3 for the broker's second listener,
+# BENCH_KAFKA_PORT+2 (override: BENCH_KAFKA_PROXY_PORT, BENCH_KAFKA_DELAYED_PORT), and on
+# a free port for Postgres.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 module=${1:?usage: bench/infra.sh run|chaos|rebuild [args...]}
 shift
 kafka_port="${BENCH_KAFKA_PORT:-29092}" pg_port="${BENCH_PGPORT:-25433}"
-export DELAY_PROXY_PG_PORT="${BENCH_PG_PROXY_PORT:-$((pg_port + 1))}"
 export DELAY_PROXY_KAFKA_PORT="${BENCH_KAFKA_PROXY_PORT:-$((kafka_port + 3))}"
 export KAFKA_DELAYED_PORT="${BENCH_KAFKA_DELAYED_PORT:-$((kafka_port + 2))}"
 export KAFKA_DELAYED_ADVERTISED_PORT="$DELAY_PROXY_KAFKA_PORT"

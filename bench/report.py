@@ -78,7 +78,7 @@ def summary_lines(phases: Phases) -> list[str]:
             for target in targets:
                 runs = phases.sustained(rtt, scenario, target)
                 cells.append(f"**{median(runs):,.0f}** ({', '.join(f'{r:,.0f}' for r in runs)})")
-            ratio = (lambda under: f"{median(phases.ratios(rtt, scenario, 'http', under)):.2f}x")
+            ratio = (lambda under: f"{median(r):.2f}x" if (r := phases.ratios(rtt, scenario, "http", under)) else "n/a")
             lines.append(f"| {scenario} | {rtt:g} ms | " + " | ".join(cells) +
                          f" | {ratio('baseline-lfl')} | {ratio('baseline')} |")
     return lines

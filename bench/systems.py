@@ -4,6 +4,7 @@ baseline service, and how far the sink is behind the lifecycle topics."""
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -52,13 +53,30 @@ class Network:
     def start(cls, settings: Settings, rtt_ms: float, workdir: Path) -> "Network":
         if rtt_ms <= 0:
             return cls(0.0, settings.kafka_bootstrap)
-        pg_port, kafka_port = int(os.environ["DELAY_PROXY_PG_PORT"]), int(os.environ["DELAY_PROXY_KAFKA_PORT"])
+        # Kafka's proxy port is fixed: the broker's second listener advertises it.
+        pg_port, kafka_port = free_port(), int(os.environ["DELAY_PROXY_KAFKA_PORT"])
         database = urlsplit(settings.database_url)
         routes = [f"127.0.0.1:{pg_port}={database.hostname}:{database.port}",
                   f"127.0.0.1:{kafka_port}=127.0.0.1:{os.environ['KAFKA_DELAYED_PORT']}"]
         argv = [str(delay_proxy()), "-delay", f"{int(rtt_ms * 500)}us", *(f"-route={r}" for r in routes)]
         proxy = subprocess.Popen(argv, stdout=(workdir / "delayproxy.log").open("ab"), stderr=subprocess.STDOUT)
-        return cls(rtt_ms, f"127.0.0.1:{kafka_port}", pg_port, proxy)
+        network = cls(rtt_ms, f"127.0.0.1:{kafka_port}", pg_port, proxy)
+        network.wait_listening((pg_port, kafka_port), workdir / "delayproxy.log")
+        return network
+
+    def wait_listening(self, ports: tuple[int, ...], log: Path, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        for port in ports:
+            while True:
+                if self.proxy is not None and self.proxy.poll() is not None:
+                    raise RuntimeError(f"the delay proxy exited: {log.read_text()}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the delay proxy is not listening on {port}") from None
+                    time.sleep(0.1)
 
     def database_url(self, url: str) -> str:
         if self.database_port is None:
