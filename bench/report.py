@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless back
 LABELS = {"direct": "OpenRide, direct Kafka commands", "http": "OpenRide, HTTP via gateway",
           "baseline": "BASELINE bare: FastAPI + Postgres row lock",
           "baseline-lfl": "BASELINE like-for-like: + JWT, idempotency record, audit line"}
-SHORT = {"direct": "direct", "http": "OpenRide HTTP", "baseline": "baseline bare", "baseline-lfl": "baseline like-for-like"}
+SHORT = {"direct": "direct", "http": "OpenRide HTTP", "baseline": "baseline bare",
+         "baseline-lfl": "baseline like-for-like"}
 SCENARIOS = ("hot", "spread")
 REFERENCE_RATE = 1000  # the step whose latency the targets name
 
@@ -103,7 +104,8 @@ def cpu_lines(phases: Phases) -> list[str]:
     names = ["gateway", "worker", "sink", "baseline", "baseline-lfl", "kafka", "postgres", "delayproxy", "generator"]
     lines = ["| scenario | added RTT | system | at /s | " + " | ".join(names) + " | total, system's own |",
              "|---|---:|---|---:|" + "---:|" * (len(names) + 1)]
-    own = {"http": ("gateway", "worker", "sink", "kafka", "postgres"), "direct": ("worker", "sink", "kafka", "postgres"),
+    own = {"http": ("gateway", "worker", "sink", "kafka", "postgres"),
+           "direct": ("worker", "sink", "kafka", "postgres"),
            "baseline": ("baseline", "postgres"), "baseline-lfl": ("baseline-lfl", "postgres")}
     for scenario in SCENARIOS:
         for rtt in phases.rtts:
@@ -114,8 +116,9 @@ def cpu_lines(phases: Phases) -> list[str]:
                 per = [cpu_ms_per_request(s) for s in tops]
                 cell = {name: median([p.get(name, 0.0) for p in per]) for name in names}
                 total = median([sum(p.get(name, 0.0) for name in own[target]) for p in per])
-                lines.append(f"| {scenario} | {rtt:g} ms | {SHORT[target]} | {median([s['throughput'] for s in tops]):,.0f}"
-                             f" | " + " | ".join(f"{cell[n]:.3f}" if cell[n] >= 0.0005 else "" for n in names) +
+                rate = median([s["throughput"] for s in tops])
+                lines.append(f"| {scenario} | {rtt:g} ms | {SHORT[target]} | {rate:,.0f} | " +
+                             " | ".join(f"{cell[n]:.3f}" if cell[n] >= 0.0005 else "" for n in names) +
                              f" | **{total:.3f}** |")
     return lines
 
@@ -154,7 +157,8 @@ def check_lines(results: dict[str, Any]) -> list[str]:
     for phase in results["phases"]:
         checks = phase["checks"]
         openride = checks["openride"]
-        baselines = ", ".join(f"{name} {check['oversold_legs']}" for name, check in checks.items() if name != "openride")
+        baselines = ", ".join(f"{name} {check['oversold_legs']}" for name, check in checks.items()
+                              if name != "openride")
         lag = "; ".join(f"{series} {v['p95']:.2f} / {v['max']:.2f}" for series, v in phase["sink_lag_s"].items())
         lines.append(f"| {phase['run']} | {phase['rtt_ms']:g} | {phase['added_rtt_ms']:.2f} ms |"
                      f" {openride['oversold_legs']} | {openride['sink_caught_up']} |"

@@ -137,7 +137,8 @@ def acting_as(*allowed: Role) -> Callable[[Principal], Awaitable[Actor]]:
     return actor
 
 
-IdempotencyKeyText = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX, pattern=IDEMPOTENCY_KEY_PATTERN)]
+IdempotencyKeyText = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+                                          pattern=IDEMPOTENCY_KEY_PATTERN)]
 IdempotencyKeyHeader = TypeAdapter(IdempotencyKeyText)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
                                               pattern=IDEMPOTENCY_KEY_PATTERN,

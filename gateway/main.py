@@ -5,8 +5,6 @@ Authenticates, validates, produces the command to Kafka and waits for the worker
 reads come from Postgres, as the sink keeps it.
 """
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

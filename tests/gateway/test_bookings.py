@@ -7,7 +7,7 @@ import pytest
 from app.domain.trip import trip_key
 from gateway.dispatch import command_id_for
 from gateway.kafka import KafkaUnavailable, ReplyTimeout, RequestInFlight
-from tests.gateway.support import BOOKING_REQUEST, auth, booking_snapshot, new_key, rejected
+from tests.gateway.support import BOOKING_REQUEST, auth, new_key, rejected
 
 
 def raising(error):
