@@ -109,7 +109,6 @@ class Settings(BaseSettings):
     # Token bucket per user, per gateway process (N processes allow N times as much).
     rate_limit_per_minute: int = 100
     rate_limit_burst: int = 20
-    idempotency_ttl_hours: int = 24
     # Comma-separated origins allowed to call from a browser ("*" for any); empty: no CORS.
     cors_origins: str = ""
 

@@ -30,7 +30,7 @@ from app.models import topics
 from bench import load
 from bench.checker import ClientLog, check, committed_offsets
 from bench.systems import SinkLag, openride_home, start_openride
-from gateway.commands import command_id_for
+from gateway.dispatch import command_id_for
 from tests.stack import Stack
 
 # Short holds, so the run sees expiries. The services get them through their environment
@@ -133,7 +133,7 @@ class Chaos:
     async def http_flow(self, budget: Budget, session: aiohttp.ClientSession, identify) -> None:
         while budget.take():
             op = load.Scenario("chaos", self.trips, 0.0, seed=self.rng.randrange(1 << 30)).next_op()
-            command_id = command_id_for("create_booking", op.rider, op.key)
+            command_id = command_id_for(op.rider, op.key, op.trip.key)
             deadline = time.monotonic() + GIVE_UP_AFTER_S
             while time.monotonic() < deadline:
                 self.sent += 1

@@ -4,12 +4,19 @@
 # empty broker every run, everything stopped on exit.
 #   bench/infra.sh run|chaos|rebuild [args...]
 # Ports and home: BENCH_KAFKA_PORT, BENCH_KAFKA_CONTROLLER_PORT, BENCH_PGPORT, BENCH_HOME
-# (defaults 29092, 29093, 25433, .local/bench).
+# (defaults 29092, 29093, 25433, .local/bench). For `run --rtt-ms`, the delay proxy
+# (bench/delayproxy) listens on BENCH_KAFKA_PORT+3 for the broker's second listener,
+# BENCH_KAFKA_PORT+2 (override: BENCH_KAFKA_PROXY_PORT, BENCH_KAFKA_DELAYED_PORT), and on
+# a free port for Postgres.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 module=${1:?usage: bench/infra.sh run|chaos|rebuild [args...]}
 shift
-OPENRIDE_TEST_HOME="${BENCH_HOME:-$PWD/.local/bench}" TEST_KAFKA_PORT="${BENCH_KAFKA_PORT:-29092}" \
-  TEST_KAFKA_CONTROLLER_PORT="${BENCH_KAFKA_CONTROLLER_PORT:-29093}" TEST_PGPORT="${BENCH_PGPORT:-25433}" \
+kafka_port="${BENCH_KAFKA_PORT:-29092}" pg_port="${BENCH_PGPORT:-25433}"
+export DELAY_PROXY_KAFKA_PORT="${BENCH_KAFKA_PROXY_PORT:-$((kafka_port + 3))}"
+export KAFKA_DELAYED_PORT="${BENCH_KAFKA_DELAYED_PORT:-$((kafka_port + 2))}"
+export KAFKA_DELAYED_ADVERTISED_PORT="$DELAY_PROXY_KAFKA_PORT"
+OPENRIDE_TEST_HOME="${BENCH_HOME:-$PWD/.local/bench}" TEST_KAFKA_PORT="$kafka_port" \
+  TEST_KAFKA_CONTROLLER_PORT="${BENCH_KAFKA_CONTROLLER_PORT:-29093}" TEST_PGPORT="$pg_port" \
   exec scripts/isolated.sh .venv/bin/python -m "bench.$module" "$@"

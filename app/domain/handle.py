@@ -6,6 +6,10 @@ The order of steps matters:
    changes nothing. The caller loads into the state what recall needs: the booking or
    waiting-list entry the command names or would create, the remembered outcome of its id
    and the bookings and entries it touched.
+   A command may carry the fingerprint of the request it stands for (an HTTP request
+   with an Idempotency-Key): its outcome is then always remembered with it, and the same
+   command id with another fingerprint is refused as `idempotency_key_reused`, changing
+   nothing.
 2. Expire holds and waiting-list offers due by the record's time, before deciding, so a
    payment that arrives after its hold ran out sees the hold expired, live or in a
    replay; and offer the seats that freed to the waiting list, before a walk-in can
@@ -70,10 +74,10 @@ class Outcome:
         return self.code is None
 
 
-def handle(state: TripState, command: Command, now: int, policy: Policy) -> Outcome:
+def handle(state: TripState, command: Command, now: int, policy: Policy, fingerprint: str | None = None) -> Outcome:
     prior = recall(state, command)
     if prior is not None:
-        return prior
+        return prior if same_request(state, command, fingerprint) else key_reused(command)
     expired = fold(state, expire_due_holds(state, now, command.command_id)
                    + expire_due_offers(state, now, command.command_id))
     offered = fold(state, offer_freed_seats(state, now, expiry_command_id(command.command_id), policy)) \
@@ -84,7 +88,7 @@ def handle(state: TripState, command: Command, now: int, policy: Policy) -> Outc
         if state.entries and frees_seats(decision.events) else ()
     outcome = outcome_of(state, command, decision)
     outcome = replace(outcome, events=expired + offered + decision.events + reoffered)
-    if needs_remembering(outcome):
+    if fingerprint is not None or needs_remembering(outcome):
         state.remembered[command.command_id] = Remembered(
             code=outcome.code,
             booking_id=outcome.booking_id,
@@ -93,6 +97,7 @@ def handle(state: TripState, command: Command, now: int, policy: Policy) -> Outc
             trip=state.trip if outcome.trip_version is not None else None,
             touched=tuple(sorted(touched_bookings(outcome.events))),
             touched_entries=tuple(sorted(touched_entries(outcome.events))),
+            fingerprint=fingerprint,
         )
     return outcome
 
@@ -101,6 +106,19 @@ def fold(state: TripState, events: tuple[Event, ...]) -> tuple[Event, ...]:
     for event in events:
         evolve(state, event)
     return events
+
+
+def same_request(state: TripState, command: Command, fingerprint: str | None) -> bool:
+    """Whether a command id seen before stands for the same request now. Only two
+    fingerprints can tell requests apart: without one on either side, it is a duplicate."""
+    known = state.remembered.get(command.command_id)
+    return fingerprint is None or known is None or known.fingerprint in (None, fingerprint)
+
+
+def key_reused(command: Command) -> Outcome:
+    """The refusal of a command id reused for another request: it changes nothing, and is
+    not remembered (the command id keeps the outcome of its first request)."""
+    return Outcome(command.command_id, Code.IDEMPOTENCY_KEY_REUSED, (), duplicate=True)
 
 
 def outcome_of(state: TripState, command: Command, decision) -> Outcome:

@@ -29,8 +29,10 @@ from app.domain.waitlist import LISTED, Entry, EntryStatus, holds_seats
 
 @dataclass(frozen=True, slots=True)
 class Remembered:
-    """An outcome not recoverable from a booking's transitions: a rejection, a trip
-    command, or a refund demand. Kept so a duplicate gets the same reply and events."""
+    """An outcome not recoverable from a booking's transitions (a rejection, a trip
+    command, a refund demand), or any outcome of a command that names the request it
+    stands for (`fingerprint`). Kept so a duplicate gets the same reply and events, and a
+    different request under the same command id is told apart."""
 
     code: Code | None
     booking_id: str | None = None
@@ -39,6 +41,7 @@ class Remembered:
     trip: Trip | None = None  # as a trip command published it
     touched: tuple[str, ...] = ()  # the bookings its events moved, to rebuild them
     touched_entries: tuple[str, ...] = ()  # the waiting-list entries its events moved
+    fingerprint: str | None = None  # of the request the command stands for (gateway.dispatch)
 
 
 @dataclass(slots=True)

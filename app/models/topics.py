@@ -68,6 +68,8 @@ def event_type(topic: str) -> str:
 # Headers a command carries so its reply finds the way back.
 REPLY_TO = "reply-to"
 REPLY_PARTITION = "reply-partition"
+# On a reply that repeats the outcome of a command id handled before (a retry).
+REPLAYED = "replayed"
 
 # The key of the clock ticks written into every partition of the command topic. A trip key
 # always contains ":", so no command can be mistaken for a tick.

@@ -161,12 +161,14 @@ def _remembered_row(r: Remembered) -> list[Any]:
     refund = r.refund
     refund_row = [refund.booking_id, refund.payment_id, refund.amount, refund.reason, refund.at] if refund else None
     return [r.code.value if r.code else None, r.booking_id, refund_row, r.trip_version,
-            trip_to_json(r.trip) if r.trip else None, r.touched, r.touched_entries]
+            trip_to_json(r.trip) if r.trip else None, r.touched, r.fingerprint, r.touched_entries]
 
 
 def _remembered_from(row: list[Any]) -> Remembered:
-    # Outcomes remembered before the waiting list have no touched entries.
-    code, booking_id, refund, trip_version, trip, touched, *touched_entries = row
+    # Entries written before fingerprints were kept have six fields, before the waiting
+    # list seven.
+    code, booking_id, refund, trip_version, trip, touched, *later = row
+    fingerprint, touched_entries = (*later, None, ())[:2]
     return Remembered(
         code=Code(code) if code else None,
         booking_id=booking_id,
@@ -174,5 +176,6 @@ def _remembered_from(row: list[Any]) -> Remembered:
         trip_version=trip_version,
         trip=trip_from_json(trip) if trip else None,
         touched=tuple(touched),
-        touched_entries=tuple(touched_entries[0]) if touched_entries else (),
+        fingerprint=fingerprint,
+        touched_entries=tuple(touched_entries),
     )

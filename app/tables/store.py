@@ -100,13 +100,14 @@ class TripStore:
         self.trips_cached = trips_cached
         self.cache: OrderedDict[bytes, Loaded] = OrderedDict()
 
-    def handle(self, key: bytes, command: Command, now: int, policy: Policy) -> tuple[TripState, Outcome]:
+    def handle(self, key: bytes, command: Command, now: int, policy: Policy,
+               fingerprint: str | None = None) -> tuple[TripState, Outcome]:
         """The command against the trip's state, its effect written to the table. The
         returned state holds every booking the outcome mentions."""
         loaded = self.load(key)
         try:
             self.load_named(key, loaded, command)
-            outcome = handle(loaded.state, command, now, policy)
+            outcome = handle(loaded.state, command, now, policy, fingerprint)
             self.save(key, loaded, command, outcome)
         except BaseException:
             self.cache.pop(key, None)  # its state may be half-changed

@@ -13,12 +13,14 @@ from fastapi import APIRouter, Path
 from app.domain.ids import trip_of_booking
 from app.domain.rejections import MESSAGES, Code
 from app.models.commands import AcceptOfferIn, LeaveWaitlistIn
+from gateway.command_path import CommandRouter
 from gateway.deps import AsRider, ReadsDep, Rider
 from gateway.errors import ApiError, JsonResponse
 from gateway.routes.bookings import created_body
 from gateway.schemas import EntryBody, EntryList, OfferAcceptedOut, error_responses
 
 router = APIRouter(prefix="/v1/waitlist", tags=["waiting lists"])
+commands = CommandRouter(prefix="/v1/waitlist", tags=["waiting lists"])
 
 EntryIdPath = Annotated[str, Path(alias="entryId", max_length=200, examples=["LAG-IBD.20300115.Q4SB2MXKZ7D3NH5E"])]
 COMMAND_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
@@ -32,7 +34,7 @@ async def my_entries(rider: Rider, reads: ReadsDep) -> JsonResponse:
     return JsonResponse({"entries": await reads.waitlist_of_rider(rider.user_id)})
 
 
-@router.delete("/{entryId}", response_model=EntryBody, responses=COMMAND_ERRORS)
+@commands.delete("/{entryId}", response_model=EntryBody, responses=COMMAND_ERRORS)
 async def leave(entry_id: EntryIdPath, send: AsRider) -> Any:
     """Leaves the waiting list (WAITING or OFFERED -> LEFT). Seats held for an offer go at
     once to the next entry they fit."""
@@ -40,7 +42,7 @@ async def leave(entry_id: EntryIdPath, send: AsRider) -> Any:
     return await send.send(command, entry_body, None, entryId=entry_id)
 
 
-@router.post("/{entryId}/accept", status_code=201, response_model=OfferAcceptedOut, responses=COMMAND_ERRORS)
+@commands.post("/{entryId}/accept", status_code=201, response_model=OfferAcceptedOut, responses=COMMAND_ERRORS)
 async def accept(entry_id: EntryIdPath, send: AsRider) -> Any:
     """Takes the seats offered: a booking HELD on them for HOLD_MINUTES (then pay as for
     any booking), the entry ACCEPTED. After `offerExpiresAt`: 409 offer_expired."""

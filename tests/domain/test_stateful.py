@@ -73,6 +73,10 @@ TRAVEL_DATES = [date(2030, 3, 31), date(2030, 10, 27), date(2030, 6, 15), date(2
 ZONES = ["UTC", "Europe/London", "Africa/Lagos", "America/New_York", "Australia/Sydney"]
 
 
+def utc_date(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, UTC).date()
+
+
 @dataclass
 class Model:
     """What the reference model knows of one booking."""
@@ -537,14 +541,13 @@ class BookingMachine(RuleBasedStateMachine):
         update = replace(self.trip, **changed)
         command = PublishTrip(self.new_id(), by, update)
         expect = self.before()
-        record_day = datetime.fromtimestamp(self.now / 1000, UTC).date()
         in_use = max((seat for _, _, seats in self.taken() for seat in seats), default=0)
         if by is OTHER_DRIVER:
             code = Code.FORBIDDEN
         elif self.trip_cancelled and by is DRIVER:
             code = Code.TRIP_CANCELLED
-        elif update.travel_date < record_day - timedelta(days=1):
-            code = Code.TRAVEL_DATE_OUT_OF_RANGE
+        elif self.trip.travel_date < utc_date(self.now) - timedelta(days=self.policy.trip_days_behind_max):
+            code = Code.TRAVEL_DATE_OUT_OF_RANGE  # the clock has run past the trip
         elif update.capacity > self.policy.trip_capacity_max:
             code = Code.CAPACITY_OUT_OF_RANGE
         elif (self.model or self.entries) and (change in ("currency", "timezone", "departure")

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from app.models.commands import parse_command
-from tests.gateway.support import ENTRY_ID, auth, new_key, rejected, store_log
+from tests.gateway.support import ENTRY_ID, auth, rejected, store_log
 from tests.sink.scenario import unique_prefix, waiting_list
 
 BOOKING = {"routeId": "R1", "travelDate": "2030-01-15", "originStopId": "A", "destinationStopId": "C",
@@ -83,12 +83,6 @@ def test_joining_is_for_riders_and_sold_out_journeys(client, bus):
     for code, status in (("seats_available", 409), ("waitlist_full", 409), ("hold_limit_reached", 409)):
         bus.answer = rejected(code)
         error(client.post("/v1/trips/R1/2030-01-15/waitlist", json=JOIN, headers=auth()), status, code)
-
-
-def test_a_join_retried_with_its_key_is_answered_once(client, bus):
-    headers = {**auth(), "Idempotency-Key": new_key()}
-    first, again = (client.post("/v1/trips/R1/2030-01-15/waitlist", json=JOIN, headers=headers) for _ in range(2))
-    assert (first.status_code, first.content) == (again.status_code, again.content) and len(bus.sent) == 1
 
 
 def test_leaving_and_accepting_name_the_entry(client, bus):

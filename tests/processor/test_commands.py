@@ -146,6 +146,7 @@ def test_a_duplicate_gets_the_identical_reply_and_re_emits_identical_events(ns: 
     replies = replies_by_command(ns)
     assert len(replies[command["commandId"]]) == 2 and len(set(replies[command["commandId"]])) == 1
     assert len(replies[rejected["commandId"]]) == 2 and len(set(replies[rejected["commandId"]])) == 1
+    assert again.pop(topics.REPLAYED) is True and topics.REPLAYED not in first  # the reply's header says so
     assert first == again
     created = wait_for("the event twice", lambda: at_least(2, lifecycle(ns)[f"{booking_id}:1"]))
     assert created[0].value == created[1].value
