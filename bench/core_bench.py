@@ -1,12 +1,14 @@
 """Micro-benchmark of the pure booking core on one hot trip (not a test).
 
-    .venv/bin/python bench/core_bench.py [--commands 10000] [--runs 5] [--seed 7]
+    .venv/bin/python bench/core_bench.py [--commands 10000] [--runs 5] [--seed 7] [--seats 50 1000]
 
 A seeded generator first plays a realistic mix against a trip of 10 stops and 50 seats
 (creates on random legs, payment initiation and success, rider cancels that free seats,
 refunds reported done, ticks, availability queries and re-sent commands), recording each
 command with its record time. Each timed run replays that recorded stream into a fresh
-state, so every run does exactly the same work.
+state, so every run does exactly the same work. With several `--seats`, a stream is
+recorded for each capacity (the same mix and seed), and their runs alternate, so the
+capacities are compared side by side on the same machine state.
 
 It prints markdown tables of commands/s, as the median of the runs with the min-max
 spread, for three paths: `handle` alone with the whole state in memory; `TripStore.handle`
@@ -48,7 +50,7 @@ from app.domain.trip import Stop, Trip  # noqa: E402
 from app.tables.store import TripStore  # noqa: E402
 
 POLICY = Policy()
-STOPS, SEATS = 10, 50
+STOPS = 10
 DRIVER = Actor("driver-1", Role.DRIVER)
 ROUTES = Actor("route-service", Role.SERVICE)
 PAYMENTS = Actor("payments", Role.SERVICE)
@@ -56,21 +58,21 @@ TICKER = Actor("ticker", Role.SERVICE)
 MIX = {"create": 40, "pay": 18, "initiate": 10, "cancel": 8, "refund": 9, "tick": 5, "duplicate": 5, "query": 5}
 
 
-def hot_trip(rng: random.Random) -> Trip:
+def hot_trip(rng: random.Random, seats: int) -> Trip:
     return Trip(
         route_id="LOS-IBD-0700", travel_date=date(2030, 6, 15), timezone="Africa/Lagos",
-        departure_time=clock(7, 0), capacity=SEATS, currency="NGN",
+        departure_time=clock(7, 0), capacity=seats, currency="NGN",
         stops=tuple(Stop(f"STOP-{i:02d}", 25 * i) for i in range(STOPS)),
         leg_fares=tuple(rng.randrange(50_000, 150_000, 50) for _ in range(STOPS - 1)),
         driver_id=DRIVER.user_id,
     )
 
 
-def record_stream(commands: int, seed: int) -> tuple[list[tuple[object, int]], dict]:
+def record_stream(commands: int, seed: int, seats: int) -> tuple[list[tuple[object, int]], dict]:
     """Play the mix once, choosing each command from the state so far; return the stream
     and what happened (outcome counts, the largest and the final encoded state)."""
     rng = random.Random(seed)
-    trip = hot_trip(rng)
+    trip = hot_trip(rng, seats)
     state, now = TripState(), trip.departure_ms(0) - 2 * 24 * 3_600_000
     stream: list[tuple[object, int]] = []
     codes: Counter[str] = Counter()
@@ -114,7 +116,8 @@ def record_stream(commands: int, seed: int) -> tuple[list[tuple[object, int]], d
         else:
             run(stream[rng.randrange(max(1, len(stream) - 500), len(stream))][0])
     return stream, {
-        "key": trip.key.encode(), "codes": codes, "bookings": len(state.bookings),
+        "key": trip.key.encode(), "codes": codes, "bookings": len(state.bookings), "seats": seats,
+        "live": sum(b.status in HOLDING or b.status is Status.CONFIRMED for b in state.bookings.values()),
         "sold": sum(leg.sold for leg in availability(state)), "span_h": (now - stream[0][1]) / 3_600_000,
     }
 
@@ -150,7 +153,7 @@ def time_store(stream, key: bytes, trips_cached: int) -> tuple[float, CountingTa
 
 
 def summary(samples: list[float]) -> str:
-    return f"{statistics.median(samples):,.0f} | {min(samples):,.0f} – {max(samples):,.0f}"
+    return f"{statistics.median(samples):,.0f} ({min(samples):,.0f} – {max(samples):,.0f})"
 
 
 def main() -> None:
@@ -158,35 +161,47 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seats", type=int, nargs="+", default=[50, 1000], help="trip capacities, side by side")
     args = parser.parse_args()
 
-    stream, seen = record_stream(args.commands, args.seed)
+    recorded = {seats: record_stream(args.commands, args.seed, seats) for seats in args.seats}
+    timings: dict[int, dict[str, list[float]]] = {seats: {"core": [], "cached": [], "uncached": []}
+                                                  for seats in args.seats}
+    for _ in range(args.runs):  # alternate the capacities, run by run
+        for seats, (stream, seen) in recorded.items():
+            timings[seats]["core"].append(time_core(stream))
+            timings[seats]["cached"].append(time_store(stream, seen["key"], 1)[0])
+            timings[seats]["uncached"].append(time_store(stream, seen["key"], 0)[0])
+    print(f"Hot trip: {STOPS} stops, {' and '.join(map(str, args.seats))} seats; {args.commands:,} commands each "
+          f"(same mix and seed); Python {sys.version.split()[0]}; median of {args.runs} runs, alternating.\n")
+    print("| path | " + " | ".join(f"{seats} seats: commands/s (min – max)" for seats in args.seats) + " |")
+    print("|---|" + "---:|" * len(args.seats))
+    for path, label in (("core", "`handle`, the whole state in memory"),
+                        ("cached", "`TripStore.handle`, the trip cached (the agent's path)"),
+                        ("uncached", "`TripStore.handle`, nothing cached (read back every command)")):
+        print(f"| {label} | " + " | ".join(summary(timings[seats][path]) for seats in args.seats) + " |")
+    for seats, (stream, seen) in recorded.items():
+        report_table(seats, stream, seen)
+
+
+def report_table(seats: int, stream, seen: dict) -> None:
+    table = time_store(stream, seen["key"], 1)[1]
     key = seen["key"]
-    core = [time_core(stream) for _ in range(args.runs)]
-    cached = [time_store(stream, key, 1)[0] for _ in range(args.runs)]
-    uncached = [time_store(stream, key, 0)[0] for _ in range(args.runs)]
-    table = time_store(stream, key, 1)[1]
-    print(f"Hot trip: {STOPS} stops, {SEATS} seats; {len(stream):,} commands over {seen['span_h']:.1f} h "
-          f"of record time; Python {sys.version.split()[0]}; median of {args.runs} runs.\n")
-    print("| path | commands/s (median) | min – max |")
-    print("|---|---:|---:|")
-    print(f"| `handle`, the whole state in memory | {summary(core)} |")
-    print(f"| `TripStore.handle`, the trip cached (the agent's path) | {summary(cached)} |")
-    print(f"| `TripStore.handle`, nothing cached (read back every command) | {summary(uncached)} |")
     trip_entry = len(table[key])
     bookings = [len(v) for k, v in table.items() if b"/b/" in k]
     outcomes = [len(v) for k, v in table.items() if b"/c/" in k]
-    print("\n| what the table holds at the end | |")
+    print(f"\n| {seats} seats: what the table holds at the end | |")
     print("|---|---:|")
     print(f"| trip entry | {trip_entry:,} bytes |")
     print(f"| booking entries | {len(bookings):,}, median {statistics.median(bookings):,.0f} bytes |")
+    print(f"| live bookings (held or confirmed) | {seen['live']:,} |")
     print(f"| remembered outcome entries | {len(outcomes):,}, median {statistics.median(outcomes):,.0f} bytes |")
     print(f"| written per command (changelog payload), mean | {table.written / len(stream):,.0f} bytes "
           f"in {table.writes / len(stream):.2f} records |")
-    print(f"| seat-legs sold at the end | {seen['sold']:,} of {SEATS * (STOPS - 1):,} |")
-    print("\nMix as played (command: outcome → count):\n")
-    for key, count in sorted(seen["codes"].items()):
-        print(f"- {key}: {count:,}")
+    print(f"| seat-legs sold at the end | {seen['sold']:,} of {seats * (STOPS - 1):,} |")
+    print(f"\nMix as played on {seats} seats (command: outcome → count):\n")
+    for outcome, count in sorted(seen["codes"].items()):
+        print(f"- {outcome}: {count:,}")
 
 
 if __name__ == "__main__":
