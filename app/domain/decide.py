@@ -29,15 +29,8 @@ from app.domain.commands import (
     RefundDone,
     Role,
 )
-from app.domain.events import (
-    BookingCreated,
-    BookingMoved,
-    EntryJoined,
-    EntryMoved,
-    Event,
-    RefundRequired,
-    TripPublished,
-)
+from app.domain.events import (BookingCreated, BookingMoved, EntryJoined, EntryMoved, Event, RefundRequired,
+                               TripPublished)
 from app.domain.ids import booking_id_for, entry_id_for, reference_for
 from app.domain.policy import Policy
 from app.domain.rejections import Code

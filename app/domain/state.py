@@ -13,15 +13,8 @@ from typing import TypeVar
 
 from app.domain import inventory
 from app.domain.booking import HOLDING, SOLD, TERMINAL, Booking, Status, Transition, occupies_seats
-from app.domain.events import (
-    BookingCreated,
-    BookingMoved,
-    EntryJoined,
-    EntryMoved,
-    Event,
-    RefundRequired,
-    TripPublished,
-)
+from app.domain.events import (BookingCreated, BookingMoved, EntryJoined, EntryMoved, Event, RefundRequired,
+                               TripPublished)
 from app.domain.rejections import Code
 from app.domain.trip import Trip
 from app.domain.waitlist import LISTED, Entry, EntryStatus, holds_seats

@@ -13,15 +13,8 @@ import orjson
 
 from app.domain.booking import Booking, Transition
 from app.domain.commands import Command, QueryAvailability, QuerySeatMap
-from app.domain.events import (
-    BookingCreated,
-    BookingMoved,
-    EntryJoined,
-    EntryMoved,
-    Event,
-    RefundRequired,
-    TripPublished,
-)
+from app.domain.events import (BookingCreated, BookingMoved, EntryJoined, EntryMoved, Event, RefundRequired,
+                               TripPublished)
 from app.domain.handle import Outcome
 from app.domain.money import format_minor
 from app.domain.rejections import MESSAGES
