@@ -79,7 +79,7 @@ def handle(state: TripState, command: Command, now: int, policy: Policy, fingerp
     if prior is not None:
         return prior if same_request(state, command, fingerprint) else key_reused(command)
     expired = fold(state, expire_due_holds(state, now, command.command_id)
-                   + expire_due_offers(state, now, command.command_id))
+                   + (expire_due_offers(state, now, command.command_id) if state.entries else ()))
     offered = fold(state, offer_freed_seats(state, now, expiry_command_id(command.command_id), policy)) \
         if expired and state.entries else ()
     decision = decide(state, command, now, policy)
@@ -135,11 +135,16 @@ def outcome_of(state: TripState, command: Command, decision) -> Outcome:
 
 
 def needs_remembering(outcome: Outcome) -> bool:
+    """A rejection, a trip command, or one that moved a booking or entry not its own."""
     if not outcome.accepted or outcome.trip_version is not None:
         return True
-    own_bookings = {outcome.booking_id} if outcome.booking_id else set()
-    own_entries = {outcome.entry_id} if outcome.entry_id else set()
-    return bool(touched_bookings(outcome.events) - own_bookings or touched_entries(outcome.events) - own_entries)
+    own = (outcome.booking_id, outcome.entry_id)  # ids of bookings and entries never coincide
+    for event in outcome.events:
+        match event:
+            case BookingCreated(booking=Booking(booking_id=moved)) | BookingMoved(booking_id=moved) \
+                    | EntryJoined(entry=Entry(entry_id=moved)) | EntryMoved(entry_id=moved) if moved not in own:
+                return True
+    return False
 
 
 def touched_bookings(events: tuple[Event, ...]) -> frozenset[str]:
@@ -203,6 +208,8 @@ def entries_named(trip: Trip | None, command: Command) -> tuple[str, ...]:
 
 def entry_moved_by(state: TripState, command: Command) -> tuple[Entry | None, int | None]:
     """The entry this command already created or moved, and the version it left."""
+    if not state.entries:  # the caller loads the entry a command names, if there is one
+        return None, None
     named = entries_named(state.trip, command)
     entry = state.entries.get(named[0]) if named else None
     if entry is None:

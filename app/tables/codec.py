@@ -45,7 +45,7 @@ def encode_trip_entry(state: TripState, seq: int, last: str, live: list[str], li
         FORMAT,
         trip_to_json(state.trip) if state.trip else None,
         state.trip_version,
-        [mask_to_json(leg) for leg in state.legs],
+        [leg if leg <= WIDEST_INT_MASK else format(leg, "x") for leg in state.legs],  # see mask_from_json
         state.booked,
         seq,
         last,
@@ -65,11 +65,8 @@ def decode_trip_entry(raw: bytes) -> TripEntry:
     return TripEntry(state, seq, last, live, listed)
 
 
-def mask_to_json(mask: int) -> int | str:
-    return mask if mask <= WIDEST_INT_MASK else format(mask, "x")
-
-
 def mask_from_json(value: int | str) -> int:
+    """A leg mask as the trip entry holds it: an int, or a hex string if wider than 63 bits."""
     return int(value, 16) if isinstance(value, str) else value
 
 
