@@ -3,13 +3,25 @@
 # (scripts/isolated.sh): other ports and data dirs than `make up` and `make test`, an
 # empty broker every run, everything stopped on exit.
 #   bench/infra.sh run|chaos|rebuild [args...]
-# Ports and home: BENCH_KAFKA_PORT, BENCH_KAFKA_CONTROLLER_PORT, BENCH_PGPORT, BENCH_HOME
-# (defaults 29092, 29093, 25433, .local/bench).
+#   bench/infra.sh chaos --brokers 3 [args...]   a three-node cluster (nodes 2 and 3 on
+#                                                BENCH_KAFKA_EXTRA_PORTS and the 3 ports after it)
+# Ports and home: BENCH_KAFKA_PORT, BENCH_KAFKA_CONTROLLER_PORT, BENCH_KAFKA_EXTRA_PORTS,
+# BENCH_PGPORT, BENCH_HOME (defaults 29092, 29093, 29094, 25433, .local/bench).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 module=${1:?usage: bench/infra.sh run|chaos|rebuild [args...]}
 shift
+brokers=1
+args=("$@")
+for i in "${!args[@]}"; do
+  if [[ "${args[$i]}" == --brokers ]]; then
+    brokers=${args[$((i + 1))]:?--brokers needs a number}
+  elif [[ "${args[$i]}" == --brokers=* ]]; then
+    brokers=${args[$i]#--brokers=}
+  fi
+done
 OPENRIDE_TEST_HOME="${BENCH_HOME:-$PWD/.local/bench}" TEST_KAFKA_PORT="${BENCH_KAFKA_PORT:-29092}" \
   TEST_KAFKA_CONTROLLER_PORT="${BENCH_KAFKA_CONTROLLER_PORT:-29093}" TEST_PGPORT="${BENCH_PGPORT:-25433}" \
+  TEST_KAFKA_EXTRA_PORTS="${BENCH_KAFKA_EXTRA_PORTS:-29094}" KAFKA_BROKERS="$brokers" \
   exec scripts/isolated.sh .venv/bin/python -m "bench.$module" "$@"
