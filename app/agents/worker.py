@@ -33,7 +33,7 @@ from app.config import get_settings
 from app.models import topics
 from app.tables.store import TripStore
 from app.tables.trips import hold_due_table, trip_state_table
-from app.topics import changelog_specs, ensure_topics
+from app.topics import ensure_topics, internal_topic_specs
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -50,6 +50,7 @@ app = WorkerApp(
     broker_commit_interval=settings.worker_commit_interval_seconds,
     consumer_max_fetch_size=settings.worker_fetch_partition_bytes,
     table_standby_replicas=settings.worker_standby_replicas,
+    topic_replication_factor=settings.topic_replication_factor,
     consumer_group_instance_id=settings.worker_instance_id or None,
     broker_session_timeout=settings.worker_session_timeout_seconds,
     broker_heartbeat_interval=settings.worker_heartbeat_seconds,
@@ -171,13 +172,14 @@ async def log_rate() -> None:
     rate.report()
 
 
-def declare_changelogs() -> None:
+def declare_internal_topics() -> None:
     """faust creates its changelog topics itself, at start, but its consumer may not see a
     topic it has just created until a metadata refresh minutes later; the first write to
     that table then fails (PartitionsMismatch, 0 partitions). Created beforehand, they are
-    in the metadata from the start."""
+    in the metadata from the start, and, like the leader topic, get min.insync.replicas,
+    which faust does not set."""
     names = [table.changelog_topic_name for table in app.tables.values()]
-    ensure_topics(settings, changelog_specs(settings, names, app.conf.topic_replication_factor))
+    ensure_topics(settings, internal_topic_specs(settings, names, app._leader_assignor._leader_topic_name))
 
 
 @contextmanager
@@ -215,7 +217,7 @@ def main() -> None:
     # keep a second worker from starting on the same host.
     if not any(arg.startswith("--with") for arg in sys.argv):
         sys.argv.append("--without-web")
-    declare_changelogs()
+    declare_internal_topics()
     with local_tables_kept_only_after_a_clean_stop(Path(app.conf.tabledir)):
         app.main()
 
