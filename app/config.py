@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     tick_interval_seconds: float = 1.0
     # How often a worker logs the commands/s it processed.
     worker_rate_log_seconds: float = 10.0
+    # The worker's own HTTP server: /metrics (Prometheus), /health/live, /health/ready
+    # (app.agents.monitor). Port 0 takes any free port and logs it (tests run several).
+    worker_http_host: str = "127.0.0.1"
+    worker_http_port: int = 9109
 
     # Business rules (see app.domain.policy.Policy)
     max_seats_per_booking: int = 4

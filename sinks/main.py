@@ -27,8 +27,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from app.config import Settings, get_settings
 from app.models import topics
+from app.monitoring import serve
 from sinks import store
-from sinks.monitor import Monitor, serve
+from sinks.monitor import Monitor
 from sinks.events import SUBSCRIBED, Batch, Invalid, parse_record
 
 log = logging.getLogger("sinks.main")
@@ -78,7 +79,8 @@ class Sink:
         self.stopping = True
 
     def run(self) -> None:
-        server = serve(self.monitor, self.settings.sink_http_host, self.settings.sink_http_port)
+        server = serve(self.monitor.registry, self.monitor.health, self.settings.sink_http_host,
+                       self.settings.sink_http_port, "sink")
         try:
             # Postgres first: a sink that cannot write should not take partitions from one that can.
             self.with_database(store.ping)

@@ -57,6 +57,7 @@ class Handled:
     key: bytes
     state: TripState
     outcome: Outcome
+    command_type: str
 
 
 def process_command(record: Record, store: TripStore, send: Send, policy: Policy) -> Handled | None:
@@ -72,7 +73,7 @@ def process_command(record: Record, store: TripStore, send: Send, policy: Policy
     for topic, key, value in lifecycle_events(state, outcome):
         send(topic, key.encode(), value, None, {})
     send_reply(record, send, wire.command_id, reply(state, outcome, query=isinstance(command, QueryAvailability)))
-    return Handled(record.key, state, outcome)
+    return Handled(record.key, state, outcome, wire.type)
 
 
 def forward_trip(record: Record, send: Send) -> None:

@@ -17,7 +17,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,7 +28,8 @@ from faust.types import TP
 from app.agents.expiry import process_record, tick_value
 from app.agents.faust_app import WorkerApp, WorkerTableManager
 from app.agents.gaps import BrokerLog, ContiguousCommands
-from app.agents.processor import Record, dead_letter, forward_trip
+from app.agents.monitor import WorkerMonitor
+from app.agents.processor import Handled, Record, dead_letter, forward_trip
 from app.config import get_settings
 from app.models import topics
 from app.tables.store import TripStore
@@ -93,6 +94,8 @@ rate = Rate()
 
 def send_soon(topic: str, key: bytes, value: bytes, partition: int | None, headers: Mapping[str, bytes]) -> None:
     """Into the same producer buffer as the table's changelog records, after them."""
+    if topic == topics.DEAD_LETTERS:
+        monitor.dead_lettered(headers)
     if topic not in _topics_by_name:
         _topics_by_name[topic] = app.topic(topic, key_serializer="raw", value_serializer="raw")
     _topics_by_name[topic].send_soon(key=key, value=value, partition=partition, headers=list(headers.items()))
@@ -113,6 +116,8 @@ def record_of(event: faust.EventT) -> Record:
 
 
 contiguous = ContiguousCommands(BrokerLog(settings))
+monitor = WorkerMonitor(app, settings, contiguous.positions)
+app.sensors.add(monitor)
 
 
 @app.agent(commands, concurrency=1)
@@ -150,13 +155,16 @@ async def forward_trips(stream: faust.StreamT) -> None:
 
 def process_safely(record: Record) -> None:
     """A bug met by one record must not stop the partition: it goes to dead letters."""
+    started = time.perf_counter()
+    handled: Handled | None = None
     try:
-        process_record(record, trip_states, holds_due, send_soon, policy)
+        handled = process_record(record, trip_states, holds_due, send_soon, policy)
     except PartitionsMismatch:
         raise
     except Exception as error:  # noqa: BLE001 - the worker must keep going
         log.exception("command at %s[%d]@%d failed", record.topic, record.partition, record.offset)
         dead_letter(record, send_soon, "internal_error", f"{type(error).__name__}: {error}")
+    monitor.handled(record, handled, time.perf_counter() - started)
     rate.count(record)
 
 
@@ -183,7 +191,7 @@ def declare_internal_topics() -> None:
 
 
 @contextmanager
-def local_tables_kept_only_after_a_clean_stop(tabledir: Path) -> Iterator[None]:
+def local_tables_kept_only_after_a_clean_stop(tabledir: Path, on_rebuild: Callable[[Path], None]) -> Iterator[None]:
     """RocksDB keeps each table write at once, but faust records how far the changelog
     holds them (the persisted offset) only as the broker acknowledges them. After a crash,
     recovery replays the changelog from that offset over local tables that may already
@@ -199,6 +207,7 @@ def local_tables_kept_only_after_a_clean_stop(tabledir: Path) -> Iterator[None]:
     if mark.exists():
         log.warning("the last worker on %s did not stop cleanly: rebuilding its tables from the changelog", tabledir)
         shutil.rmtree(tabledir, ignore_errors=True)
+        on_rebuild(tabledir)
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.touch()
     try:
@@ -213,12 +222,13 @@ def main() -> None:
     if sys.argv[1:2] != ["worker"]:
         return app.main()
     # faust's `worker` command turns its web server on unless told otherwise (whatever
-    # web_enabled says). The worker serves nothing over HTTP, and the fixed port would
-    # keep a second worker from starting on the same host.
+    # web_enabled says). The worker serves only its own /metrics and health
+    # (app.agents.monitor), and faust's fixed port would keep a second worker from
+    # starting on the same host.
     if not any(arg.startswith("--with") for arg in sys.argv):
         sys.argv.append("--without-web")
     declare_internal_topics()
-    with local_tables_kept_only_after_a_clean_stop(Path(app.conf.tabledir)):
+    with local_tables_kept_only_after_a_clean_stop(Path(app.conf.tabledir), monitor.started_by_rebuild):
         app.main()
 
 

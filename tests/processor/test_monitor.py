@@ -1,0 +1,119 @@
+"""The worker's own /metrics and /health/* (app.agents.monitor), from a real worker
+process: not ready until its partitions are assigned and recovered; commands counted by
+type and outcome, dead letters by code, lag per partition; after a SIGKILL the restarted
+worker reports that it rebuilt its tables, and is ready again once they are recovered."""
+
+import asyncio
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.models import topics
+from tests.processor.support import (
+    PARTITIONS,
+    Namespace,
+    create_booking,
+    on_trip,
+    produce_raw,
+    publish_trip,
+    send_until_answered,
+    trip_key,
+    wait_for,
+)
+from tests.stack import Service
+
+pytestmark = pytest.mark.integration
+
+SERVED_AT = re.compile(r"worker monitoring on (http://[\d.]+:\d+)")
+
+
+@pytest.fixture(scope="module")
+def ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
+    namespace = Namespace(tmp_path_factory.mktemp("monitor"), {})
+    try:
+        yield namespace
+    finally:
+        namespace.stop()
+
+
+def monitor_url(worker: Service, after: int = 0) -> str:
+    """The address the worker logged (it listens on any free port in tests); `after`: the
+    log's length before this start, so a restarted worker's new address is found."""
+    def logged() -> str | None:
+        found = SERVED_AT.findall(worker.log_path.read_text(errors="replace")[after:])
+        return found[-1] if found else None
+    return wait_for("the worker's monitoring address in its log", logged, timeout_s=60, every_s=0.05)
+
+
+def status(url: str, path: str) -> int:
+    try:
+        return httpx.get(url + path, timeout=5).status_code
+    except httpx.TransportError:
+        return 0
+
+
+def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics: (name, sorted labels) -> value."""
+    text = httpx.get(url + "/metrics", timeout=5).text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def send(ns: Namespace, *commands: dict[str, Any]) -> list[dict[str, Any]]:
+    async def all_of() -> list[dict[str, Any]]:
+        async with ns.client() as client:
+            return [await send_until_answered(client, command, 120) for command in commands]
+    return asyncio.run(all_of())
+
+
+def test_health_metrics_and_a_rebuild_are_reported(ns: Namespace) -> None:
+    worker = ns.start_worker("observed")
+    url = monitor_url(worker)
+    first = wait_for("a first answer to /health/ready", lambda: status(url, "/health/ready"), every_s=0.05)
+    assert first == 503, "ready before the group assigned anything"
+    wait_for("ready", lambda: status(url, "/health/ready") == 200, timeout_s=120)
+    assert status(url, "/health/live") == 200 and status(url, "/nothing") == 404
+
+    route = "M" + uuid.uuid4().hex[:8]
+    booking = create_booking(route, "rider-m")
+    published, created, again, unknown = send(ns, publish_trip(route), booking, booking,
+                                              on_trip("query_availability", "nowhere-" + route))
+    assert published["ok"] and created["ok"] and again == created and unknown["code"] == "trip_not_found"
+    produce_raw(ns.topic(topics.COMMANDS), trip_key(route), b"{not json", {})
+    send(ns, on_trip("query_availability", route))  # handled after the malformed record: it was counted
+
+    found = samples(url)
+    assert value(found, "openride_worker_commands_total", type="create_booking", outcome="accepted") == 1
+    assert value(found, "openride_worker_commands_total", type="create_booking", outcome="duplicate") == 1
+    assert value(found, "openride_worker_commands_total", type="query_availability", outcome="rejected") == 1
+    assert value(found, "openride_worker_commands_total", type="unknown", outcome="dead_letter") == 1
+    assert value(found, "openride_worker_commands_total", type="tick", outcome="accepted") > 0
+    assert value(found, "openride_worker_dead_letters_total", code="invalid_json") == 1
+    assert value(found, "openride_worker_handle_seconds_count") >= 6
+    assert value(found, "openride_worker_partitions", role="active") == PARTITIONS
+    assert value(found, "openride_worker_ready") == 1 and value(found, "openride_worker_recovering") == 0
+    assert value(found, "openride_worker_rebuilt_tables") == 0
+    lag = {labels: v for (name, labels), v in found.items() if name == "openride_worker_lag"}
+    assert {dict(labels)["topic"] for labels in lag} == {ns.topic(topics.COMMANDS)}
+    assert len(lag) == PARTITIONS, "ticks reach every partition, so each has a position"
+    assert all(v >= 0 for v in lag.values())
+
+    length = len(worker.log_path.read_text(errors="replace"))
+    worker.kill()
+    worker.start()
+    url = monitor_url(worker, after=length)
+    wait_for("ready after the rebuild", lambda: status(url, "/health/ready") == 200, timeout_s=120)
+    found = samples(url)
+    assert value(found, "openride_worker_rebuilt_tables") == 1
+    assert value(found, "openride_worker_recovery_seconds") > 0
+    assert value(found, "openride_worker_recovery_remaining_records", role="active") == 0
+    assert send(ns, on_trip("query_availability", route))[0]["ok"], "the rebuilt tables know the trip"
