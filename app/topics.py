@@ -7,7 +7,9 @@ worker's own (changelogs, faust's leader topic) included (`internal_topic_specs`
 """
 
 import logging
+import time
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from app.config import Settings, get_settings
@@ -74,7 +76,31 @@ def ensure_topics(settings: Settings, specs: list[NewTopic]) -> list[str]:
         except Exception as error:  # a concurrent creator won the race: fine
             if "TOPIC_ALREADY_EXISTS" not in str(error):
                 raise
+    wait_until_every_broker_knows(admin, missing)
     return [spec.topic for spec in missing]
+
+
+def wait_until_every_broker_knows(admin: AdminClient, specs: list[NewTopic], timeout_s: float = 30) -> None:
+    """The controller has the new topics once they are created; each broker learns of them
+    a moment later. A client starting meanwhile may ask one that has not yet, and faust's
+    consumer then goes on without the topic ("Ignoring missing topic"): a three-broker
+    run saw a new worker unable to write its tables. So each broker that answers is asked
+    (a fresh client knows only the broker it was given) until it lists every partition."""
+    for broker in admin.list_topics(timeout=15).brokers.values():
+        one = AdminClient({"bootstrap.servers": f"{broker.host}:{broker.port}"})
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                known = one.list_topics(timeout=5).topics
+            except KafkaException:  # a broker down: it learns the topics before it serves again
+                break
+            if all(spec.topic in known and known[spec.topic].error is None
+                   and len(known[spec.topic].partitions) == spec.num_partitions for spec in specs):
+                break
+            time.sleep(0.2)
+        else:
+            log.warning("broker %s:%d still does not list every new topic after %.0f s", broker.host, broker.port,
+                        timeout_s)
 
 
 if __name__ == "__main__":

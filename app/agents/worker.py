@@ -52,6 +52,8 @@ app = WorkerApp(
     consumer_max_fetch_size=settings.worker_fetch_partition_bytes,
     table_standby_replicas=settings.worker_standby_replicas,
     topic_replication_factor=settings.topic_replication_factor,
+    # Every topic exists before the agents start (app.topics, declare_internal_topics).
+    topic_allow_declare=False,
     consumer_group_instance_id=settings.worker_instance_id or None,
     broker_session_timeout=settings.worker_session_timeout_seconds,
     broker_heartbeat_interval=settings.worker_heartbeat_seconds,
@@ -181,11 +183,13 @@ async def log_rate() -> None:
 
 
 def declare_internal_topics() -> None:
-    """faust creates its changelog topics itself, at start, but its consumer may not see a
-    topic it has just created until a metadata refresh minutes later; the first write to
-    that table then fails (PartitionsMismatch, 0 partitions). Created beforehand, they are
-    in the metadata from the start, and, like the leader topic, get min.insync.replicas,
-    which faust does not set."""
+    """The topics faust would create at start, created here instead (faust is told not to:
+    topic_allow_declare). faust's consumer may not see a topic faust has just created
+    until a metadata refresh minutes later, and the first write to that table then fails
+    (PartitionsMismatch, 0 partitions); it sends its CreateTopics to the broker its client
+    takes for the controller, under KRaft any broker, and a worker started while that one
+    was down failed to start (a chaos run); and it sets no min.insync.replicas. The admin
+    client here asks any broker that answers, and creates only what is missing."""
     names = [table.changelog_topic_name for table in app.tables.values()]
     ensure_topics(settings, internal_topic_specs(settings, names, app._leader_assignor._leader_topic_name))
 
