@@ -36,6 +36,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         new_topic(settings, topics.REPLIES, settings.reply_partitions, **{"retention.ms": str(3_600_000)}),
         new_topic(settings, topics.TRIPS, settings.command_partitions, **{"cleanup.policy": "compact"}),
         *(new_topic(settings, name, settings.event_partitions) for name in events),
+        # Which dead letters were replayed (app.deadletters), keyed by the dead letter's position.
+        new_topic(settings, topics.DEAD_LETTER_REPLAYS, 1, **{"cleanup.policy": "compact"}),
     ]
 
 

@@ -58,6 +58,7 @@ class Stopping(Exception):
 class DeadLetter:
     message: Message
     reason: str
+    code: str = "invalid_event"  # or refused_by_postgres: its dlq-code header
     too_large: bool = False  # the broker refused the copy: send it without the value
 
 
@@ -145,7 +146,8 @@ class Sink:
             try:
                 self.with_database(lambda conn, batch=single: store.write_batch(conn, batch))
             except ROW_ERRORS as error:
-                self.dead_letter([DeadLetter(message, f"refused by Postgres: {first_line(error)}")])
+                self.dead_letter([DeadLetter(message, f"refused by Postgres: {first_line(error)}",
+                                             "refused_by_postgres")])
                 offset_only = Batch()
                 offset_only.advance(message.topic(), message.partition(), message.offset())
                 self.with_database(lambda conn, batch=offset_only: store.write_batch(conn, batch))
@@ -191,6 +193,7 @@ class Sink:
 
         m = letter.message
         headers = list(m.headers() or []) + [
+            ("dlq-code", letter.code.encode()),
             ("dlq-reason", letter.reason.encode()),
             ("dlq-topic", m.topic().encode()),
             ("dlq-partition", str(m.partition()).encode()),
