@@ -103,8 +103,8 @@ class WorkerMonitor(faust.Sensor):
                                     registry=self.registry)
         self.ready_gauge = Gauge("openride_worker_ready", "1 while partitions are assigned and recovered",
                                  registry=self.registry)
-        self.registry.register(_LagCollector(self))
         self._lag: dict[Partition, int] = {}
+        self.registry.register(_LagCollector(self))
         self._heartbeat = time.monotonic()
         self._rebalances_ended = 0
         self._server: Any = None
