@@ -5,6 +5,11 @@ checker (bench/checker.py) over the command log, topics, tables and Postgres.
     bench/infra.sh chaos [--commands 100000] [--kill-every 6] [--min-kills 30]
     bench/infra.sh chaos --brokers 3 [--min-broker-kills 10] [--broker-kill-every 40]
 
+With `--postgres-outage-s 30` Postgres is stopped once, `--postgres-outage-after-s` into
+the load, and started again after that long; meanwhile a read and a booking are tried
+over HTTP every second: reads must answer 503 with Retry-After, bookings 201 or a 503
+with Retry-After within FAIL_FAST_S (counts outage_reads_wrong, outage_commands_wrong).
+
 With `--brokers 3` the run has a three-node cluster (scripts/kafka.sh; every topic with 3
 replicas and min.insync.replicas 2), and a second killer SIGKILLs brokers, in turn the
 active controller, the leader of a command partition and the group coordinator, each once
@@ -35,7 +40,7 @@ from app.topics import ensure_topics, topic_specs
 from bench import load
 from bench.checker import ClientLog, check, committed_offsets
 from bench.cluster import OFFSETS_TOPIC, Cluster
-from bench.systems import SinkLag, openride_home, start_openride
+from bench.systems import SinkLag, openride_home, our_postgres, postgres, start_openride
 from gateway.commands import command_id_for
 from tests.stack import Stack
 
@@ -48,6 +53,9 @@ ATTEMPT_TIMEOUT_S = 5.0
 GIVE_UP_AFTER_S = 300.0
 
 
+# A booking refused during a Postgres outage must be refused this fast (with 503 and
+# Retry-After) to count as failing fast rather than hanging.
+FAIL_FAST_S = 5.0
 BROKER_ROLES = ("controller", "leader", "coordinator")
 # A command sent this soon after a broker kill counts towards what the kill cost clients.
 AFTER_KILL_S = 10.0
@@ -62,6 +70,23 @@ class BrokerKill:
     failover_s: float = 0.0  # from the kill until every partition it led had another leader
     back_s: float = 0.0  # from the kill until its client port accepted connections again
     in_sync_s: float = 0.0  # from the kill until every replica of every partition was in sync again
+
+
+@dataclass
+class Probe:
+    """One HTTP request made while Postgres was down."""
+
+    kind: str  # "read" or "command"
+    status: int  # 0: no HTTP answer
+    retry_after: str | None
+    seconds: float
+
+    @property
+    def as_expected(self) -> bool:
+        refused = self.status == 503 and self.retry_after is not None
+        if self.kind == "read":
+            return refused
+        return self.status == 201 or refused and self.seconds <= FAIL_FAST_S
 
 
 @dataclass
@@ -90,6 +115,8 @@ class Chaos:
         self.answer_times: list[tuple[float, float]] = []  # (first send, answer) of each Kafka command
         self.exits: dict[str, int] = {}  # services that exited by themselves (restarted, as an orchestrator would)
         self.restarting = asyncio.Lock()
+        self.probes: list[Probe] = []
+        self.outage_over = asyncio.Event()
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -146,6 +173,52 @@ class Chaos:
                 booking_id = payload["booking"]["id"] if status == 201 else None
                 self.clients.http.append((command_id, status, booking_id))
                 break
+
+    # -- Postgres down ---------------------------------------------------------------------
+
+    async def postgres_outage(self, args: argparse.Namespace, session: aiohttp.ClientSession, identify) -> None:
+        await asyncio.sleep(args.postgres_outage_after_s)
+        await asyncio.to_thread(postgres, "stop")
+        stopped = time.monotonic()
+        print(f"  postgres stopped (commands sent so far {self.sent})", flush=True)
+        try:
+            while time.monotonic() - stopped < args.postgres_outage_s:
+                await asyncio.gather(self.probe(session, identify, "read"), self.probe(session, identify, "command"),
+                                     asyncio.sleep(1.0))
+        finally:
+            await asyncio.to_thread(postgres, "start")
+            self.outage_over.set()
+        print(f"  postgres started again after {time.monotonic() - stopped:.0f} s", flush=True)
+
+    async def probe(self, session: aiohttp.ClientSession, identify, kind: str) -> None:
+        op = load.Scenario("probe", self.trips, 0.0, seed=self.rng.randrange(1 << 30)).next_op()
+        started = time.monotonic()
+        status, retry_after, payload = 0, None, {}
+        try:
+            if kind == "read":
+                request = session.get(f"{self.stack.base_url}/v1/bookings", headers=identify(op.rider))
+            else:
+                request = session.post(f"{self.stack.base_url}/v1/bookings", json=load.create_body(op),
+                                       headers={**identify(op.rider), "Idempotency-Key": op.key})
+            async with request as response:
+                status, retry_after = response.status, response.headers.get("Retry-After")
+                payload = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        self.probes.append(Probe(kind, status, retry_after, time.monotonic() - started))
+        if kind == "command" and status == 201:  # accepted: the checker must find it
+            self.clients.http.append((command_id_for("create_booking", op.rider, op.key), 201, payload["booking"]["id"]))
+
+    def outage_report(self) -> list[str]:
+        lines = []
+        for kind in ("read", "command"):
+            probes = [p for p in self.probes if p.kind == kind]
+            by_status = {status: sum(p.status == status for p in probes) for status in sorted({p.status for p in probes})}
+            lines.append(f"  {kind}s: {len(probes)}, by status {by_status}, with Retry-After "
+                         f"{sum(p.retry_after is not None for p in probes)}, answered in median "
+                         f"{statistics.median(p.seconds for p in probes) if probes else 0:.2f} s, max "
+                         f"{max((p.seconds for p in probes), default=0):.2f} s")
+        return lines
 
     # -- the killer ------------------------------------------------------------------------
 
@@ -275,7 +348,7 @@ async def drive(settings: Settings, stack: Stack, args: argparse.Namespace,
     trips = load.make_trips(f"chaos{uuid.uuid4().hex[:6]}", args.trips)
     await load.publish_trips(direct, trips)
     chaos = Chaos(stack, direct, trips, args.seed)
-    budget = Budget(args.commands, lambda: enough_kills(chaos, args))
+    budget = Budget(args.commands, lambda: enough_kills(chaos, args) and chaos.outage_over.is_set())
     done = asyncio.Event()
     started = time.monotonic()
     killer = asyncio.create_task(chaos.killer(args.kill_every, args.sink_every, args.gateway_every, done))
@@ -285,6 +358,10 @@ async def drive(settings: Settings, stack: Stack, args: argparse.Namespace,
         identify = load.jwt_identity(settings.jwt_secret)
         flows = [chaos.kafka_flow(budget) for _ in range(args.kafka_clients)]
         flows += [chaos.http_flow(budget, session, identify) for _ in range(args.http_clients)]
+        if args.postgres_outage_s:
+            flows.append(chaos.postgres_outage(args, session, identify))
+        else:
+            chaos.outage_over.set()
         await asyncio.gather(*flows)
     done.set()
     await killer
@@ -313,6 +390,8 @@ def run(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, i
             raise SystemExit(f"--brokers {args.brokers}, but the cluster has {cluster.size} (KAFKA_BROKERS)")
         update |= {"kafka_bootstrap": cluster.bootstrap, "topic_replication_factor": min(cluster.size, 3)}
     settings = get_settings().model_copy(update=update)
+    if args.postgres_outage_s and not our_postgres(settings.database_url):
+        raise SystemExit("--postgres-outage-s stops Postgres: only the one scripts/isolated.sh started for this run")
     ensure_topics(settings, topic_specs(settings))
     settings_env = {name.upper(): str(value) for name, value in update.items()}
     stack = start_openride(settings, openride_home() / "chaos-run" / uuid.uuid4().hex[:8], settings_env)
@@ -322,6 +401,8 @@ def run(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, i
               f"services that exited by themselves {chaos.exits}", flush=True)
         if chaos.broker_kills:
             print("broker kills:\n" + "\n".join(chaos.broker_report()), flush=True)
+        if chaos.probes:
+            print("while Postgres was down:\n" + "\n".join(chaos.outage_report()), flush=True)
         # The worker's clock ticks expire holds for as long as it runs: stopped first, it has
         # written every event there will be before the sink's catch-up is judged, and the
         # truth covers the commands it processed (a tick written as it stopped is not).
@@ -334,6 +415,8 @@ def run(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, i
     counts["sink_not_caught_up"] = int(not caught_up)
     counts["too_few_kills"] = int(not enough_kills(chaos, args))
     counts["unexpected_exits"] = sum(chaos.exits.values())
+    counts["outage_reads_wrong"] = sum(not p.as_expected for p in chaos.probes if p.kind == "read")
+    counts["outage_commands_wrong"] = sum(not p.as_expected for p in chaos.probes if p.kind == "command")
     print(" ".join(f"{name}={value}" for name, value in counts.items()), flush=True)
     return counts
 
@@ -358,6 +441,10 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--broker-long-down-s", type=float, default=60.0,
                         help="how long every --broker-long-every-th killed broker stays down")
     result.add_argument("--broker-long-every", type=int, default=4)
+    result.add_argument("--postgres-outage-s", type=float, default=0.0,
+                        help="stop Postgres this long once, under load (0: never)")
+    result.add_argument("--postgres-outage-after-s", type=float, default=20.0,
+                        help="seconds into the load when Postgres is stopped")
     return result
 
 

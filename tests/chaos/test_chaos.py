@@ -5,7 +5,10 @@
   with it, and the clients retry;
 - the same on a three-node Kafka cluster of its own (every topic with 3 replicas and
   min.insync.replicas 2), while brokers are SIGKILLed too: the active controller, a
-  command partition's leader and the group coordinator, the last kept down 20 s.
+  command partition's leader and the group coordinator, the last kept down 20 s;
+- Postgres stopped for 30 s under load and started again: reads answer 503 with
+  Retry-After meanwhile, bookings are accepted or refused fast with 503 and Retry-After,
+  and the sink catches up with nothing lost.
 
 `make chaos` runs the long versions (100,000 commands, 30 worker kills; with
 `ARGS="--brokers 3"`, at least 10 broker kills)."""
@@ -17,9 +20,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import ConfigResource
 
-from app.config import ROOT
+from app.config import ROOT, get_settings
 from bench import chaos
 from bench.cluster import Cluster
+from bench.systems import our_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +33,16 @@ def test_invariants_hold_after_workers_sink_and_gateway_are_killed() -> None:
         ["--commands", "1000", "--kill-every", "4", "--min-kills", "5", "--sink-every", "1", "--gateway-every", "1",
          "--trips", "5",
          "--kafka-clients", "24", "--http-clients", "8"])
+    counts = chaos.run(args)
+    assert counts == dict.fromkeys(counts, 0), counts
+
+
+def test_a_postgres_outage_under_load_loses_nothing() -> None:
+    if not our_postgres(get_settings().database_url):
+        pytest.skip("stops Postgres: needs the one scripts/test.sh started (OPENRIDE_HOME and PGPORT of this run)")
+    args = chaos.parser().parse_args(
+        ["--commands", "400", "--min-kills", "0", "--kill-every", "1000000", "--postgres-outage-s", "30",
+         "--postgres-outage-after-s", "10", "--trips", "5", "--kafka-clients", "8", "--http-clients", "8"])
     counts = chaos.run(args)
     assert counts == dict.fromkeys(counts, 0), counts
 
