@@ -14,16 +14,32 @@ that is taken fails at start-up, rather than leaving a process nobody can watch.
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily
 
 log = logging.getLogger(__name__)
 
 # (live, ready, the checks behind them)
 Health = Callable[[], tuple[bool, bool, dict[str, object]]]
+
+
+class SnapshotGauge:
+    """A gauge family computed at scrape time: `read()` gives (label values, value) pairs,
+    so a series no longer read (a partition moved away) disappears with it."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str],
+                 read: Callable[[], Iterable[tuple[tuple[object, ...], float]]]) -> None:
+        self.name, self.documentation, self.labels, self.read = name, documentation, labels, read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, value in self.read():
+            family.add_metric([str(label) for label in labels], value)
+        yield family
 
 
 def serve(registry: CollectorRegistry, health: Health, host: str, port: int, name: str) -> ThreadingHTTPServer:

@@ -272,6 +272,7 @@ class Chaos:
                 pass
             if done.is_set():
                 break
+            await self.restart_exited_brokers(cluster)
             await asyncio.to_thread(cluster.wait_fully_replicated)
             role = BROKER_ROLES[count % len(BROKER_ROLES)]
             count += 1
@@ -292,6 +293,12 @@ class Chaos:
             kill.in_sync_s = time.monotonic() - kill.killed_at
             print(f"  broker {kill.node} back after {kill.back_s:.1f} s, every replica in sync after "
                   f"{kill.in_sync_s:.1f} s", flush=True)
+
+    async def restart_exited_brokers(self, cluster: Cluster) -> None:
+        for node in sorted(set(cluster.nodes) - await asyncio.to_thread(cluster.running)):
+            print(f"  broker {node} exited by itself: restarting it", flush=True)
+            self.exits["broker"] = self.exits.get("broker", 0) + 1
+            await asyncio.to_thread(cluster.start, node)
 
     def broker_as(self, cluster: Cluster, role: str) -> int:
         if role == "controller":

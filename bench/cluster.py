@@ -57,6 +57,12 @@ class Cluster:
             self.script("start", str(node))
             self.down.discard(node)
 
+    def running(self) -> set[int]:
+        """The nodes whose broker process runs and listens."""
+        done = subprocess.run([str(KAFKA_SH), "status"], env={**os.environ, **self.env}, capture_output=True,
+                              text=True, timeout=60)
+        return {int(line.split()[2].rstrip(":")) for line in done.stdout.splitlines() if ": running" in line}
+
     def kill(self, node: int) -> None:
         self.script("kill", str(node))
         self.down.add(node)

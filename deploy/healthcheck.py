@@ -11,7 +11,6 @@ It reports readiness, so orchestrators use it for readiness, not liveness: a Kaf
 must not get every worker restarted (each restart costs a rebalance and a recovery).
 """
 
-import os
 import sys
 import urllib.request
 from pathlib import Path

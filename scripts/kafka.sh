@@ -254,23 +254,54 @@ launch() {
   printf '%s\n' "$!" >"$PID_FILE"
 }
 
+# Until the broker listens. The ports may lie in Linux's ephemeral range (32768-60999),
+# so another process's connection or port-0 server can hold the port for a while (the
+# broker then fails to bind and exits: it is launched again, up to 5 times), and a
+# connect to a port nothing listens on can connect to itself (so the listener must be
+# the broker's own pid).
 await_ready() {
-  local pid=$1 rc=0
-  wait_for_port "$LOCAL_HOST" "$NODE_PORT" "$KAFKA_START_TIMEOUT" "$pid" || rc=$?
-  case "$rc" in
-    0) ;;
-    2)
-      rm -f "$PID_FILE"
-      show_log_tail "$LOG_FILE"
-      die "broker exited during start-up (log: $LOG_FILE)"
-      ;;
-    *)
-      show_log_tail "$LOG_FILE"
-      terminate_pid "$pid" "$KAFKA_STOP_TIMEOUT" kafka
-      rm -f "$PID_FILE"
-      die "broker not reachable on $LOCAL_HOST:$NODE_PORT after ${KAFKA_START_TIMEOUT}s; stopped it (log: $LOG_FILE)"
-      ;;
-  esac
+  local pid=$1 attempt rc
+  for attempt in 1 2 3 4 5; do
+    rc=0
+    wait_for_listener "$pid" || rc=$?
+    case "$rc" in
+      0) return 0 ;;
+      2)
+        if ((attempt < 5)) && tail -n 300 "$LOG_FILE" | grep -q "failed to bind to $LOCAL_HOST:$NODE_PORT"; then
+          log "node $NODE could not bind $NODE_PORT (another socket held it: $(port_owner "$NODE_PORT")); starting it again"
+          sleep $((2 * attempt))
+          launch
+          pid="$(read_pidfile "$PID_FILE")"
+          continue
+        fi
+        rm -f "$PID_FILE"
+        show_log_tail "$LOG_FILE"
+        die "broker exited during start-up (log: $LOG_FILE)"
+        ;;
+      *)
+        show_log_tail "$LOG_FILE"
+        terminate_pid "$pid" "$KAFKA_STOP_TIMEOUT" kafka
+        rm -f "$PID_FILE"
+        die "broker not reachable on $LOCAL_HOST:$NODE_PORT after ${KAFKA_START_TIMEOUT}s; stopped it (log: $LOG_FILE)"
+        ;;
+    esac
+  done
+}
+
+# 0 once `pid` listens on the node's port; 2 if it exited; 1 after KAFKA_START_TIMEOUT.
+wait_for_listener() {
+  local pid=$1 deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+  until port_open "$LOCAL_HOST" "$NODE_PORT" && listens "$pid" "$NODE_PORT"; do
+    pid_alive "$pid" || return 2
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+}
+
+# Whether `pid` listens on `port` (yes when ss is missing: nothing to check with).
+listens() {
+  command -v ss >/dev/null 2>&1 || return 0
+  ss -Hltnp "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
 }
 
 # Launches the node selected unless it runs; prints its pid. Nodes of a cluster are all

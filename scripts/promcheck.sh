@@ -13,13 +13,8 @@ TOOLS="$REPO_ROOT/.local/tools"
 BIN="$TOOLS/promcheck-$(cat "$SOURCE/go.mod" "$SOURCE/go.sum" "$SOURCE/main.go" | sha1sum | cut -c1-12)"
 
 build_promcheck() {
-  local go
-  go="$(command -v go || echo /usr/local/go/bin/go)"
-  [[ -x "$go" ]] || die "Go is needed once to build tools/promcheck (go not on PATH nor at /usr/local/go/bin/go)"
   log "building tools/promcheck from the Go module proxy (once, ~1 min)"
-  mkdir -p "$TOOLS/go"
-  # GOTOOLCHAIN=local: use the installed Go, never download another toolchain.
-  (cd "$SOURCE" && GOPATH="$TOOLS/go" GOTOOLCHAIN=local GOFLAGS=-modcacherw "$go" build -o "$BIN.tmp" .) >&2
+  (cd "$SOURCE" && run_go build -o "$BIN.tmp" .) >&2
   mv "$BIN.tmp" "$BIN"
 }
 

@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import GaugeMetricFamily
+
+from app.monitoring import SnapshotGauge
 
 STALL_SECONDS = 120.0
 REFRESH_SECONDS = 0.25  # ~132 partitions x ~20 µs: about 1 % of a core
@@ -58,7 +59,9 @@ class Monitor:
                                        registry=self.registry)
         self.postgres_up = Gauge("openride_sink_postgres_up", "1 if the last Postgres operation succeeded",
                                  registry=self.registry)
-        self.registry.register(_LagCollector(self))
+        # Computed at scrape time, so the gauge is as fresh as the consumer's watermarks.
+        self.registry.register(SnapshotGauge("openride_sink_lag", "Records on the partition not yet written to Postgres",
+                                             ["topic", "partition"], self.lag))
         self._lock = threading.Lock()
         self._positions: dict[Partition, int | None] = {}
         self._log_ends: dict[Partition, tuple[int, int]] = {}
@@ -110,17 +113,3 @@ class Monitor:
         live = time.monotonic() - self._heartbeat < STALL_SECONDS
         checks = {"loop": live, "postgres": self._postgres_ok}
         return live, all(checks.values()), checks
-
-
-class _LagCollector:
-    """Computed at scrape time, so the gauge is as fresh as the consumer's watermarks."""
-
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("openride_sink_lag", "Records on the partition not yet written to Postgres",
-                                   labels=["topic", "partition"])
-        for (topic, partition), lag in self.monitor.lag():
-            family.add_metric([topic, str(partition)], lag)
-        yield family

@@ -32,19 +32,18 @@ the app, before recovery; the worker calls `handled` and `dead_lettered` (app.ag
 """
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import faust
 from mode import Service
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import GaugeMetricFamily
 
 from app.agents.processor import Handled, Record
 from app.config import Settings
 from app.models import topics
-from app.monitoring import serve
+from app.monitoring import SnapshotGauge, serve
 
 
 REFRESH_SECONDS = 1.0
@@ -103,8 +102,10 @@ class WorkerMonitor(faust.Sensor):
                                     registry=self.registry)
         self.ready_gauge = Gauge("openride_worker_ready", "1 while partitions are assigned and recovered",
                                  registry=self.registry)
-        self._lag: dict[Partition, int] = {}
-        self.registry.register(_LagCollector(self))
+        self._lag: dict[Partition, int] = {}  # the last snapshot's
+        self.registry.register(SnapshotGauge("openride_worker_lag",
+                                              "Records on an owned command partition not handled yet",
+                                              ["topic", "partition"], lambda: self._lag.items()))
         self._heartbeat = time.monotonic()
         self._rebalances_ended = 0
         self._server: Any = None
@@ -170,9 +171,6 @@ class WorkerMonitor(faust.Sensor):
 
     # -- read by the HTTP thread ---------------------------------------------------------
 
-    def lag(self) -> dict[Partition, int]:
-        return self._lag
-
     def health(self) -> tuple[bool, bool, dict[str, object]]:
         live = time.monotonic() - self._heartbeat < STALL_SECONDS
         checks: dict[str, object] = {
@@ -191,17 +189,3 @@ def recovery_duration(recovery: Any, now: float) -> float:
     if recovery.in_recovery or ended is None or ended < started:
         return now - started
     return ended - started
-
-
-class _LagCollector:
-    """Yields the last snapshot's lag: partitions no longer owned disappear with it."""
-
-    def __init__(self, monitor: WorkerMonitor) -> None:
-        self.monitor = monitor
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("openride_worker_lag", "Records on an owned command partition not handled yet",
-                                   labels=["topic", "partition"])
-        for (topic, partition), lag in self.monitor.lag().items():
-            family.add_metric([topic, str(partition)], lag)
-        yield family

@@ -3,7 +3,6 @@ dead-lettered is listed with its code, reason and origin; replayed as it was it 
 refused (the worker would refuse it again); replayed with a fixed value it is handled;
 replayed again it is skipped, and forced, it is a duplicate that changes nothing."""
 
-import asyncio
 import json
 import os
 import subprocess
@@ -18,14 +17,15 @@ import pytest
 from app.models import topics
 from tests.processor.support import (
     Namespace,
+    answers,
     create_booking,
     on_trip,
     produce_raw,
     publish_trip,
     replies_by_command,
-    send_until_answered,
     trip_key,
     wait_for,
+    worker_namespace,
 )
 from tests.stack import ROOT
 
@@ -34,12 +34,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
-    namespace = Namespace(tmp_path_factory.mktemp("deadletters"), {})
-    namespace.start_worker("worker-1")
-    try:
+    with worker_namespace(tmp_path_factory.mktemp("deadletters")) as namespace:
         yield namespace
-    finally:
-        namespace.stop()
 
 
 def tool(ns: Namespace, *args: str) -> subprocess.CompletedProcess:
@@ -54,16 +50,9 @@ def listed(ns: Namespace) -> list[dict[str, Any]]:
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-def send(ns: Namespace, command: dict[str, Any]) -> dict[str, Any]:
-    async def one() -> dict[str, Any]:
-        async with ns.client() as client:
-            return await send_until_answered(client, command, 120)
-    return asyncio.run(one())
-
-
 def test_a_dead_letter_is_listed_refused_as_is_then_replayed_fixed_once(ns: Namespace) -> None:
     route = "D" + uuid.uuid4().hex[:8]
-    assert send(ns, publish_trip(route, capacity=4))["ok"]
+    assert answers(ns, publish_trip(route, capacity=4))[0]["ok"]
     booking = create_booking(route, "rider-d", seats=2)
     broken = {key: value for key, value in booking.items() if key != "seatsBooked"}
     produce_raw(ns.topic(topics.COMMANDS), trip_key(route), orjson.dumps(broken), {"trace-id": b"t-1"})
@@ -93,5 +82,5 @@ def test_a_dead_letter_is_listed_refused_as_is_then_replayed_fixed_once(ns: Name
     # The forced one is a duplicate: the same reply as the first, and still two seats held.
     replies = replies_by_command(ns)[booking["commandId"]]
     assert len(replies) == 2 and len(set(replies)) == 1 and orjson.loads(replies[0])["ok"]
-    availability = send(ns, on_trip("query_availability", route))["availability"]
+    [availability] = [reply["availability"] for reply in answers(ns, on_trip("query_availability", route))]
     assert max(leg["held"] + leg["sold"] for leg in availability) == 2, availability

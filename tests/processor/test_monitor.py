@@ -3,11 +3,9 @@ process: not ready until its partitions are assigned and recovered; commands cou
 type and outcome, dead letters by code, lag per partition; after a SIGKILL the restarted
 worker reports that it rebuilt its tables, and is ready again once they are recovered."""
 
-import asyncio
 import re
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -17,13 +15,14 @@ from app.models import topics
 from tests.processor.support import (
     PARTITIONS,
     Namespace,
+    answers,
     create_booking,
     on_trip,
     produce_raw,
     publish_trip,
-    send_until_answered,
     trip_key,
     wait_for,
+    worker_namespace,
 )
 from tests.stack import Service
 
@@ -34,11 +33,8 @@ SERVED_AT = re.compile(r"worker monitoring on (http://[\d.]+:\d+)")
 
 @pytest.fixture(scope="module")
 def ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
-    namespace = Namespace(tmp_path_factory.mktemp("monitor"), {})
-    try:
+    with worker_namespace(tmp_path_factory.mktemp("monitor"), worker=None) as namespace:
         yield namespace
-    finally:
-        namespace.stop()
 
 
 def monitor_url(worker: Service, after: int = 0) -> str:
@@ -68,13 +64,6 @@ def value(found: dict, name: str, **labels: str) -> float:
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def send(ns: Namespace, *commands: dict[str, Any]) -> list[dict[str, Any]]:
-    async def all_of() -> list[dict[str, Any]]:
-        async with ns.client() as client:
-            return [await send_until_answered(client, command, 120) for command in commands]
-    return asyncio.run(all_of())
-
-
 def test_health_metrics_and_a_rebuild_are_reported(ns: Namespace) -> None:
     worker = ns.start_worker("observed")
     url = monitor_url(worker)
@@ -85,11 +74,11 @@ def test_health_metrics_and_a_rebuild_are_reported(ns: Namespace) -> None:
 
     route = "M" + uuid.uuid4().hex[:8]
     booking = create_booking(route, "rider-m")
-    published, created, again, unknown = send(ns, publish_trip(route), booking, booking,
+    published, created, again, unknown = answers(ns, publish_trip(route), booking, booking,
                                               on_trip("query_availability", "nowhere-" + route))
     assert published["ok"] and created["ok"] and again == created and unknown["code"] == "trip_not_found"
     produce_raw(ns.topic(topics.COMMANDS), trip_key(route), b"{not json", {})
-    send(ns, on_trip("query_availability", route))  # handled after the malformed record: it was counted
+    answers(ns, on_trip("query_availability", route))  # handled after the malformed record: it was counted
 
     found = samples(url)
     assert value(found, "openride_worker_commands_total", type="create_booking", outcome="accepted") == 1
@@ -116,4 +105,4 @@ def test_health_metrics_and_a_rebuild_are_reported(ns: Namespace) -> None:
     assert value(found, "openride_worker_rebuilt_tables") == 1
     assert value(found, "openride_worker_recovery_seconds") > 0
     assert value(found, "openride_worker_recovery_remaining_records", role="active") == 0
-    assert send(ns, on_trip("query_availability", route))[0]["ok"], "the rebuilt tables know the trip"
+    assert answers(ns, on_trip("query_availability", route))[0]["ok"], "the rebuilt tables know the trip"
