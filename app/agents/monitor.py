@@ -3,8 +3,8 @@ WORKER_HTTP_HOST:WORKER_HTTP_PORT, 9109 by default):
 
 - `GET /metrics` (Prometheus):
   - `openride_worker_commands_total{type,outcome}`: records of the command topic handled,
-    by command type (`tick`, `unknown` when unreadable) and outcome (`accepted`,
-    `rejected`, `duplicate`, `dead_letter`); commands/s is its rate;
+    by command type (`tick` for a clock tick, `unknown` for a dead-lettered record) and
+    outcome (`accepted`, `rejected`, `duplicate`, `dead_letter`); commands/s is its rate;
   - `openride_worker_handle_seconds`: time to handle one record (decide, write the table,
     queue the events and reply), on the worker's event loop;
   - `openride_worker_command_wait_seconds`: from the broker appending a command to the
@@ -57,7 +57,7 @@ WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 
 def outcome_of(record: Record, handled: Handled | None) -> tuple[str, str]:
-    """(type, outcome) of a handled record; None: it was dead-lettered (or is a tick)."""
+    """(type, outcome) of a handled record; `handled` None: a tick, or a dead-lettered record."""
     if record.key == topics.TICK_KEY:
         return "tick", "accepted"
     if handled is None:
