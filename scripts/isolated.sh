@@ -15,6 +15,7 @@ export PGPORT="${TEST_PGPORT:-15433}"
 KAFKA_BOOTSTRAP="$(scripts/kafka.sh bootstrap)"
 export KAFKA_BOOTSTRAP
 export DATABASE_URL="postgresql://openride:openride@127.0.0.1:$PGPORT/openride"
+export ENVIRONMENT="${ENVIRONMENT:-development}"  # tests and benches sign tokens with the development key
 if ((KAFKA_BROKERS > 1)); then
   export TOPIC_REPLICATION_FACTOR="${TOPIC_REPLICATION_FACTOR:-$((KAFKA_BROKERS < 3 ? KAFKA_BROKERS : 3))}"
 fi

@@ -33,6 +33,7 @@ from tests.domain.support import (
     PAYMENTS,
     POLICY,
     RIDER,
+    ROUTES,
     make_trip,
 )
 from tests.tables.support import live_ids, stored_state
@@ -68,7 +69,7 @@ def scenario(table) -> list[tuple[object, int]]:
     a rejection, a trip update and a trip cancel. Payment amounts are read from the
     table as a payments service would have them."""
     steps: list[tuple[object, int]] = [
-        (PublishTrip("publish", DRIVER, TRIP), START),
+        (PublishTrip("publish", ROUTES, TRIP), START),
         (CreateBooking("a", RIDER, "S0", "S2", 2), START + 1),
         (CreateBooking("b", OTHER_RIDER, "S0", "S1", 1), START + 2),
         (CreateBooking("c", RIDER, "S2", "S3", 1), START + 3),
@@ -169,7 +170,7 @@ def test_closed_bookings_leave_the_trip_entry_and_completed_ones_stay(recorded):
     _, table, _, _ = recorded
     store = TripStore({}, trips_cached=10)
     for command, now in [
-        (PublishTrip("publish", DRIVER, TRIP), START),
+        (PublishTrip("publish", ROUTES, TRIP), START),
         (CreateBooking("done", RIDER, "S0", "S1", 1), START + 1),
         (CreateBooking("gone", RIDER, "S0", "S1", 1), START + 2),
     ]:
@@ -187,7 +188,7 @@ def test_closed_bookings_leave_the_trip_entry_and_completed_ones_stay(recorded):
 
 def test_a_create_resent_after_its_booking_closed_is_not_booked_again():
     store = TripStore({}, trips_cached=10)
-    store.handle(KEY, PublishTrip("publish", DRIVER, TRIP), START, POLICY)
+    store.handle(KEY, PublishTrip("publish", ROUTES, TRIP), START, POLICY)
     create = CreateBooking("create", RIDER, "S0", "S3", 3)
     _, first = store.handle(KEY, create, START + 1, POLICY)
     store.handle(KEY, CancelBooking("cancel", RIDER, first.booking_id, REASON), START + 2, POLICY)
@@ -201,7 +202,7 @@ def test_a_table_changed_underneath_is_read_again():
     """After a rebalance the table may hold what another worker wrote."""
     table: dict[bytes, bytes] = {}
     mine, theirs = TripStore(table, trips_cached=10), TripStore(table, trips_cached=10)
-    mine.handle(KEY, PublishTrip("publish", DRIVER, TRIP), START, POLICY)
+    mine.handle(KEY, PublishTrip("publish", ROUTES, TRIP), START, POLICY)
     theirs.handle(KEY, CreateBooking("theirs", RIDER, "S0", "S3", 3), START + 1, POLICY)
     state, outcome = mine.handle(KEY, CreateBooking("mine", RIDER, "S0", "S1", 1), START + 2, POLICY)
     assert outcome.code == "seats_unavailable" and state.booked == 1
