@@ -64,6 +64,13 @@ def value(found: dict, name: str, **labels: str) -> float:
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def snapshot_where(url: str, gauge: str) -> dict | None:
+    """The samples once `gauge` is above 0: the gauges are a snapshot of the worker's loop,
+    taken every second, so a state just reached shows a moment later."""
+    found = samples(url)
+    return found if value(found, gauge) > 0 else None
+
+
 def test_health_metrics_and_a_rebuild_are_reported(ns: Namespace) -> None:
     worker = ns.start_worker("observed")
     url = monitor_url(worker)
@@ -80,7 +87,7 @@ def test_health_metrics_and_a_rebuild_are_reported(ns: Namespace) -> None:
     produce_raw(ns.topic(topics.COMMANDS), trip_key(route), b"{not json", {})
     answers(ns, on_trip("query_availability", route))  # handled after the malformed record: it was counted
 
-    found = samples(url)
+    found = wait_for("a snapshot of the worker ready", lambda: snapshot_where(url, "openride_worker_ready"))
     assert value(found, "openride_worker_commands_total", type="create_booking", outcome="accepted") == 1
     assert value(found, "openride_worker_commands_total", type="create_booking", outcome="duplicate") == 1
     assert value(found, "openride_worker_commands_total", type="query_availability", outcome="rejected") == 1
@@ -89,20 +96,23 @@ def test_health_metrics_and_a_rebuild_are_reported(ns: Namespace) -> None:
     assert value(found, "openride_worker_dead_letters_total", code="invalid_json") == 1
     assert value(found, "openride_worker_handle_seconds_count") >= 6
     assert value(found, "openride_worker_partitions", role="active") == PARTITIONS
-    assert value(found, "openride_worker_ready") == 1 and value(found, "openride_worker_recovering") == 0
+    assert value(found, "openride_worker_recovering") == 0
     assert value(found, "openride_worker_rebuilt_tables") == 0
-    lag = {labels: v for (name, labels), v in found.items() if name == "openride_worker_lag"}
-    assert {dict(labels)["topic"] for labels in lag} == {ns.topic(topics.COMMANDS)}
-    assert len(lag) == PARTITIONS, "ticks reach every partition, so each has a position"
-    assert all(v >= 0 for v in lag.values())
+
+    def lag() -> dict | None:
+        """Once every partition has had a record (the ticks reach them all every second)."""
+        found = {labels: v for (name, labels), v in samples(url).items() if name == "openride_worker_lag"}
+        return found if len(found) == PARTITIONS else None
+    per_partition = wait_for("a lag for every partition", lag, timeout_s=60)
+    assert {dict(labels)["topic"] for labels in per_partition} == {ns.topic(topics.COMMANDS)}
+    assert all(v >= 0 for v in per_partition.values())
 
     length = len(worker.log_path.read_text(errors="replace"))
     worker.kill()
     worker.start()
     url = monitor_url(worker, after=length)
     wait_for("ready after the rebuild", lambda: status(url, "/health/ready") == 200, timeout_s=120)
-    found = samples(url)
+    found = wait_for("a snapshot after the recovery", lambda: snapshot_where(url, "openride_worker_recovery_seconds"))
     assert value(found, "openride_worker_rebuilt_tables") == 1
-    assert value(found, "openride_worker_recovery_seconds") > 0
     assert value(found, "openride_worker_recovery_remaining_records", role="active") == 0
     assert answers(ns, on_trip("query_availability", route))[0]["ok"], "the rebuilt tables know the trip"
