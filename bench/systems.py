@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 from confluent_kafka import TopicPartition
+from psycopg.conninfo import conninfo_to_dict
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from app.config import Settings
+from app.config import ROOT, Settings
 from sinks.events import SUBSCRIBED
 from sinks.migrate import migrate
 from tests.stack import Service, Stack, free_port, start_stack
@@ -29,6 +30,19 @@ from tests.stack import Service, Stack, free_port, start_stack
 
 def openride_home() -> Path:
     return Path(os.environ.get("OPENRIDE_HOME", Path(__file__).resolve().parent.parent / ".local" / "bench"))
+
+
+def our_postgres(database_url: str) -> bool:
+    """Whether `database_url` is the Postgres scripts/isolated.sh started for this process
+    (OPENRIDE_HOME and PGPORT of its run): the only one a test or bench may stop."""
+    port = conninfo_to_dict(database_url).get("port")
+    return "OPENRIDE_HOME" in os.environ and os.environ.get("PGPORT") == port
+
+
+def postgres(action: str) -> None:
+    """scripts/postgres.sh stop|start, for that Postgres (our_postgres)."""
+    subprocess.run([str(ROOT / "scripts" / "postgres.sh"), action], check=True, timeout=300,
+                   stdout=subprocess.DEVNULL)
 
 
 def fresh_database(base_url: str, prefix: str) -> str:

@@ -118,7 +118,8 @@ WORKER_ARGV = [sys.executable, "-m", "app.agents.worker", "worker", "-l", "info"
 def worker_service(name: str, workdir: Path, env: dict[str, str]) -> Service:
     """A worker process with a data dir of its own (workdir/name) unless env names one.
     Unbuffered, so that a worker killed with SIGKILL leaves its last log lines."""
-    env = {**os.environ, "WORKER_DATADIR": str(workdir / name), "PYTHONUNBUFFERED": "1", **env}
+    env = {**os.environ, "WORKER_DATADIR": str(workdir / name), "PYTHONUNBUFFERED": "1", "WORKER_HTTP_PORT": "0",
+           **env}
     return Service(name, WORKER_ARGV, env, workdir / f"{name}.log")
 
 
@@ -145,6 +146,7 @@ def start_stack(database_url: str, workdir: Path, settings_env: Mapping[str, str
         "SINK_GROUP": f"openride-sink-test-{run_id}",
         "GATEWAY_PORT": str(port),
         "SINK_HTTP_PORT": "0",  # any free port: test runs share the machine
+        "WORKER_HTTP_PORT": "0",
     }
     python = sys.executable
     stack = Stack(base_url=f"http://127.0.0.1:{port}", database_url=database_url,

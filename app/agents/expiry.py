@@ -81,14 +81,16 @@ def save_index(table: MutableMapping[bytes, bytes], partition: int, index: DueIn
 
 
 def process_record(record: Record, states: TripStore, due: MutableMapping[bytes, bytes],
-                   send: Send, policy: Policy) -> None:
-    """The one entry point for a record of the command topic (worker and replay alike)."""
+                   send: Send, policy: Policy) -> Handled | None:
+    """The one entry point for a record of the command topic (worker and replay alike).
+    Returns the command's effect; None for a tick or a record that was dead-lettered."""
     if record.key == topics.TICK_KEY:
         process_tick(record, states, due, send, policy)
-        return
+        return None
     handled = process_command(record, states, send, policy)
     if handled is not None:
         note_new_holds(handled, due, record.partition)
+    return handled
 
 
 def note_new_holds(handled: Handled, due: MutableMapping[bytes, bytes], partition: int) -> None:

@@ -57,6 +57,7 @@ class Handled:
     key: bytes
     state: TripState
     outcome: Outcome
+    command_type: str
 
 
 def process_command(record: Record, store: TripStore, send: Send, policy: Policy) -> Handled | None:
@@ -73,7 +74,7 @@ def process_command(record: Record, store: TripStore, send: Send, policy: Policy
         send(topic, key.encode(), value, None, {})
     send_reply(record, send, wire.command_id, reply(state, outcome, command),
                replayed=outcome.duplicate and outcome.code is not Code.IDEMPOTENCY_KEY_REUSED)
-    return Handled(record.key, state, outcome)
+    return Handled(record.key, state, outcome, wire.type)
 
 
 def forward_trip(record: Record, send: Send) -> None:

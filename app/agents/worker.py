@@ -17,7 +17,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,12 +28,13 @@ from faust.types import TP
 from app.agents.expiry import process_record, tick_value
 from app.agents.faust_app import WorkerApp, WorkerTableManager
 from app.agents.gaps import BrokerLog, ContiguousCommands
-from app.agents.processor import Record, dead_letter, forward_trip
+from app.agents.monitor import WorkerMonitor
+from app.agents.processor import Handled, Record, dead_letter, forward_trip
 from app.config import get_settings
 from app.models import topics
 from app.tables.store import TripStore
 from app.tables.trips import hold_due_table, trip_state_table
-from app.topics import changelog_specs, ensure_topics
+from app.topics import ensure_topics, internal_topic_specs
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -50,6 +51,9 @@ app = WorkerApp(
     broker_commit_interval=settings.worker_commit_interval_seconds,
     consumer_max_fetch_size=settings.worker_fetch_partition_bytes,
     table_standby_replicas=settings.worker_standby_replicas,
+    topic_replication_factor=settings.topic_replication_factor,
+    # Every topic exists before the agents start (app.topics, declare_internal_topics).
+    topic_allow_declare=False,
     consumer_group_instance_id=settings.worker_instance_id or None,
     broker_session_timeout=settings.worker_session_timeout_seconds,
     broker_heartbeat_interval=settings.worker_heartbeat_seconds,
@@ -92,6 +96,8 @@ rate = Rate()
 
 def send_soon(topic: str, key: bytes, value: bytes, partition: int | None, headers: Mapping[str, bytes]) -> None:
     """Into the same producer buffer as the table's changelog records, after them."""
+    if topic == topics.DEAD_LETTERS:
+        monitor.dead_lettered(headers)
     if topic not in _topics_by_name:
         _topics_by_name[topic] = app.topic(topic, key_serializer="raw", value_serializer="raw")
     _topics_by_name[topic].send_soon(key=key, value=value, partition=partition, headers=list(headers.items()))
@@ -112,6 +118,8 @@ def record_of(event: faust.EventT) -> Record:
 
 
 contiguous = ContiguousCommands(BrokerLog(settings))
+monitor = WorkerMonitor(app, settings, contiguous.positions)
+app.sensors.add(monitor)
 
 
 @app.agent(commands, concurrency=1)
@@ -149,13 +157,16 @@ async def forward_trips(stream: faust.StreamT) -> None:
 
 def process_safely(record: Record) -> None:
     """A bug met by one record must not stop the partition: it goes to dead letters."""
+    started = time.perf_counter()
+    handled: Handled | None = None
     try:
-        process_record(record, trip_states, holds_due, send_soon, policy)
+        handled = process_record(record, trip_states, holds_due, send_soon, policy)
     except PartitionsMismatch:
         raise
     except Exception as error:  # noqa: BLE001 - the worker must keep going
         log.exception("command at %s[%d]@%d failed", record.topic, record.partition, record.offset)
         dead_letter(record, send_soon, "internal_error", f"{type(error).__name__}: {error}")
+    monitor.handled(record, handled, time.perf_counter() - started)
     rate.count(record)
 
 
@@ -171,17 +182,20 @@ async def log_rate() -> None:
     rate.report()
 
 
-def declare_changelogs() -> None:
-    """faust creates its changelog topics itself, at start, but its consumer may not see a
-    topic it has just created until a metadata refresh minutes later; the first write to
-    that table then fails (PartitionsMismatch, 0 partitions). Created beforehand, they are
-    in the metadata from the start."""
+def declare_internal_topics() -> None:
+    """The topics faust would create at start, created here instead (faust is told not to:
+    topic_allow_declare). faust's consumer may not see a topic faust has just created
+    until a metadata refresh minutes later, and the first write to that table then fails
+    (PartitionsMismatch, 0 partitions); it sends its CreateTopics to the broker its client
+    takes for the controller, under KRaft any broker, and a worker started while that one
+    was down failed to start (a chaos run); and it sets no min.insync.replicas. The admin
+    client here asks any broker that answers, and creates only what is missing."""
     names = [table.changelog_topic_name for table in app.tables.values()]
-    ensure_topics(settings, changelog_specs(settings, names, app.conf.topic_replication_factor))
+    ensure_topics(settings, internal_topic_specs(settings, names, app._leader_assignor._leader_topic_name))
 
 
 @contextmanager
-def local_tables_kept_only_after_a_clean_stop(tabledir: Path) -> Iterator[None]:
+def local_tables_kept_only_after_a_clean_stop(tabledir: Path, on_rebuild: Callable[[Path], None]) -> Iterator[None]:
     """RocksDB keeps each table write at once, but faust records how far the changelog
     holds them (the persisted offset) only as the broker acknowledges them. After a crash,
     recovery replays the changelog from that offset over local tables that may already
@@ -197,6 +211,7 @@ def local_tables_kept_only_after_a_clean_stop(tabledir: Path) -> Iterator[None]:
     if mark.exists():
         log.warning("the last worker on %s did not stop cleanly: rebuilding its tables from the changelog", tabledir)
         shutil.rmtree(tabledir, ignore_errors=True)
+        on_rebuild(tabledir)
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.touch()
     try:
@@ -211,12 +226,13 @@ def main() -> None:
     if sys.argv[1:2] != ["worker"]:
         return app.main()
     # faust's `worker` command turns its web server on unless told otherwise (whatever
-    # web_enabled says). The worker serves nothing over HTTP, and the fixed port would
-    # keep a second worker from starting on the same host.
+    # web_enabled says). The worker serves only its own /metrics and health
+    # (app.agents.monitor), and faust's fixed port would keep a second worker from
+    # starting on the same host.
     if not any(arg.startswith("--with") for arg in sys.argv):
         sys.argv.append("--without-web")
-    declare_changelogs()
-    with local_tables_kept_only_after_a_clean_stop(Path(app.conf.tabledir)):
+    declare_internal_topics()
+    with local_tables_kept_only_after_a_clean_stop(Path(app.conf.tabledir), monitor.started_by_rebuild):
         app.main()
 
 

@@ -4,7 +4,6 @@ log-driven expiry with a one-minute hold, and a waiting list whose one-minute of
 expires by the log too. The module ends by replaying its whole command log into a fresh
 processor (determinism)."""
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,6 +19,7 @@ from tests.processor.support import (
     SERVICE,
     TICK_SECONDS,
     Namespace,
+    answers,
     as_json,
     assert_replay_matches,
     create_booking,
@@ -33,8 +33,8 @@ from tests.processor.support import (
     read_topic,
     replies_by_command,
     rider,
-    send_until_answered,
     wait_for,
+    worker_namespace,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,23 +43,14 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
     # One-minute holds and offers (the shortest the policy's minutes allow) for the expiry tests.
-    namespace = Namespace(tmp_path_factory.mktemp("processor"), {"HOLD_MINUTES": "1", "PAYMENT_HOLD_MINUTES": "1",
-                                                                 "OFFER_MINUTES": "1"})
-    namespace.start_worker("worker-1")
-    try:
+    with worker_namespace(tmp_path_factory.mktemp("processor"),
+                          {"HOLD_MINUTES": "1", "PAYMENT_HOLD_MINUTES": "1", "OFFER_MINUTES": "1"}) as namespace:
         send(namespace, on_trip("query_availability", "warm-up"), deadline_s=120)
         yield namespace
-    finally:
-        namespace.stop()
-
-
-async def _send(ns: Namespace, commands: list[dict[str, Any]], deadline_s: float) -> list[dict[str, Any]]:
-    async with ns.client() as client:
-        return [await send_until_answered(client, c, deadline_s) for c in commands]
 
 
 def send(ns: Namespace, *commands: dict[str, Any], deadline_s: float = 30) -> list[dict[str, Any]] | dict[str, Any]:
-    replies = asyncio.run(_send(ns, list(commands), deadline_s))
+    replies = answers(ns, *commands, deadline_s=deadline_s)
     return replies[0] if len(replies) == 1 else replies
 
 
