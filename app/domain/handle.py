@@ -3,7 +3,7 @@
 The order of steps matters:
 1. Recall: a command id seen before gets the outcome it got then, with the same events
    (rebuilt from the bookings' transitions and the remembered outcome), and changes
-   nothing. The caller loads into the state what recall needs: the booking the command
+   nothing. A remembered outcome is recalled for `Policy.outcome_retention_hours`. The caller loads into the state what recall needs: the booking the command
    names or would create, the remembered outcome of its id and the bookings it touched.
 2. Expire holds due by the record's time, before deciding, so a payment that arrives
    after its hold ran out sees the hold expired, live or in a replay.
@@ -47,7 +47,7 @@ class Outcome:
 
 
 def handle(state: TripState, command: Command, now: int, policy: Policy) -> Outcome:
-    prior = recall(state, command)
+    prior = recall(state, command, now, policy)
     if prior is not None:
         return prior
     events = expire_due_holds(state, now, command.command_id)
@@ -66,6 +66,7 @@ def handle(state: TripState, command: Command, now: int, policy: Policy) -> Outc
             trip_version=outcome.trip_version,
             trip=state.trip if outcome.trip_version is not None else None,
             touched=tuple(sorted(touched_bookings(outcome.events))),
+            at=now,
         )
     return outcome
 
@@ -97,9 +98,9 @@ def touched_bookings(events: tuple[Event, ...]) -> frozenset[str]:
 # -- recall -----------------------------------------------------------------------------
 
 
-def recall(state: TripState, command: Command) -> Outcome | None:
+def recall(state: TripState, command: Command, now: int, policy: Policy) -> Outcome | None:
     command_id = command.command_id
-    known = state.remembered.get(command_id)
+    known = remembered_by(state, command_id, now, policy)
     booking, version = booking_moved_by(state, command)
     if known is None and version is None:
         return None
@@ -114,6 +115,16 @@ def recall(state: TripState, command: Command) -> Outcome | None:
         trip_version=known.trip_version if known else None,
         duplicate=True,
     )
+
+
+def remembered_by(state: TripState, command_id: str, now: int, policy: Policy) -> Remembered | None:
+    """The outcome remembered for the command id, unless it is older than the retention
+    window at `now`: then the command is decided again, as if new. The window is read
+    from the record times, so every replay of the log forgets at the same records."""
+    known = state.remembered.get(command_id)
+    if known is None or now - known.at >= policy.outcome_retention_ms:
+        return None
+    return known
 
 
 def bookings_named(trip: Trip | None, command: Command) -> tuple[str, ...]:

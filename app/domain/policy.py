@@ -24,3 +24,10 @@ class Policy:
     )
     cancel_reason_min: int = 10
     cancel_reason_max: int = 500
+    # How long a command id re-sent gets the outcome it got first, when that outcome is a
+    # remembered one (a rejection, a trip command, a refund demand: app.domain.state.Remembered).
+    outcome_retention_hours: int = 24
+
+    @property
+    def outcome_retention_ms(self) -> int:
+        return self.outcome_retention_hours * 3_600_000

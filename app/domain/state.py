@@ -18,7 +18,8 @@ from app.domain.trip import Trip
 @dataclass(frozen=True, slots=True)
 class Remembered:
     """An outcome not recoverable from a booking's transitions: a rejection, a trip
-    command, or a refund demand. Kept so a duplicate gets the same reply and events."""
+    command, or a refund demand. Kept so a duplicate gets the same reply and events,
+    for `Policy.outcome_retention_hours` after `at` (`app.domain.handle.recall`)."""
 
     code: Code | None
     booking_id: str | None = None
@@ -26,6 +27,50 @@ class Remembered:
     trip_version: int | None = None
     trip: Trip | None = None  # as a trip command published it
     touched: tuple[str, ...] = ()  # the bookings its events moved, to rebuild them
+    at: int = 0  # the time of the record that was decided
+
+
+@dataclass(slots=True)
+class HoldIndex:
+    """When each hold on the trip runs out (booking id -> epoch ms), so that finding the
+    holds due reads a dict, not every booking's history."""
+
+    expires: dict[str, int] = field(default_factory=dict)
+    _earliest: int | None = field(default=None, compare=False, repr=False)
+    _stale: bool = field(default=False, compare=False, repr=False)
+
+    def note(self, booking: Booking) -> None:
+        at = booking.current.expires_at if booking.status in HOLDING else None
+        if at is None:
+            self.discard(booking.booking_id)
+            return
+        before = self.expires.get(booking.booking_id)
+        self.expires[booking.booking_id] = at
+        if before is not None and before == self._earliest and at > before:
+            self._stale = True
+        elif not self._stale and (self._earliest is None or at < self._earliest):
+            self._earliest = at
+
+    def discard(self, booking_id: str) -> None:
+        at = self.expires.pop(booking_id, None)
+        if at is not None and at == self._earliest:
+            self._stale = True
+
+    def recompute(self) -> None:
+        """After `expires` was replaced whole."""
+        self._stale = True
+
+    def earliest(self) -> int | None:
+        if self._stale:
+            self._earliest = min(self.expires.values(), default=None)
+            self._stale = False
+        return self._earliest
+
+    def due(self, now: int) -> list[str]:
+        earliest = self.earliest()
+        if earliest is None or earliest > now:
+            return []
+        return [booking_id for booking_id, at in self.expires.items() if at <= now]
 
 
 @dataclass(slots=True)
@@ -36,6 +81,16 @@ class TripState:
     bookings: dict[str, Booking] = field(default_factory=dict)
     remembered: dict[str, Remembered] = field(default_factory=dict)
     booked: int = 0  # bookings ever created on the trip, closed and forgotten ones too
+    holds: HoldIndex = field(default_factory=HoldIndex)  # of the bookings above
+
+    def put(self, booking: Booking) -> None:
+        """Every booking enters the state here, so that the hold index follows it."""
+        self.bookings[booking.booking_id] = booking
+        self.holds.note(booking)
+
+    def drop(self, booking_id: str) -> None:
+        del self.bookings[booking_id]
+        self.holds.discard(booking_id)
 
 
 def is_closed(booking: Booking) -> bool:
@@ -62,14 +117,14 @@ def evolve(state: TripState, event: Event) -> TripState:
             state.trip_version += 1
         case BookingCreated(booking=booking):
             inventory.occupy(state.legs, booking.first_leg, booking.last_leg, booking.seats)
-            state.bookings[booking.booking_id] = booking
+            state.put(booking)
             state.booked += 1
         case BookingMoved(booking_id=booking_id, moves=moves):
             before = state.bookings[booking_id]
             after = before.with_transitions(*moves)
             if occupies_seats(before.status) and not occupies_seats(after.status):
                 inventory.release(state.legs, after.first_leg, after.last_leg, after.seats)
-            state.bookings[booking_id] = after
+            state.put(after)
         case RefundRequired():
             pass
     return state

@@ -107,7 +107,7 @@ class BookingMachine(RuleBasedStateMachine):
         self.now = self.departure0 - data.draw(st.integers(0, 3 * DAY), label="lead")
         self.start_core()
         self.count = 0
-        self.history: list[tuple[object, object]] = []  # (command, outcome) of every new command
+        self.history: list[tuple[object, object, int]] = []  # (command, outcome, time) of every new command
         self.model: dict[str, Model] = {}
         self.trip_cancelled = False
         outcome = self.send(PublishTrip(self.new_id(), DRIVER, self.trip), expiring=set())
@@ -144,7 +144,7 @@ class BookingMachine(RuleBasedStateMachine):
         expired = {e.booking_id for e in outcome.events
                    if isinstance(e, BookingMoved) and e.moves[-1].target is Status.EXPIRED}
         assert expired == expiring, "the holds due, and only those, expire first"
-        self.history.append((command, outcome))
+        self.history.append((command, outcome, self.now))
         event(f"{type(command).__name__}: {outcome.code or 'accepted'}")  # see --hypothesis-show-statistics
         return outcome
 
@@ -418,8 +418,11 @@ class BookingMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.history)
     @rule(data=st.data())
     def duplicate(self, data):
-        """(3) Re-sending a command id gets the original outcome and changes nothing."""
-        candidates = [(c, o) for c, o in self.history if not (isinstance(c, ExpireHolds) and not o.events)]
+        """(3) Re-sending a command id gets the original outcome and changes nothing (within
+        the retention window of remembered outcomes: tests/domain/test_trip_state.py)."""
+        recent = self.now - self.policy.outcome_retention_ms
+        candidates = [(c, o) for c, o, at in self.history
+                      if at > recent and not (isinstance(c, ExpireHolds) and not o.events)]
         if not candidates:
             return
         command, original = data.draw(st.sampled_from(candidates), label="duplicate of")
