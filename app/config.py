@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     # Per partition DB and table (faust opens one RocksDB per partition it holds).
     rocksdb_block_cache_bytes: int = 32 * 1024 * 1024
     rocksdb_write_buffer_bytes: int = 8 * 1024 * 1024
-    worker_commit_interval_seconds: float = 1.0
+    # A batch of commands (app.agents.batch): what the worker's agent has been handed, taken
+    # when it holds this many records or else every this many ms (the most a command
+    # waits for its batch to start).
+    worker_batch_records: int = 1000
+    worker_batch_wait_ms: float = 2.0
     # The longest a worker's fetch waits on the broker for records (faust's own is 1.5 s):
     # also how long a busy partition can stall behind a fetch of idle ones
     # (app.agents.faust_app.ShortFetchConsumerThread).
@@ -68,6 +72,9 @@ class Settings(BaseSettings):
     booking_close_minutes: int = 15
     hold_minutes: int = 10
     payment_hold_minutes: int = 15
+    # How long a re-sent command id gets its remembered outcome (a rejection, a trip
+    # command, a refund demand); ticks delete these an hour after (app.tables.store).
+    outcome_retention_hours: int = 24
 
     # Gateway
     gateway_host: str = "127.0.0.1"
@@ -103,6 +110,7 @@ class Settings(BaseSettings):
             booking_close_minutes=self.booking_close_minutes,
             hold_minutes=self.hold_minutes,
             payment_hold_minutes=self.payment_hold_minutes,
+            outcome_retention_hours=self.outcome_retention_hours,
         )
 
 

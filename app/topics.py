@@ -5,6 +5,7 @@ command topic itself, without the broker-stamped timestamps that make replays ex
 """
 
 import logging
+import time
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -40,6 +41,26 @@ def changelog_specs(settings: Settings, names: list[str], replication: int) -> l
     replicated as faust would (its TOPIC_REPLICATION_FACTOR)."""
     config = {"cleanup.policy": "compact", "segment.ms": str(CHANGELOG_SEGMENT_MS)}
     return [NewTopic(name, settings.command_partitions, replication, config=config) for name in names]
+
+
+def leader_spec(name: str, replication: int) -> NewTopic:
+    """faust's leader topic (one partition, no data: its owner is the group's leader)."""
+    return NewTopic(name, 1, replication)
+
+
+def wait_until_listed(settings: Settings, names: list[str], timeout_s: float = 60.0) -> None:
+    """Returns once the broker's metadata lists every topic with a leader for each partition."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listed = admin.list_topics(timeout=15).topics
+        missing = [name for name in names if name not in listed or listed[name].error is not None
+                   or not listed[name].partitions or any(p.leader < 0 for p in listed[name].partitions.values())]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not listed by the broker after {timeout_s} s: {missing}")
+        time.sleep(0.2)
 
 
 def ensure_topics(settings: Settings, specs: list[NewTopic]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The worker's faust.App, with three of faust's behaviours changed.
+"""The worker's faust.App, with some of faust's behaviours changed.
 
 1. faust (0.15.3) asks `App.maybe_start_producer()` for the producer before each record it
    sends: the changelog records of the tables, and the events and replies the agent sends.
@@ -13,9 +13,16 @@
 4. faust fetches as much of every partition at a time (`consumer_max_fetch_size`), the
    changelogs it recovers from and the commands alike; `SeekFirstRecovery` raises it to
    faust's 1 MiB while recovering, and puts the worker's own back after.
+5. faust replays a changelog one record at a time; `BulkRecovery` loads what the local
+   store lacks in large RocksDB write batches first (app.agents.local).
+6. faust commits the offsets its streams acknowledged, and can commit past a record no
+   one handled (below); `WorkerConsumer` commits only what the worker's batches say is
+   done (`commit_handled`, app.agents.batch), and nothing else.
 """
 
 import asyncio
+from collections import Counter
+from collections.abc import Mapping
 from typing import cast
 
 import aiokafka
@@ -24,8 +31,11 @@ from faust.app.base import App as _App
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import ProducerT, TransportT
+from faust.types import TP, ConsumerT, ProducerT, TransportT
+from faust.types.transports import TPorTopicSet
 from mode.utils.futures import stampede
+
+from app.agents.local import LoadProgress, load_changelogs
 
 
 class WorkerApp(faust.App):
@@ -127,13 +137,54 @@ class SeekFirstRecovery(Recovery):
             await asyncio.wait(callbacks)
 
 
+class BulkRecovery(SeekFirstRecovery):
+    """Recovery that loads what each active table partition's local store lacks (all of
+    it on an empty disk, the tail after a crash) with `app.agents.local.load_changelogs`
+    before faust's own replay, which then finds nothing left to read. faust replays a
+    record at a time on the event loop (about 7.5k records/s here, 17 s for a worker of
+    10,000 trips); standby partitions still go through faust's loop, which keeps them
+    close behind their changelogs all along.
+
+    The hook is faust's `_build_offsets` (faust/tables/recovery.py): for the active
+    partitions it runs after the highwaters are known and before faust seeks and reads;
+    `destination` holds each partition's last applied offset, -1 if none."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress = LoadProgress()  # a metrics endpoint can read it
+
+    async def _build_offsets(self, consumer: ConsumerT, tps: set[TP], destination: Counter[TP], title: str) -> None:
+        await super()._build_offsets(consumer, tps, destination, title)
+        if title != "active" or not tps:
+            return
+        ranges = {(tp.topic, tp.partition): (destination[tp] + 1, self.active_highwaters[tp])
+                  for tp in tps if self.active_highwaters.get(tp, -1) > destination[tp]}
+        # The test of a standby's takeover reads this line.
+        self.log.info("changelogs of %d active partitions: %d records to load, the local store has the rest",
+                      len(tps), sum(last - first + 1 for first, last in ranges.values()))
+        if not ranges:
+            return
+        databases = {(tp.topic, tp.partition): self.tp_to_table[tp].data._db_for_partition(tp.partition)
+                     for tp in tps if (tp.topic, tp.partition) in ranges}
+        offset_key = next(iter(self.tables.values())).data.offset_key
+        bootstrap = ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker)
+        loaded, seconds = self.progress.records_loaded, self.progress.seconds
+        await asyncio.to_thread(load_changelogs, bootstrap, ranges, lambda *place: databases[place], offset_key,
+                                self.progress)
+        for tp in tps:
+            if (tp.topic, tp.partition) in ranges:
+                destination[tp] = self.active_highwaters[tp]
+        self.log.info("loaded %d changelog records in bulk in %.2f s", self.progress.records_loaded - loaded,
+                      self.progress.seconds - seconds)
+
+
 class WorkerTableManager(TableManager):
-    """faust's table manager, recovering with `SeekFirstRecovery`."""
+    """faust's table manager, recovering with `BulkRecovery`."""
 
     @property
     def recovery(self) -> Recovery:
         if self._recovery is None:
-            self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+            self._recovery = BulkRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
 
 
@@ -164,10 +215,35 @@ class ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         self.log.info("fetching up to %d bytes of a partition at a time", max_bytes)
 
 
-class ShortFetchConsumer(faust_aiokafka.Consumer):
+class WorkerConsumer(faust_aiokafka.Consumer):
+    """faust's consumer, with `ShortFetchConsumerThread`, committing only what the worker
+    hands it.
+
+    faust commits, every commit interval and when it stops or rebalances, the offsets
+    up to the last record its streams acknowledged with no gap before it. Two ways that
+    commits a record never handled (faust/transport/consumer.py): `_new_offset` refuses
+    only gaps of more than one, so with 10 committed and 11-13 acknowledged it commits
+    14; and its streams acknowledge, unhandled, records fetched before a rebalance that
+    are handed out after it (a new generation), which can fill such a gap. The worker
+    acknowledges records only so that faust's rebalance waits for the batch in hand
+    (`stream_wait_empty`); `commit` is therefore off, and `commit_handled` commits the
+    positions the batches report, each the next offset to handle after a run of records
+    handled in order, with every output on the broker (app.agents.batch)."""
+
+    async def commit(self, topics: TPorTopicSet | None = None, start_new_transaction: bool = True) -> bool:
+        return False
+
+    async def commit_handled(self, offsets: Mapping[TP, int]) -> bool:
+        if not offsets:
+            return False
+        committed = await self._commit(offsets)
+        if committed:
+            self._committed_offset.update(offsets)
+        return committed
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class ShortFetchTransport(faust_aiokafka.Transport):
-    Consumer = ShortFetchConsumer
+    Consumer = WorkerConsumer

@@ -68,6 +68,10 @@ class ContiguousCommands:
                                           record.offset)
         return [*skipped, record]
 
+    def expected(self, topic: str, partition: int) -> int:
+        """The next offset to handle on the partition."""
+        return self._next[topic, partition]
+
     def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
         for where in partitions:
             self._next.pop(where, None)

@@ -16,59 +16,71 @@ from app.domain.rejections import Code
 from app.domain.state import Remembered, TripState
 from app.domain.trip import Stop, Trip, TripStatus
 
-FORMAT = 2
+FORMAT = 3
 
-# Which commit a booking or outcome entry was written by: (trip entry seq, command id).
-Mark = tuple[int, str]
+
+@dataclass(slots=True)
+class OutcomeQueue:
+    """The trip's remembered outcomes in the order they were written, numbered from 0:
+    entries `first` to `next - 1` are kept, `first_at` is when the oldest was decided."""
+
+    first: int = 0
+    next: int = 0
+    first_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TripEntry:
     state: TripState  # the trip, its inventory and counters; no bookings yet
-    seq: int
-    last: str  # the command id of the commit that wrote it
-    live: list[str]  # the id tokens of the trip's working set (`app.domain.ids.token_of`)
+    mark: int  # the log offset of the last command that changed the trip
+    live: dict[str, int]  # the trip's working set: id token (`app.domain.ids.token_of`) -> version
+    queue: OutcomeQueue
 
 
-def encode_trip_entry(state: TripState, seq: int, last: str, live: list[str]) -> bytes:
-    return orjson.dumps([
-        FORMAT,
-        trip_to_json(state.trip) if state.trip else None,
-        state.trip_version,
-        state.legs,
-        state.booked,
-        seq,
-        last,
-        live,
-    ])
+def encode_trip_entry(state: TripState, mark: int, live: dict[str, int], queue: OutcomeQueue,
+                      trip_json: orjson.Fragment | None) -> bytes:
+    """`trip_json`: the trip as `encode_trip`, encoded once while it does not change."""
+    return orjson.dumps([FORMAT, trip_json, state.trip_version, state.legs, state.booked, mark, live,
+                         [queue.first, queue.next, queue.first_at]])
+
+
+def encode_trip(trip: Trip) -> orjson.Fragment:
+    return orjson.Fragment(orjson.dumps(trip_to_json(trip)))
 
 
 def decode_trip_entry(raw: bytes) -> TripEntry:
-    fmt, trip, trip_version, legs, booked, seq, last, live = orjson.loads(raw)
+    fmt, trip, trip_version, legs, booked, mark, live, queue = orjson.loads(raw)
     if fmt != FORMAT:
         raise ValueError(f"unknown trip entry format {fmt}")
     state = TripState(trip=trip_from_json(trip) if trip else None, trip_version=trip_version, legs=legs, booked=booked)
-    return TripEntry(state, seq, last, live)
+    return TripEntry(state, mark, live, OutcomeQueue(*queue))
 
 
-def encode_booking_entry(mark: Mark, prev: int, booking: Booking) -> bytes:
-    """`prev` is the booking's version before the commit `mark`: what it was if that
-    commit never completes."""
-    return orjson.dumps([*mark, prev, _booking_row(booking)])
+def encode_booking_entry(mark: int, booking: Booking) -> bytes:
+    return orjson.dumps([mark, _booking_row(booking)])
 
 
-def decode_booking_entry(raw: bytes) -> tuple[Mark, int, Booking]:
-    seq, command_id, prev, row = orjson.loads(raw)
-    return (seq, command_id), prev, _booking_from(row)
+def decode_booking_entry(raw: bytes) -> tuple[int, Booking]:
+    mark, row = orjson.loads(raw)
+    return mark, _booking_from(row)
 
 
-def encode_outcome_entry(mark: Mark, remembered: Remembered) -> bytes:
-    return orjson.dumps([*mark, _remembered_row(remembered)])
+def encode_outcome_entry(mark: int, remembered: Remembered) -> bytes:
+    return orjson.dumps([mark, _remembered_row(remembered)])
 
 
-def decode_outcome_entry(raw: bytes) -> tuple[Mark, Remembered]:
-    seq, command_id, row = orjson.loads(raw)
-    return (seq, command_id), _remembered_from(row)
+def decode_outcome_entry(raw: bytes) -> tuple[int, Remembered]:
+    mark, row = orjson.loads(raw)
+    return mark, _remembered_from(row)
+
+
+def encode_queue_entry(at: int, command_id: str) -> bytes:
+    return orjson.dumps([at, command_id])
+
+
+def decode_queue_entry(raw: bytes) -> tuple[int, str]:
+    at, command_id = orjson.loads(raw)
+    return at, command_id
 
 
 def trip_to_json(trip: Trip) -> dict[str, Any]:
@@ -126,11 +138,11 @@ def _remembered_row(r: Remembered) -> list[Any]:
     refund = r.refund
     refund_row = [refund.booking_id, refund.payment_id, refund.amount, refund.reason, refund.at] if refund else None
     return [r.code.value if r.code else None, r.booking_id, refund_row, r.trip_version,
-            trip_to_json(r.trip) if r.trip else None, r.touched]
+            trip_to_json(r.trip) if r.trip else None, r.touched, r.at]
 
 
 def _remembered_from(row: list[Any]) -> Remembered:
-    code, booking_id, refund, trip_version, trip, touched = row
+    code, booking_id, refund, trip_version, trip, touched, at = row
     return Remembered(
         code=Code(code) if code else None,
         booking_id=booking_id,
@@ -138,4 +150,5 @@ def _remembered_from(row: list[Any]) -> Remembered:
         trip_version=trip_version,
         trip=trip_from_json(trip) if trip else None,
         touched=tuple(touched),
+        at=at,
     )
