@@ -123,13 +123,11 @@ class BatchFailed(Exception):
     before anything of it is acknowledged."""
 
 
-class Sent(Protocol):
-    offset: int
-
-
-# Sends one record: returns once it is on its way, with what resolves to its metadata
-# (offset among it) once the broker has it.
-Produce = Callable[[Output], Awaitable[Awaitable[Sent]]]
+class Producer(Protocol):
+    async def send(self, outputs: Sequence[Output]) -> Mapping[tuple[str, int], Awaitable[int]]:
+        """Sends the records, each (topic, partition)'s in the given order; returns per
+        (topic, partition) what resolves to the offset of its last record once the broker
+        has them all (app.agents.produce)."""
 
 
 class LocalTables(Protocol):
@@ -170,8 +168,8 @@ class Positions:
 class Durable:
     """Steps 2-4 above for one batch of the processor's writes and outputs."""
 
-    def __init__(self, produce: Produce, changelog_topics: Mapping[str, str], local: LocalTables) -> None:
-        self.produce = produce
+    def __init__(self, producer: Producer, changelog_topics: Mapping[str, str], local: LocalTables) -> None:
+        self.producer = producer
         self.changelog_topics = changelog_topics  # table name -> changelog topic
         self.local = local
 
@@ -179,25 +177,24 @@ class Durable:
         try:
             offsets = await self._to_changelog(writes)
             for (table, partition), keys in writes.items():
-                self.local.write(table, partition, keys, offsets[table, partition])
+                self.local.write(table, partition, keys, offsets[self.changelog_topics[table], partition])
             await self.produce_all(outputs)
         except Exception as error:
             raise BatchFailed(f"{type(error).__name__}: {error}") from error
 
     async def produce_all(self, outputs: Sequence[Output]) -> None:
         """Returns once the broker has them all."""
-        await asyncio.gather(*[await self.produce(output) for output in outputs])
+        if outputs:
+            await asyncio.gather(*(await self.producer.send(outputs)).values())
 
     async def _to_changelog(self, writes: Writes) -> dict[tuple[str, int], int]:
-        sent: dict[tuple[str, int], list[Awaitable[Sent]]] = {}
-        for (table, partition), keys in writes.items():
-            topic = self.changelog_topics[table]
-            sent[table, partition] = [await self.produce(Output(topic, key, value, partition, {}))
-                                      for key, value in keys.items()]
-        offsets = {}
-        for place, pending in sent.items():
-            offsets[place] = max(metadata.offset for metadata in await asyncio.gather(*pending))
-        return offsets
+        """The offset of the last record each changelog partition got."""
+        records = [Output(self.changelog_topics[table], key, value, partition, {})
+                   for (table, partition), keys in writes.items() for key, value in keys.items()]
+        if not records:
+            return {}
+        sent = await self.producer.send(records)
+        return dict(zip(sent, await asyncio.gather(*sent.values()), strict=True))
 
 
 class Guard(Protocol):

@@ -1,9 +1,9 @@
 """The stream processor: a faust worker whose agent owns the command topic's partitions
 and the trip states on them. Run: `python -m app.agents.worker worker -l info`.
 
-The agent takes the commands a batch at a time (up to WORKER_BATCH_RECORDS, or what has
-come within WORKER_BATCH_WAIT_MS) and makes each batch durable before anything of it
-is acknowledged or committed (app.agents.batch); the tables are read and written in
+The agent takes the commands a batch at a time (what has come, up to
+WORKER_BATCH_RECORDS, the partitions in turn: app.agents.faust_app.FairIntake) and makes
+each batch durable before anything of it is acknowledged or committed (app.agents.batch); the tables are read and written in
 their RocksDB directly (app.agents.local), and the offsets are committed by the worker,
 not by faust (app.agents.faust_app.WorkerConsumer). Each agent keeps concurrency 1:
 the partitions' order is the order of the log.
@@ -21,17 +21,18 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 
 import faust
 from faust.types import TP
 
 from app.agents.batch import EXIT_BATCH_FAILED, Batches, Durable, Output, Positions, Processor
 from app.agents.expiry import tick_value
-from app.agents.faust_app import WorkerApp, WorkerConsumer, WorkerTableManager
+from app.agents.faust_app import FairIntake, WorkerApp, WorkerConsumer, WorkerTableManager
 from app.agents.gaps import BrokerLog, ContiguousCommands
 from app.agents.local import RocksTables
 from app.agents.processor import Record, forward_trip
+from app.agents.produce import BATCH_BYTES, BatchProducer
 from app.config import get_settings
 from app.models import topics
 from app.tables.partition import Partition
@@ -51,6 +52,8 @@ app = WorkerApp(
     topic_partitions=settings.command_partitions,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
+    producer_max_batch_size=BATCH_BYTES,  # app.agents.produce
+    producer_max_request_size=4 * BATCH_BYTES,
     consumer_max_fetch_size=settings.worker_fetch_partition_bytes,
     table_standby_replicas=settings.worker_standby_replicas,
     consumer_group_instance_id=settings.worker_instance_id or None,
@@ -74,13 +77,8 @@ def open_partition(number: int) -> Partition:
     return Partition.over(number, local.stored(TRIP_STATE, number), local.stored(HOLD_DUE, number))
 
 
-async def produce(output: Output) -> Awaitable:
-    return await app.producer.send(output.topic, output.key, output.value, output.partition, None,
-                                   dict(output.headers) if output.headers else None)
-
-
 positions = Positions()
-durable = Durable(produce, {name: table.changelog_topic_name for name, table in tables.items()}, local)
+durable = Durable(BatchProducer(app), {name: table.changelog_topic_name for name, table in tables.items()}, local)
 guard = ContiguousCommands(BrokerLog(settings))
 batches = Batches(Processor(TripStore(settings.worker_trips_cached), policy, open_partition), guard, durable,
                   positions)
@@ -120,7 +118,8 @@ def record_of(event: faust.EventT) -> Record:
 
 @app.agent(commands, concurrency=1)
 async def process_commands(stream: faust.StreamT) -> None:
-    async for events in stream.noack_take(settings.worker_batch_records, within=settings.worker_batch_wait_ms / 1000):
+    intake = FairIntake(stream, app.consumer, per_partition=2 * settings.worker_batch_records)
+    async for events in intake.batches(settings.worker_batch_records):
         await run_or_die([record_of(event) for event in events])
         for event in events:
             event.ack()  # only so that a rebalance waits for the batch in hand: see WorkerConsumer

@@ -170,28 +170,32 @@ def test_a_log_handled_in_batches_gives_what_it_gives_one_record_at_a_time(recor
 
 
 class Broker:
-    """Records what happens, in order; each sent record is acknowledged when the test says."""
+    """Records what happens, in order; what is sent is acknowledged when the test says."""
 
     def __init__(self, fail_on: str | None = None) -> None:
         self.happened: list[tuple[str, ...]] = []
-        self.unacknowledged: list[tuple[asyncio.Future, Output]] = []
+        self.unacknowledged: list[tuple[asyncio.Future, tuple[str, int], int]] = []
         self.offsets = Counter()
         self.fail_on = fail_on
 
-    async def produce(self, output: Output):
-        self.happened.append(("sent", output.topic))
-        future = asyncio.get_running_loop().create_future()
-        self.unacknowledged.append((future, output))
-        return future
+    async def send(self, outputs):
+        counts = Counter((output.topic, output.partition if output.partition is not None else 0)
+                         for output in outputs)
+        self.happened += [("sent", output.topic) for output in outputs]
+        sent = {}
+        for place, count in counts.items():
+            sent[place] = asyncio.get_running_loop().create_future()
+            self.unacknowledged.append((sent[place], place, count))
+        return sent
 
     def acknowledge_all(self) -> None:
-        for future, output in self.unacknowledged:
-            self.happened.append(("acked", output.topic))
-            if output.topic == self.fail_on:
+        for future, place, count in self.unacknowledged:
+            self.happened += [("acked", place[0])] * count
+            if place[0] == self.fail_on:
                 future.set_exception(RuntimeError("MessageSizeTooLarge"))
             else:
-                self.offsets[output.topic, output.partition] += 1
-                future.set_result(type("Metadata", (), {"offset": self.offsets[output.topic, output.partition] - 1}))
+                self.offsets[place] += count
+                future.set_result(self.offsets[place] - 1)
         self.unacknowledged.clear()
 
     def write(self, table: str, partition: int, writes: dict, changelog_offset: int) -> None:
@@ -218,7 +222,7 @@ def batches_over(broker: Broker) -> tuple[Batches, Positions]:
                                                                           tables.setdefault((HOLD_DUE, n), {})))
     positions = Positions()
     changelogs = {TRIP_STATE: "trip-state-changelog", HOLD_DUE: "hold-due-changelog"}
-    return Batches(processor, InOrder(), Durable(broker.produce, changelogs, broker), positions), positions
+    return Batches(processor, InOrder(), Durable(broker, changelogs, broker), positions), positions
 
 
 async def run_acknowledging(broker: Broker, batches: Batches, records: list[Record]) -> None:
@@ -270,7 +274,7 @@ def test_positions_move_on_only_after_every_output_is_acknowledged():
         await asyncio.sleep(0.01)
         broker.acknowledge_all()  # the changelog
         await asyncio.sleep(0.01)
-        assert any(topic == "replies" for _, output in broker.unacknowledged for topic in [output.topic])
+        assert any(place[0] == "replies" for _, place, _ in broker.unacknowledged)
         assert positions.take() == {} and not running.done()
         broker.acknowledge_all()  # the replies and events
         await running

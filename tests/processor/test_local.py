@@ -1,6 +1,7 @@
 """The faust internals the worker relies on (pinned with faust-streaming 0.15.3), its
 local store written in faust's own layout, the bulk load of a changelog from the broker,
-and the consumer that commits only what the batches hand it."""
+the consumer that commits only what the batches hand it, and its records sent a batch
+per partition through faust's producer."""
 
 import asyncio
 import uuid
@@ -11,10 +12,14 @@ import pytest
 from confluent_kafka import Producer
 from faust.types import TP
 
+from aiokafka.partitioner import DefaultPartitioner
+
+from app.agents.batch import Output
 from app.agents.faust_app import WorkerConsumer
 from app.agents.local import LoadProgress, RocksTables, load_changelogs
+from app.agents.produce import BATCH_BYTES, BatchProducer
 from app.config import get_settings
-from tests.processor.support import Namespace
+from tests.processor.support import Namespace, read_topic
 
 
 def faust_table(datadir: Path, name: str = "trip-state") -> faust.Table:
@@ -106,3 +111,39 @@ def test_a_changelog_is_loaded_in_bulk_as_faust_s_replay_would_leave_it(tmp_path
     assert loaded == expected
     assert store.persisted_offset(TP(topic, 1)) == 4999
     assert (progress.records_total, progress.records_loaded) == (5000, 5000)
+
+
+@pytest.mark.integration
+def test_records_go_out_a_batch_per_partition_in_order_with_the_offset_of_each_partition_s_last(
+        tmp_path: Path) -> None:
+    ns = Namespace(tmp_path, {})
+    topic = ns.topic("batched-out")
+    from confluent_kafka.admin import NewTopic
+
+    from app.topics import ensure_topics
+
+    ensure_topics(get_settings(), [NewTopic(topic, 3, 1)])
+    app = faust.App(f"out-{uuid.uuid4().hex[:6]}", datadir=str(tmp_path), broker=f"kafka://{get_settings().kafka_bootstrap}",
+                    producer_max_batch_size=BATCH_BYTES, producer_max_request_size=4 * BATCH_BYTES)
+    big = b"v" * 2000  # more than one record batch's worth on partition 1
+    outputs = [Output(topic, f"k{n}".encode(), big if n % 3 == 1 else f"v{n}".encode(), n % 3 if n % 5 else None,
+                      {"n": str(n).encode()}) for n in range(900)]
+
+    async def send() -> dict:
+        await app.producer.start()
+        try:
+            sent = await BatchProducer(app).send(outputs)
+            return {place: await last for place, last in sent.items()}
+        finally:
+            await app.producer.stop()
+
+    offsets = asyncio.run(send())
+    records = read_topic(topic)
+    by_partition = {p: [r for r in records if r.partition == p] for p in range(3)}
+    assert offsets == {(topic, p): len(found) - 1 for p, found in by_partition.items() if found}
+    assert sum(map(len, by_partition.values())) == 900
+    for found in by_partition.values():  # each partition's in the order given
+        numbers = [int(r.headers["n"]) for r in found]
+        assert numbers == sorted(numbers)
+    keyed = [r for r in records if int(r.headers["n"]) % 5 == 0]
+    assert all(r.partition == DefaultPartitioner()(r.key, [0, 1, 2], [0, 1, 2]) for r in keyed)
