@@ -41,9 +41,9 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from app.config import Settings, get_settings
 from app.models import topics
 from bench import load
-from bench.systems import openride_home
+from bench.systems import openride_home, profiled
 from gateway.kafka import producer_config, reply_consumer_config
-from tests.stack import WORKER_ARGV, Service, worker_service
+from tests.stack import Service, worker_service
 
 # Holds outlive the run: an expiry during a measurement would write to the tables.
 LONG_HOLDS = {"HOLD_MINUTES": "1440", "PAYMENT_HOLD_MINUTES": "1440"}
@@ -365,25 +365,6 @@ def faust_milestones(log_path: Path, started: float) -> dict[str, float]:
             if name not in found and text in line and at >= started - 1:
                 found[name] = round(at - started, 2)
     return found
-
-
-class Profiled(Service):
-    """The worker under py-spy (the bench extra): raw folded stacks, idle included."""
-
-    def stop(self) -> None:
-        """The worker first: py-spy writes its stacks once the worker is gone (a signal to
-        py-spy itself would leave the worker running and write nothing)."""
-        import psutil  # the bench extra
-
-        for child in psutil.Process(self.process.pid).children():
-            child.terminate()
-        self.process.wait(60)
-
-
-def profiled(worker: Service, out: Path) -> Profiled:
-    argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--rate", "50", "--idle", "--threads", "--format", "raw",
-            "-o", str(out), "--", *WORKER_ARGV]
-    return Profiled(worker.name, argv, worker.env, worker.log_path)
 
 
 # -- the run ------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@
 """
 
 import asyncio
-from collections import Counter
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Mapping
 from typing import cast
 
 import aiokafka
@@ -85,11 +85,11 @@ class SeekFirstRecovery(Recovery):
     makes each command handled once and in order is the agent's guard (app.agents.gaps).
 
     Recovery also sets how much of a partition each fetch brings. The worker's own
-    (WORKER_FETCH_PARTITION_BYTES) is small, so that a partition with nothing waiting is
-    not served after the whole backlog of the others (docs/processor.md, "Catching up");
-    but a busy trip's changelog entry is many KiB, and read 8 KiB at a time a chaos run's
-    restarts took 35-45 s instead of 18-23. So while the changelogs are read, faust's
-    1 MiB; once they are, the worker's own again.
+    (WORKER_FETCH_PARTITION_BYTES) is smaller than faust's, so that a partition with
+    nothing waiting is not served after the whole backlog of the others
+    (docs/processor.md, "Catching up"); but a busy trip's changelog entry is many KiB, and
+    read 8 KiB at a time a chaos run's restarts took 35-45 s instead of 18-23. So while
+    the changelogs are read, faust's 1 MiB; once they are, the worker's own again.
     """
 
     def _set_recovery_started(self) -> None:
@@ -176,6 +176,71 @@ class BulkRecovery(SeekFirstRecovery):
                 destination[tp] = self.active_highwaters[tp]
         self.log.info("loaded %d changelog records in bulk in %.2f s", self.progress.records_loaded - loaded,
                       self.progress.seconds - seconds)
+
+
+class FairIntake:
+    """What faust hands an agent, kept per partition until a batch takes it, and the
+    batches taken from the partitions in turn.
+
+    faust hands an agent the records in the order they were fetched, across partitions,
+    through one queue: a command on a partition with nothing else waiting would wait
+    behind everything fetched before it, the other partitions' whole backlog when a worker
+    catches up. So the records are taken off the stream as they come (in the background,
+    as faust's own `take` does) and kept per partition, and a batch, once that queue is
+    empty, takes an equal share of each partition that has any: such a command is in
+    the next batch. A partition with
+    `per_partition` records waiting is no longer fetched until half of them are taken
+    (faust's own flow control: `Consumer.on_buffer_full` / `on_buffer_drop`). Records stay
+    in their partition's order. Acknowledging them is the caller's (the stream's acks are
+    off)."""
+
+    def __init__(self, stream: faust.StreamT, consumer: ConsumerT, per_partition: int) -> None:
+        self.stream = stream
+        self.consumer = consumer
+        self.per_partition = per_partition
+        self.waiting: dict[TP, deque[faust.EventT]] = {}
+        self.not_fetched: set[TP] = set()
+        self.arrived = asyncio.Event()
+        stream.enable_acks = False
+        stream.add_processor(self._keep)
+        stream._enable_passive(aiter(stream.channel))  # faust's, as its `take` drains a stream
+
+    async def _keep(self, value: object) -> object:
+        event = self.stream.current_event
+        assert event is not None
+        tp = TP(event.message.topic, event.message.partition)  # faust's own type, which its consumer asserts
+        waiting = self.waiting.setdefault(tp, deque())
+        waiting.append(event)
+        if len(waiting) >= self.per_partition and tp not in self.not_fetched:
+            self.not_fetched.add(tp)
+            self.consumer.on_buffer_full(tp)
+        self.arrived.set()
+        return value
+
+    async def batches(self, max_records: int) -> AsyncIterator[list[faust.EventT]]:
+        queue = self.stream.channel.queue
+        while True:
+            await self.arrived.wait()
+            while not queue.empty():  # what faust has queued, sorted out first
+                await asyncio.sleep(0)
+            batch = self.take(max_records)
+            if not self.waiting:
+                self.arrived.clear()
+            yield batch
+
+    def take(self, max_records: int) -> list[faust.EventT]:
+        batch: list[faust.EventT] = []
+        while self.waiting and len(batch) < max_records:
+            share = max(1, (max_records - len(batch)) // len(self.waiting))
+            for tp in list(self.waiting):
+                waiting = self.waiting[tp]
+                batch.extend(waiting.popleft() for _ in range(min(share, len(waiting), max_records - len(batch))))
+                if tp in self.not_fetched and len(waiting) <= self.per_partition // 2:
+                    self.not_fetched.discard(tp)
+                    self.consumer.on_buffer_drop(tp)
+                if not waiting:
+                    del self.waiting[tp]
+        return batch
 
 
 class WorkerTableManager(TableManager):
