@@ -3,16 +3,23 @@ configuration here, from environment variables (names are the upper-cased fields
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.domain.policy import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
+# The HS256 key every checkout knows: accepted only with ENVIRONMENT=development.
+DEVELOPMENT_JWT_SECRET = "dev-secret-change-me-please-32-bytes!"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    # "development" allows what only a developer's machine may have (the well-known JWT key).
+    # Anything else is production: `make run`, `make test` and compose say development.
+    environment: Literal["development", "production"] = "production"
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     database_url: str = "postgresql://openride:openride@127.0.0.1:5433/openride"
@@ -70,6 +77,12 @@ class Settings(BaseSettings):
     booking_close_minutes: int = 15
     hold_minutes: int = 10
     payment_hold_minutes: int = 15
+    # Seats one rider may hold unpaid on one trip (exact: the trip's owner counts them).
+    hold_limit_seats_per_trip: int = 8
+    # Trips may be published from TRIP_DAYS_BEHIND_MAX days before the record's date to
+    # TRIP_DAYS_AHEAD_MAX days after it.
+    trip_days_ahead_max: int = 400
+    trip_days_behind_max: int = 1
     # How long a re-sent command id gets its remembered outcome (a rejection, a trip
     # command, a refund demand); ticks delete these an hour after (app.tables.store).
     outcome_retention_hours: int = 24
@@ -78,11 +91,20 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     reply_timeout_seconds: float = 10.0
-    jwt_secret: str = "dev-secret-change-me-please-32-bytes!"
+    jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_algorithm: str = "HS256"
     jwt_public_key: str = ""  # PEM, or a path to one, when jwt_algorithm is RS256/ES256
     jwt_audience: str = ""  # when set, tokens must carry this `aud`
     jwt_issuer: str = ""  # when set, tokens must carry this `iss`
+    # Tokens valid for longer (exp - iat, or exp - now without iat) are refused: a leaked
+    # token must not stay useful for long.
+    jwt_max_lifetime_seconds: int = 86_400
+    # Requests with a missing or bad token, per client address and gateway process.
+    failed_auth_per_minute: int = 30
+    failed_auth_burst: int = 10
+    # Seats one rider may hold unpaid across all trips, per gateway process (the gateway
+    # counts the holds it created until they are paid, cancelled or due).
+    hold_limit_seats_per_rider: int = 16
     # Token bucket per user, per gateway process (N processes allow N times as much).
     rate_limit_per_minute: int = 100
     rate_limit_burst: int = 20
@@ -108,6 +130,9 @@ class Settings(BaseSettings):
             booking_close_minutes=self.booking_close_minutes,
             hold_minutes=self.hold_minutes,
             payment_hold_minutes=self.payment_hold_minutes,
+            hold_limit_seats_per_trip=self.hold_limit_seats_per_trip,
+            trip_days_ahead_max=self.trip_days_ahead_max,
+            trip_days_behind_max=self.trip_days_behind_max,
             outcome_retention_hours=self.outcome_retention_hours,
         )
 

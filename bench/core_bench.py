@@ -50,6 +50,7 @@ from app.tables.store import TripStore  # noqa: E402
 POLICY = Policy()
 STOPS, SEATS = 10, 50
 DRIVER = Actor("driver-1", Role.DRIVER)
+ROUTES = Actor("route-service", Role.SERVICE)
 PAYMENTS = Actor("payments", Role.SERVICE)
 TICKER = Actor("ticker", Role.SERVICE)
 MIX = {"create": 40, "pay": 18, "initiate": 10, "cancel": 8, "refund": 9, "tick": 5, "duplicate": 5, "query": 5}
@@ -80,7 +81,7 @@ def record_stream(commands: int, seed: int) -> tuple[list[tuple[object, int]], d
         outcome = handle(state, command, now, POLICY)
         codes[f"{type(command).__name__}: {outcome.code or ('duplicate' if outcome.duplicate else 'ok')}"] += 1
 
-    run(PublishTrip("publish", DRIVER, trip))
+    run(PublishTrip("publish", ROUTES, trip))
     for n in range(commands - 1):
         now += rng.randrange(0, 3_000)  # a busy trip: a command every 1.5 s on average
         cid = f"cmd-{n}"

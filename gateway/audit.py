@@ -16,6 +16,7 @@ from starlette.requests import Request
 from app.domain.commands import Actor
 from app.models import topics
 from gateway.errors import now_iso
+from gateway.security import Principal
 
 log = logging.getLogger("openride.audit")
 
@@ -32,6 +33,11 @@ def note(request: Request, actor: Actor, action: str, **target: Any) -> dict[str
              **{name: value for name, value in target.items() if value is not None}}
     request.state.audit = entry
     return entry
+
+
+def note_refusal(request: Request, principal: Principal, action: str) -> None:
+    """Marks a request refused for its caller's roles (403)."""
+    request.state.audit = {"userId": principal.user_id, "roles": sorted(principal.roles), "action": action}
 
 
 def entry_of(state: dict[str, Any]) -> dict[str, Any] | None:

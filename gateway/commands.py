@@ -7,6 +7,10 @@ import uuid
 # Fixed for good: changing it would change every derived command id, and a client's retry
 # with its Idempotency-Key would no longer find the original outcome.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3c2e-5b8a-4d1e-9a53-0c7f1e2b9d40")
+# Joins the parts. Neither a user id nor a key may hold it (both are refused with control
+# characters before they get here), which is what makes the join injective: otherwise
+# user "vic" with key "x<SEP>k1" would be user "vic<SEP>x" with key "k1".
+SEPARATOR = "\x1f"
 
 
 def command_id_for(operation: str, user_id: str, idempotency_key: str | None) -> str:
@@ -15,4 +19,6 @@ def command_id_for(operation: str, user_id: str, idempotency_key: str | None) ->
     rider's booking, unlike the Java service). Without a key every request is new."""
     if idempotency_key is None:
         return str(uuid.uuid4())
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{operation}\x1f{user_id}\x1f{idempotency_key}"))
+    if SEPARATOR in user_id or SEPARATOR in idempotency_key:
+        raise ValueError("a user id or idempotency key holds the command id separator")
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, SEPARATOR.join((operation, user_id, idempotency_key))))

@@ -16,15 +16,15 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app.config import Settings
 from app.domain.commands import Actor, Role
-from gateway import metrics
+from gateway import audit, metrics
 from gateway.dispatch import Dispatcher
 from gateway.errors import ApiError, database_unavailable
 from gateway.idempotency import IdempotencyStore
 from gateway.middleware import RATE_LIMIT_HEADERS
 from gateway.ratelimit import RateLimiter
 from gateway.reads import Reads
-from gateway.schemas import IDEMPOTENCY_KEY_MAX
-from gateway.security import AuthError, Principal
+from gateway.schemas import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
+from gateway.security import AuthError, Principal, RoleError
 
 DB_CONNECT_TIMEOUT_SECONDS = 2.0
 
@@ -71,10 +71,14 @@ async def get_reads(connection: Annotated[psycopg.AsyncConnection, Depends(get_d
 
 def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """The verified caller, who has just spent a token of their rate limit (429 if none)."""
-    if credentials is None:
-        raise AuthError("missing_token", "A Bearer token is required.")
     state = request.app.state
-    principal = state.verifier.verify(credentials.credentials)
+    try:
+        if credentials is None:
+            raise AuthError("missing_token", "A Bearer token is required.")
+        principal = state.verifier.verify(credentials.credentials)
+    except AuthError:
+        refuse_guessing(request)
+        raise
     limiter: RateLimiter = state.limiter
     decision = limiter.take(principal.user_id)
     headers = limiter.headers(decision)
@@ -84,6 +88,27 @@ def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | N
         raise ApiError(429, "rate_limited", f"More than {limiter.per_minute} requests per minute; retry after "
                                             f"{decision.retry_after} s.", headers=headers)
     return principal
+
+
+def refuse_guessing(request: Request) -> None:
+    """Requests without a valid token spend their client address's allowance: guessing
+    tokens, or hammering the verifier with bad ones, gets 429 like any other flood."""
+    limiter: RateLimiter = request.app.state.failed_auth_limiter
+    decision = limiter.take(request.client.host if request.client else "unknown")
+    if not decision.allowed:
+        metrics.RATE_LIMITED.inc()
+        raise ApiError(429, "rate_limited", f"Too many requests without a valid token; retry after "
+                                            f"{decision.retry_after} s.", headers=limiter.headers(decision))
+
+
+def acting_in_role(request: Request, principal: Principal, allowed: tuple[Role, ...]) -> Actor:
+    """The caller in the strongest allowed role they hold; a refusal (403) is audited."""
+    try:
+        return principal.acting_as(allowed)
+    except RoleError:
+        route = request.scope.get("route")
+        audit.note_refusal(request, principal, f"{request.method} {getattr(route, 'path', request.url.path)}")
+        raise
 
 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -97,8 +122,8 @@ def acting_as(*allowed: Role) -> Callable[[Principal], Awaitable[Actor]]:
     """A dependency giving the command's actor: the caller in the strongest allowed role
     they hold, or 403."""
 
-    async def actor(principal: Annotated[Principal, Depends(current_principal)]) -> Actor:
-        return principal.acting_as(allowed)
+    async def actor(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> Actor:
+        return acting_in_role(request, principal, allowed)
 
     return actor
 
@@ -109,6 +134,7 @@ def idempotency_store(pool: AsyncConnectionPool, settings: Settings) -> Idempote
 
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+                                              pattern=IDEMPOTENCY_KEY_PATTERN,
                                               description="Repeat it to retry safely (kept 24 h, per user).")]
 
 
@@ -120,10 +146,10 @@ def dispatcher_as(*allowed: Role) -> Callable[..., Awaitable[Dispatcher]]:
 
     async def dispatcher(request: Request, credentials: Credentials,
                          idempotency_key: IdempotencyKey = None) -> Dispatcher:
-        actor = authenticate(request, credentials).acting_as(allowed)
+        actor = acting_in_role(request, authenticate(request, credentials), allowed)
         state = request.app.state
         return Dispatcher(request, actor, state.bus, state.idempotency, state.settings.reply_timeout_seconds,
-                          idempotency_key)
+                          idempotency_key, state.holds)
 
     return dispatcher
 

@@ -15,6 +15,7 @@ from app.models.commands import ActorIn, CommandIn
 from gateway import audit, metrics
 from gateway.commands import command_id_for
 from gateway.errors import ApiError, error_response, rejection
+from gateway.holds import HoldLedger
 from gateway.idempotency import Claim, IdempotencyStore, Stored, fingerprint
 from gateway.kafka import KafkaUnavailable, ReplyTimeout
 
@@ -27,13 +28,14 @@ class Sender(Protocol):
 
 class Dispatcher:
     def __init__(self, request: Request, actor: Actor, bus: Sender, store: IdempotencyStore, timeout: float,
-                 idempotency_key: str | None):
+                 idempotency_key: str | None, holds: HoldLedger):
         self.request = request
         self.actor = actor
         self.bus = bus
         self.store = store
         self.timeout = timeout
         self.idempotency_key = idempotency_key
+        self.holds = holds
 
     def use_body_key(self, body_key: str | None) -> None:
         """The Java clients' `idempotencyKey` body field, equivalent to the header."""
@@ -120,4 +122,6 @@ class Dispatcher:
             metrics.COMMAND_SECONDS.labels(command.type).observe(time.perf_counter() - started)  # type: ignore[attr-defined]
         if not reply.get("ok"):
             raise rejection(reply)
+        if "booking" in reply:
+            self.holds.note(reply["booking"])
         return reply

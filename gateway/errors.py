@@ -40,6 +40,7 @@ REJECTION_STATUS: dict[str, int] = {
     Code.TRIP_CANCELLED: 409,
     Code.HOLD_EXPIRED: 409,
     Code.TRIP_UPDATE_CONFLICT: 409,
+    Code.HOLD_LIMIT_REACHED: 409,
     Code.TRIP_NOT_FOUND: 404,
     Code.BOOKING_NOT_FOUND: 404,
     Code.NOT_OWNER: 404,
@@ -49,6 +50,7 @@ REJECTION_STATUS: dict[str, int] = {
     Code.BOOKING_CLOSED: 422,
     Code.INVALID_REASON: 422,
     Code.AMOUNT_MISMATCH: 422,
+    Code.TRAVEL_DATE_OUT_OF_RANGE: 422,
 }
 DOMAIN_CODES = frozenset(code.value for code in Code)
 # Dead-letter replies that mean a bug between gateway and worker, not a client mistake.
@@ -148,7 +150,10 @@ def field_errors(errors: list[dict[str, Any]]) -> dict[str, str]:
 def validation_response(errors: list[dict[str, Any]]) -> JsonResponse:
     if any(error.get("type") == "json_invalid" for error in errors):
         return error_response(400, "malformed_json", "The request body is not valid JSON.")
-    fields = field_errors(errors)
+    return validation_failed(field_errors(errors))
+
+
+def validation_failed(fields: dict[str, str]) -> JsonResponse:
     body = error_body(400, "validation_failed", f"{len(fields)} field(s) are invalid.", errors=fields)
     body["error"] = "Validation failed"  # what the Java service's clients match on
     return JsonResponse(body, status_code=400)

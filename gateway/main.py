@@ -18,11 +18,13 @@ from psycopg_pool import AsyncConnectionPool
 from app.config import Settings, get_settings
 from gateway.deps import Bus, idempotency_store
 from gateway.errors import JsonResponse, install_error_handlers
+from gateway.holds import HoldLedger
 from gateway.idempotency import IdempotencyStore
 from gateway.kafka import CommandBus
-from gateway.middleware import BodySizeLimit, RequestContext
+from gateway.middleware import BodySizeLimit, RefuseUnsafeRequests, RequestContext
 from gateway.ratelimit import RateLimiter
 from gateway.routes import admin, bookings, health, trips
+from gateway.routes.health import Recent
 from gateway.security import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ STARTUP_WAIT_SECONDS = 15.0
 MAX_BODY_BYTES = 64 * 1024  # a 64-stop trip is a few KB
 POOL_MAX_CONNECTIONS = 10
 PURGE_EVERY_SECONDS = 3600.0
+# /metrics and /health/ready per client address: a scraper or a probe calls a few times a minute.
+OPS_CALLS_PER_MINUTE, OPS_CALLS_BURST = 120, 30
 EXPOSED_HEADERS = ["Location", "Retry-After", "X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining",
                    "RateLimit-Reset", "RateLimit-Policy", "X-Rate-Limit-Remaining", "X-Rate-Limit-Retry-After-Seconds",
                    "Idempotent-Replayed"]
@@ -117,8 +121,13 @@ def create_app(settings: Settings | None = None, bus: Bus | None = None) -> Fast
     # Built here, not in the lifespan: a bad JWT configuration fails at import, loudly.
     app.state.verifier = TokenVerifier.from_settings(settings)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.failed_auth_limiter = RateLimiter(settings.failed_auth_per_minute, settings.failed_auth_burst)
+    app.state.holds = HoldLedger(settings.hold_limit_seats_per_rider)
+    app.state.ops_limiter = RateLimiter(OPS_CALLS_PER_MINUTE, OPS_CALLS_BURST)
+    app.state.readiness = Recent()
     # Added innermost first: RequestContext sees every request, also those refused early.
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RefuseUnsafeRequests)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
                            allow_methods=["GET", "POST", "PUT", "OPTIONS"],

@@ -14,9 +14,11 @@ from pydantic.alias_generators import to_camel
 
 from app.config import get_settings
 from app.domain.booking import Status
-from app.models.commands import Money, Name, RouteId
+from app.models.commands import FreeText, Money, Name, RouteId
 
 IDEMPOTENCY_KEY_MAX = 100
+# Printable ASCII: a key is echoed into command ids, logs and Postgres.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]+$"
 REASON_MIN, REASON_MAX = 10, 500  # as the Java service, and app.domain.policy
 
 
@@ -39,11 +41,12 @@ class BookingCreate(Camel):
     travel_date: date
     origin_stop_id: Name
     destination_stop_id: Name
-    seats_booked: int = Field(description="1 to MAX_SEATS_PER_BOOKING (4 by default)")
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX)
+    seats_booked: int = Field(description="1 to MAX_SEATS_PER_BOOKING (4 by default)", strict=True)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+                                        pattern=IDEMPOTENCY_KEY_PATTERN)
     booking_source: Literal["WEB", "MOBILE", "API"] = "API"
     # Search analytics, as the Java service took them (checked, logged, not stored yet).
-    search_id: str | None = Field(default=None, max_length=100)
+    search_id: FreeText | None = Field(default=None, max_length=100)
     candidate_count: int | None = Field(default=None, ge=1)
     candidate_rank: int | None = Field(default=None, ge=1, description="at most candidateCount")
 
@@ -75,7 +78,7 @@ class BookingCreate(Camel):
 class CancelRequest(Camel):
     model_config = examples({"reason": "My plans changed, sorry."})
 
-    reason: str = Field(description=f"{REASON_MIN} to {REASON_MAX} characters (spaces around do not count)")
+    reason: FreeText = Field(description=f"{REASON_MIN} to {REASON_MAX} characters (spaces around do not count)")
 
     @field_validator("reason")
     @classmethod
@@ -88,7 +91,7 @@ class CancelRequest(Camel):
 class TripCancelRequest(Camel):
     model_config = examples({"reason": "Vehicle broke down."})
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: FreeText = Field(min_length=1, max_length=500)
 
 
 class PaymentRequest(Camel):

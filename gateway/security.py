@@ -6,6 +6,7 @@ Only the configured algorithm is accepted, so `alg: none` or an HS256 token sign
 the public key as secret (algorithm confusion) never verifies.
 """
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -15,8 +16,11 @@ from typing import Any
 
 import jwt
 
-from app.config import Settings
+from app.config import DEVELOPMENT_JWT_SECRET, Settings
 from app.domain.commands import Actor, Role
+from app.models.commands import has_control_characters
+
+log = logging.getLogger(__name__)
 
 SYMMETRIC = ("HS256", "HS384", "HS512")
 ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
@@ -26,6 +30,7 @@ LEEWAY_SECONDS = 10
 # HS256, several times that with RS256 or ES256).
 VERIFIED_TOKENS_KEPT = 10_000
 MAX_USER_ID = 64  # the actor's userId on the wire (app.models.commands.Name)
+MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 # When a token grants several roles that an endpoint accepts, the command acts with the
 # strongest one (an admin who is also a rider cancels as an admin).
 ROLE_STRENGTH = (Role.ADMIN, Role.SERVICE, Role.DRIVER, Role.RIDER)
@@ -68,7 +73,8 @@ def roles_of(claims: dict[str, Any]) -> frozenset[Role]:
     if isinstance(claims.get("roles"), list):
         names.extend(claims["roles"])
     known = {role.value for role in Role}
-    normalised = (str(name).upper().removeprefix("ROLE_") for name in names)
+    # ASCII only: str.upper() maps look-alikes ("admın", dotless i) onto real role names.
+    normalised = (name.upper().removeprefix("ROLE_") for name in names if isinstance(name, str) and name.isascii())
     return frozenset(Role(name) for name in normalised if name in known)
 
 
@@ -91,7 +97,7 @@ class TokenVerifier:
     audience cannot change, only the time can, so its validity period is checked on every use."""
 
     def __init__(self, algorithm: str, key: Any, audience: str = "", issuer: str = "",
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, max_lifetime_seconds: int = 86_400):
         if algorithm not in SYMMETRIC + ASYMMETRIC:
             raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
         self.algorithm = algorithm
@@ -99,16 +105,19 @@ class TokenVerifier:
         self.audience = audience or None  # not checked unless configured
         self.issuer = issuer or None
         self.clock = clock
+        self.max_lifetime_seconds = max_lifetime_seconds
         self.verified: OrderedDict[str, Verified] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenVerifier":
+        common = {"audience": settings.jwt_audience, "issuer": settings.jwt_issuer,
+                  "max_lifetime_seconds": settings.jwt_max_lifetime_seconds}
         if settings.jwt_algorithm in ASYMMETRIC:
             if not settings.jwt_public_key:
                 raise ValueError(f"JWT_ALGORITHM={settings.jwt_algorithm} needs JWT_PUBLIC_KEY")
-            return cls(settings.jwt_algorithm, load_key(settings.jwt_public_key), settings.jwt_audience,
-                       settings.jwt_issuer)
-        return cls(settings.jwt_algorithm, settings.jwt_secret, settings.jwt_audience, settings.jwt_issuer)
+            return cls(settings.jwt_algorithm, load_key(settings.jwt_public_key), **common)
+        check_secret(settings)
+        return cls(settings.jwt_algorithm, settings.jwt_secret, **common)
 
     def verify(self, token: str) -> Principal:
         verified = self.verified.get(token) or self._verify_afresh(token)
@@ -116,17 +125,23 @@ class TokenVerifier:
         if now >= verified.expires:
             raise AuthError("token_expired", "The token has expired.")
         if now < verified.not_before:
-            raise AuthError("invalid_token", "The token is not valid: The token is not yet valid (nbf)")
+            raise AuthError("invalid_token", "The token is not valid yet.")
         return verified.principal
 
     def _verify_afresh(self, token: str) -> Verified:
         claims = self._decode(token)
         user_id = claims["sub"]
-        if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID:
-            raise AuthError("invalid_token", f"the token's subject must be 1 to {MAX_USER_ID} characters")
+        if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID or has_control_characters(user_id):
+            raise AuthError("invalid_token", f"The token's subject must be 1 to {MAX_USER_ID} characters, "
+                                             "without control characters.")
+        expires = int(claims["exp"])
+        issued = int(claims["iat"]) if "iat" in claims else int(self.clock())
+        if expires - issued > self.max_lifetime_seconds + LEEWAY_SECONDS:
+            raise AuthError("invalid_token", f"The token lives longer than {self.max_lifetime_seconds} s; "
+                                             "ask for a shorter-lived one.")
         # The bounds PyJWT has just checked, with the same leeway and the same int() reading.
         not_before = int(claims["nbf"]) - LEEWAY_SECONDS if "nbf" in claims else float("-inf")
-        verified = Verified(Principal(user_id, roles_of(claims)), not_before, int(claims["exp"]) + LEEWAY_SECONDS)
+        verified = Verified(Principal(user_id, roles_of(claims)), not_before, expires + LEEWAY_SECONDS)
         self.remember(token, verified)
         return verified
 
@@ -142,7 +157,18 @@ class TokenVerifier:
         except jwt.ExpiredSignatureError:
             raise AuthError("token_expired", "The token has expired.") from None
         except jwt.InvalidTokenError as error:
-            raise AuthError("invalid_token", f"The token is not valid: {error}") from None
+            # What the library says stays in the log: it describes our checks to a prober.
+            log.info("token refused: %s: %s", type(error).__name__, error)
+            raise AuthError("invalid_token", "The token is not valid.") from None
+
+
+def check_secret(settings: Settings) -> None:
+    """Refuses to serve with a key an attacker could know or guess."""
+    if settings.jwt_secret == DEVELOPMENT_JWT_SECRET and settings.environment != "development":
+        raise ValueError("JWT_SECRET is the development key that ships with the code: set a secret of your own "
+                         "(or ENVIRONMENT=development on a developer's machine)")
+    if len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes for {settings.jwt_algorithm}")
 
 
 def mint_token(sub: str, roles: list[str], ttl_seconds: int, algorithm: str, key: Any, audience: str = "",

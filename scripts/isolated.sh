@@ -11,6 +11,7 @@ export KAFKA_PORT="${TEST_KAFKA_PORT:-19092}" KAFKA_CONTROLLER_PORT="${TEST_KAFK
 export PGPORT="${TEST_PGPORT:-15433}"
 export KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 export DATABASE_URL="postgresql://openride:openride@127.0.0.1:$PGPORT/openride"
+export ENVIRONMENT="${ENVIRONMENT:-development}"  # tests and benches sign tokens with the development key
 
 stop_infra() {
   scripts/kafka.sh stop || true

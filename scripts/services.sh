@@ -9,6 +9,8 @@ LOG_TAG=services
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PY="$REPO_ROOT/.venv/bin/python"
+# `make run`/`make up` run on a developer's machine: the development JWT key is accepted.
+export ENVIRONMENT="${ENVIRONMENT:-development}"
 GATEWAY_HOST="${GATEWAY_HOST:-127.0.0.1}"
 GATEWAY_PORT="${GATEWAY_PORT:-8000}"
 SERVICES=(worker sink gateway)

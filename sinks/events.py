@@ -18,6 +18,7 @@ from app.domain.trip import TripStatus, trip_key
 from app.models import topics
 from app.models.commands import SCHEMA_VERSION
 from sinks.schema import (
+    BOOKING_COLUMNS,
     Day,
     Instant,
     Int4,
@@ -39,6 +40,7 @@ HISTORY_COLUMNS = ("event_id", "seq", "booking_id", "version", "from_status", "t
 TRIP_COLUMNS = ("trip_key", "route_id", "travel_date", "timezone", "departure_time", "capacity", "currency",
                 "stops", "leg_fares", "driver_id", "status", "version", "event_id")
 _TRIP_VERSION = TRIP_COLUMNS.index("version")
+_BOOKING_TRIP_KEY = BOOKING_COLUMNS.index("trip_key")
 
 # -- the shapes of the records ----------------------------------------------------------
 
@@ -206,6 +208,10 @@ class Batch:
             kept = self.trips.get(rows.trip[0])
             if kept is None or kept[_TRIP_VERSION] < rows.trip[_TRIP_VERSION]:
                 self.trips[rows.trip[0]] = rows.trip
+
+    def trip_keys(self) -> set[str]:
+        """The trips whose rows or bookings this batch writes."""
+        return {*self.trips, *(row[_BOOKING_TRIP_KEY] for row in self.bookings.values())}
 
     def advance(self, topic: str, partition: int, offset: int) -> None:
         """Records of a partition come in offset order: the last one seen is the highest."""

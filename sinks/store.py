@@ -51,6 +51,19 @@ INSERT_HISTORY = sql.SQL(
     "INSERT INTO booking_history ({cols}) SELECT {cols} FROM {staged} ORDER BY event_id, seq ON CONFLICT DO NOTHING"
 ).format(
     cols=_columns(HISTORY_COLUMNS), staged=sql.Identifier(_STAGING["booking_history"]))
+# A booking shows (and grants reads to) its trip's current driver: the trip row, kept by
+# trip.updated with its own version guard, is the truth; a booking row's copy is synced
+# to it whenever a batch touches the trip or its bookings, whatever arrived first.
+# Rows are locked in id order, as the merges do.
+SYNC_DRIVERS = """
+UPDATE bookings AS b SET driver_id = stale.driver_id
+FROM (SELECT booked.id, trip.driver_id
+      FROM bookings AS booked JOIN trips AS trip
+        ON booked.route_id = trip.route_id AND booked.travel_date = trip.travel_date
+      WHERE trip.trip_key = ANY(%s) AND booked.driver_id IS DISTINCT FROM trip.driver_id
+      ORDER BY booked.id FOR UPDATE OF booked) AS stale
+WHERE b.id = stale.id
+"""
 UPSERT_OFFSET = (
     "INSERT INTO sink_offsets (topic, partition, next_offset) VALUES (%s, %s, %s) "
     "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()"
@@ -90,6 +103,8 @@ def write_batch(conn: psycopg.Connection, batch: Batch) -> None:
         if batch.trips:
             _copy(cur, "trips", TRIP_COLUMNS, batch.trips.values())
             cur.execute(MERGE_TRIPS)
+        if batch.trips or batch.bookings:
+            cur.execute(SYNC_DRIVERS, (sorted(batch.trip_keys()),))
         cur.executemany(UPSERT_OFFSET, [(topic, partition, offset)
                                         for (topic, partition), offset in sorted(batch.next_offsets.items())])
 

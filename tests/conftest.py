@@ -2,8 +2,15 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import psycopg
-import pytest
+# The suite's settings, before anything reads them (in this process and the services it
+# starts): tokens signed with the development key, and room for the authorization matrix,
+# which sends many bad tokens from one address (the allowance has tests of its own).
+os.environ.setdefault("ENVIRONMENT", "development")
+os.environ.setdefault("FAILED_AUTH_PER_MINUTE", "100000")
+os.environ.setdefault("FAILED_AUTH_BURST", "100000")
+
+import psycopg  # noqa: E402 - after the settings above
+import pytest  # noqa: E402
 
 from tests.sink.support import drop_database
 from tests.stack import Stack, own_topics, start_stack
@@ -36,7 +43,10 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     gateway's reply timeout on a slower machine."""
     namespace = {"TOPIC_NAMESPACE": f"e2e{uuid.uuid4().hex[:8]}."}
     own_topics(namespace)
-    running = start_stack(database_url, tmp_path_factory.mktemp("stack"), namespace)
+    # The OpenAPI document's examples name a trip in 2030, further ahead than trips may be
+    # published by default (the window has tests of its own, in the core and the processor).
+    settings_env = {**namespace, "TRIP_DAYS_AHEAD_MAX": "36500"}
+    running = start_stack(database_url, tmp_path_factory.mktemp("stack"), settings_env)
     try:
         running.wait_ready()
         yield running

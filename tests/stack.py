@@ -73,6 +73,7 @@ class Service:
 class Stack:
     base_url: str
     database_url: str
+    namespace: str = ""  # TOPIC_NAMESPACE of its topics
     services: dict[str, Service] = field(default_factory=dict)
 
     def client(self, timeout: float = 30) -> httpx.Client:
@@ -138,7 +139,8 @@ def start_stack(database_url: str, workdir: Path, settings_env: Mapping[str, str
         "SINK_HTTP_PORT": "0",  # any free port: test runs share the machine
     }
     python = sys.executable
-    stack = Stack(base_url=f"http://127.0.0.1:{port}", database_url=database_url)
+    stack = Stack(base_url=f"http://127.0.0.1:{port}", database_url=database_url,
+                  namespace=env.get("TOPIC_NAMESPACE", ""))
     commands = {
         "worker": WORKER_ARGV,
         "sink": [python, "-m", "sinks.main"],

@@ -3,6 +3,7 @@ what happened, as events or a rejection; it never changes anything itself."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from app.domain import inventory, money
@@ -28,7 +29,7 @@ from app.domain.events import BookingCreated, BookingMoved, Event, RefundRequire
 from app.domain.ids import booking_id_for, reference_for
 from app.domain.policy import Policy
 from app.domain.rejections import Code
-from app.domain.state import TripState
+from app.domain.state import TripState, tally
 from app.domain.trip import MS_PER_MINUTE, Trip, TripStatus, whole_hours_before
 
 SYSTEM = "system"
@@ -52,7 +53,7 @@ Decision = Accepted | Rejected
 def decide(state: TripState, command: Command, now: int, policy: Policy) -> Decision:
     match command:
         case PublishTrip():
-            return publish_trip(state, command)
+            return publish_trip(state, command, now, policy)
         case CancelTrip():
             return cancel_trip(state, command, now)
         case CreateBooking():
@@ -74,22 +75,41 @@ def may_manage_trip(actor: Actor, trip: Trip | None) -> bool:
     return actor.role is Role.DRIVER and trip is not None and trip.driver_id == actor.user_id
 
 
-def publish_trip(state: TripState, command: PublishTrip) -> Decision:
-    if not may_manage_trip(command.actor, state.trip or command.trip):
+def publish_trip(state: TripState, command: PublishTrip, now: int, policy: Policy) -> Decision:
+    """Trips are created by the route service or an admin; the trip's own driver may then
+    update it, but not hand it to another driver. Publishing a cancelled trip again
+    reopens it (not for a driver): its cancelled bookings stay cancelled."""
+    actor, current = command.actor, state.trip
+    if current is None and actor.role not in (Role.ADMIN, Role.SERVICE):
         return Rejected(Code.FORBIDDEN)
-    if state.trip and state.trip.status is TripStatus.CANCELLED:
+    if not may_manage_trip(actor, current) or not may_manage_trip(actor, command.trip):
+        return Rejected(Code.FORBIDDEN)
+    if current and current.status is TripStatus.CANCELLED and actor.role is Role.DRIVER:
         return Rejected(Code.TRIP_CANCELLED)
+    if not within_publishing_window(command.trip.travel_date, now, policy):
+        return Rejected(Code.TRAVEL_DATE_OUT_OF_RANGE)
     if state.booked and not keeps_bookings_valid(state, command.trip):
         return Rejected(Code.TRIP_UPDATE_CONFLICT)
-    return Accepted((TripPublished(command.trip),))
+    return Accepted((TripPublished(replace(command.trip, status=TripStatus.ACTIVE)),))
+
+
+def within_publishing_window(travel_date: date, now: int, policy: Policy) -> bool:
+    today = datetime.fromtimestamp(now / 1000, UTC).date()
+    return (today - timedelta(days=policy.trip_days_behind_max) <= travel_date
+            <= today + timedelta(days=policy.trip_days_ahead_max))
 
 
 def keeps_bookings_valid(state: TripState, update: Trip) -> bool:
-    """Stops are what legs mean, so they are frozen once booked; capacity may shrink
-    only down to the highest seat number in use."""
-    assert state.trip is not None
+    """What a booking's seats, price and refund rights were decided on stays as it was:
+    stops (what legs mean, and when each is reached), departure time, time zone and
+    currency. Capacity may shrink only down to the highest seat number in use. Leg fares
+    may change: they price later bookings only."""
+    trip = state.trip
+    assert trip is not None
     highest = max((leg.bit_length() for leg in state.legs), default=0)
-    return update.stops == state.trip.stops and update.capacity >= highest
+    fixed = (trip.stops, trip.departure_time, trip.timezone, trip.currency)
+    return (update.stops, update.departure_time, update.timezone, update.currency) == fixed \
+        and update.capacity >= highest
 
 
 def cancel_trip(state: TripState, command: CancelTrip, now: int) -> Decision:
@@ -121,6 +141,8 @@ def create_booking(state: TripState, command: CreateBooking, now: int, policy: P
         return Rejected(Code.TRIP_CANCELLED)
     if not 1 <= command.seats <= policy.max_seats_per_booking:
         return Rejected(Code.TOO_MANY_SEATS)
+    if tally(state).held.get(command.actor.user_id, 0) + command.seats > policy.hold_limit_seats_per_trip:
+        return Rejected(Code.HOLD_LIMIT_REACHED)
     origin, destination = trip.stop_index(command.origin_stop_id), trip.stop_index(command.destination_stop_id)
     if origin is None or destination is None or origin >= destination:
         return Rejected(Code.INVALID_STOPS)
@@ -152,9 +174,12 @@ def create_booking(state: TripState, command: CreateBooking, now: int, policy: P
 
 
 def occupancy(state: TripState, first: int, last: int) -> Decimal:
-    """The share of seats taken on the fullest leg of the journey, before this booking."""
+    """The share of seats sold on the fullest leg of the journey, before this booking.
+    Seats held but not paid for do not count: holds that never pay must not raise the
+    price for everybody else."""
     assert state.trip is not None
-    fullest = max(state.legs[leg].bit_count() for leg in range(first, last + 1))
+    sold = tally(state).sold
+    fullest = max(sold[leg].bit_count() for leg in range(first, last + 1))
     return Decimal(fullest) / Decimal(state.trip.capacity)
 
 
@@ -290,7 +315,8 @@ def cancel_booking(trip: Trip, booking: Booking, command: CancelBooking, now: in
 
 def driver_move(trip: Trip, booking: Booking, command, target: Status, reason: str, now: int) -> Decision:
     if not may_manage_trip(command.actor, trip):
-        return Rejected(Code.FORBIDDEN)
+        # Another trip's driver learns no more than for an unknown booking id.
+        return Rejected(Code.BOOKING_NOT_FOUND if command.actor.role is Role.DRIVER else Code.FORBIDDEN)
     if not can_move(booking.status, target):
         return Rejected(Code.INVALID_TRANSITION)
     return Accepted((moved(booking, target, reason, command, now),), booking.booking_id)

@@ -12,6 +12,7 @@ from functools import lru_cache
 from app.domain.trip import trip_key
 
 _SEPARATOR = "."
+_TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")  # base32, as `_digest` writes it
 
 
 @lru_cache(maxsize=4096)
@@ -41,7 +42,7 @@ def reference_for(route_id: str, travel_date: date, command_id: str) -> str:
 def trip_of_booking(booking_id: str) -> tuple[str, date] | None:
     """The (route id, travel date) a booking id names, or None if it is not one of ours."""
     parts = booking_id.rsplit(_SEPARATOR, 2)
-    if len(parts) != 3 or not parts[0] or len(parts[2]) != 16:
+    if len(parts) != 3 or not parts[0] or len(parts[2]) != 16 or not _TOKEN_ALPHABET.issuperset(parts[2]):
         return None
     if not (len(parts[1]) == 8 and parts[1].isascii() and parts[1].isdigit()):
         return None

@@ -24,6 +24,13 @@ class Policy:
     )
     cancel_reason_min: int = 10
     cancel_reason_max: int = 500
+    # Seats one rider may hold unpaid on one trip at a time: without it, one account could
+    # hold a whole trip for the hold's length, again and again.
+    hold_limit_seats_per_trip: int = 8
+    # How far ahead a trip may be published (days after the record's date), and how far
+    # back (a trip already run is not republished; one day of slack for time zones).
+    trip_days_ahead_max: int = 400
+    trip_days_behind_max: int = 1
     # How long a command id re-sent gets the outcome it got first, when that outcome is a
     # remembered one (a rejection, a trip command, a refund demand: app.domain.state.Remembered).
     outcome_retention_hours: int = 24

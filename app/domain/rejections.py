@@ -22,12 +22,15 @@ class Code(StrEnum):
     INVALID_REASON = "invalid_reason"
     NOT_OWNER = "not_owner"
     FORBIDDEN = "forbidden"
+    HOLD_LIMIT_REACHED = "hold_limit_reached"
+    TRAVEL_DATE_OUT_OF_RANGE = "travel_date_out_of_range"
 
 
 MESSAGES: dict[Code, str] = {
     Code.TRIP_NOT_FOUND: "No trip is published for this route and travel date.",
     Code.TRIP_CANCELLED: "This trip was cancelled by the driver.",
-    Code.TRIP_UPDATE_CONFLICT: "The update would change stops or capacity that live bookings use.",
+    Code.TRIP_UPDATE_CONFLICT: ("Once a trip has bookings, its stops, times, time zone and currency are fixed, "
+                                "and its capacity may not drop below a seat in use."),
     Code.BOOKING_NOT_FOUND: "No such booking.",
     Code.BOOKING_CLOSED: "Booking for this pickup stop has closed.",
     Code.INVALID_STOPS: "Pickup and drop-off must be stops of the route, pickup before drop-off.",
@@ -39,4 +42,6 @@ MESSAGES: dict[Code, str] = {
     Code.INVALID_REASON: "A cancellation reason of 10 to 500 characters is required.",
     Code.NOT_OWNER: "Only the booking's rider may do this.",
     Code.FORBIDDEN: "This role may not do this.",
+    Code.HOLD_LIMIT_REACHED: "You already hold as many unpaid seats on this trip as one rider may; pay or cancel first.",
+    Code.TRAVEL_DATE_OUT_OF_RANGE: "Trips can be published from yesterday up to the configured number of days ahead.",
 }

@@ -74,6 +74,15 @@ class HoldIndex:
 
 
 @dataclass(slots=True)
+class Tally:
+    """Counts over the live bookings that rules read on every booking, kept up to date by
+    `evolve` instead of recounted per command."""
+
+    sold: list[int]  # per leg, as a seat mask: the seats paid for (what demand pricing counts)
+    held: dict[str, int]  # rider id -> seats held unpaid
+
+
+@dataclass(slots=True)
 class TripState:
     trip: Trip | None = None
     trip_version: int = 0
@@ -82,6 +91,8 @@ class TripState:
     remembered: dict[str, Remembered] = field(default_factory=dict)
     booked: int = 0  # bookings ever created on the trip, closed and forgotten ones too
     holds: HoldIndex = field(default_factory=HoldIndex)  # of the bookings above
+    # Derived from the live bookings, on first use (`tally`): never stored.
+    counted: Tally | None = None
 
     def put(self, booking: Booking) -> None:
         """Every booking enters the state here, so that the hold index follows it."""
@@ -113,21 +124,49 @@ def evolve(state: TripState, event: Event) -> TripState:
         case TripPublished(trip=trip):
             if len(state.legs) != len(trip.stops) - 1:  # first publish, or new stops before any booking
                 state.legs = [0] * (len(trip.stops) - 1)
+                state.counted = None
             state.trip = trip
             state.trip_version += 1
         case BookingCreated(booking=booking):
             inventory.occupy(state.legs, booking.first_leg, booking.last_leg, booking.seats)
             state.put(booking)
             state.booked += 1
+            if state.counted is not None:
+                count_in(state.counted, booking, 1)
         case BookingMoved(booking_id=booking_id, moves=moves):
             before = state.bookings[booking_id]
             after = before.with_transitions(*moves)
             if occupies_seats(before.status) and not occupies_seats(after.status):
                 inventory.release(state.legs, after.first_leg, after.last_leg, after.seats)
             state.put(after)
+            if state.counted is not None:
+                count_in(state.counted, before, -1)
+                count_in(state.counted, after, 1)
         case RefundRequired():
             pass
     return state
+
+
+def tally(state: TripState) -> Tally:
+    """The state's counts, counted from its live bookings the first time they are asked for."""
+    if state.counted is None:
+        state.counted = Tally([0] * len(state.legs), {})
+        for booking in state.bookings.values():
+            count_in(state.counted, booking, 1)
+    return state.counted
+
+
+def count_in(counts: Tally, booking: Booking, sign: int) -> None:
+    """Adds (sign 1) or takes away (sign -1) what a booking, as it stands, counts for."""
+    if booking.status in HOLDING:
+        held = counts.held.get(booking.rider_id, 0) + sign * len(booking.seats)
+        if held:
+            counts.held[booking.rider_id] = held
+        else:
+            counts.held.pop(booking.rider_id, None)
+    elif booking.status in SOLD:
+        change = inventory.occupy if sign > 0 else inventory.release
+        change(counts.sold, booking.first_leg, booking.last_leg, booking.seats)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ Producers outside the gateway (payments, route service) send these same document
 JSON Schema published in `schemas/` is generated from these models.
 """
 
+import re
 from datetime import date, time
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -38,9 +39,38 @@ def _known_zone(name: str) -> str:
     return name
 
 
+# Text every part of the system can carry and store is all that gets in, here at the edge,
+# on both the HTTP and the Kafka path: Postgres text cannot hold NUL (one such reason once
+# froze a booking's row in the read model for good), JSON encoders refuse lone
+# surrogates, and the gateway joins ids with a control character to derive command ids.
+# Identifiers take no control character at all; free text keeps tabs and line breaks.
+_NOT_IN_IDENTIFIERS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_NOT_IN_FREE_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def has_control_characters(text: str) -> bool:
+    """True for text no identifier may hold (control characters, unpaired surrogates)."""
+    return _NOT_IN_IDENTIFIERS.search(text) is not None
+
+
+def _identifier(text: str) -> str:
+    if has_control_characters(text):
+        raise ValueError("must not contain control characters or unpaired surrogates")
+    return text
+
+
+def _free_text(text: str) -> str:
+    if _NOT_IN_FREE_TEXT.search(text):
+        raise ValueError("must not contain control characters (other than tab and line breaks) "
+                         "or unpaired surrogates")
+    return text
+
+
 Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12")), AfterValidator(_two_places)]
 RouteId = Annotated[str, Field(pattern=ROUTE_ID_PATTERN)]
-Name = Annotated[str, Field(min_length=1, max_length=64)]
+Name = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_identifier)]
+CommandId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_identifier)]
+FreeText = Annotated[str, AfterValidator(_free_text)]
 
 
 class Wire(BaseModel):
@@ -57,7 +87,7 @@ class ActorIn(Wire):
 
 class StopIn(Wire):
     stop_id: Name
-    offset_minutes: int = Field(ge=0, le=7 * 24 * 60)
+    offset_minutes: int = Field(ge=0, le=7 * 24 * 60, strict=True)
 
 
 class TripIn(Wire):
@@ -65,7 +95,7 @@ class TripIn(Wire):
 
     timezone: Annotated[str, AfterValidator(_known_zone)] = "Africa/Lagos"
     departure_time: time
-    capacity: int = Field(ge=1, le=64)
+    capacity: int = Field(ge=1, le=64, strict=True)
     currency: str = Field(default="NGN", pattern=r"^[A-Z]{3}$")
     stops: list[StopIn] = Field(min_length=2, max_length=64)
     leg_fares: list[Money]
@@ -98,7 +128,7 @@ class TripIn(Wire):
 
 class CommandIn(Wire):
     v: Literal[1] = SCHEMA_VERSION
-    command_id: str = Field(min_length=1, max_length=128)
+    command_id: CommandId
     actor: ActorIn
 
 
@@ -111,7 +141,7 @@ class TripCommandIn(CommandIn):
 
 
 class BookingCommandIn(CommandIn):
-    booking_id: str = Field(min_length=1, max_length=128)
+    booking_id: CommandId
 
     @model_validator(mode="after")
     def _routable(self) -> "BookingCommandIn":
@@ -134,7 +164,7 @@ class PublishTripIn(TripCommandIn):
 
 class CancelTripIn(TripCommandIn):
     type: Literal["cancel_trip"]
-    reason: str = Field(min_length=1, max_length=500)
+    reason: FreeText = Field(min_length=1, max_length=500)
 
     def to_domain(self) -> domain.CancelTrip:
         return domain.CancelTrip(self.command_id, self.actor.to_domain(), self.reason)
@@ -144,7 +174,7 @@ class CreateBookingIn(TripCommandIn):
     type: Literal["create_booking"]
     origin_stop_id: Name
     destination_stop_id: Name
-    seats_booked: int = Field(ge=0, le=1000)
+    seats_booked: int = Field(ge=0, le=1000, strict=True)
     source: Literal["WEB", "MOBILE", "API"] = "API"
 
     def to_domain(self) -> domain.CreateBooking:
@@ -194,7 +224,7 @@ class PaymentFailedIn(BookingCommandIn):
 
 class CancelBookingIn(BookingCommandIn):
     type: Literal["cancel_booking"]
-    reason: str = Field(max_length=2000)
+    reason: FreeText = Field(max_length=2000)
 
     def to_domain(self) -> domain.CancelBooking:
         return domain.CancelBooking(self.command_id, self.actor.to_domain(), self.booking_id, self.reason)
@@ -243,7 +273,7 @@ class TickIn(Wire):
 
     v: Literal[1] = SCHEMA_VERSION
     type: Literal["tick"]
-    tick_id: str = Field(min_length=1, max_length=128)
+    tick_id: CommandId
     emitted_at: int = Field(ge=0, description="emitter's clock, epoch ms (informational)")
 
 

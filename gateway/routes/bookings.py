@@ -16,11 +16,11 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request
 
 from app.domain.booking import Status
 from app.domain.commands import Role
-from app.domain.ids import trip_of_booking
+from app.domain.ids import booking_id_for, trip_of_booking
 from app.domain.rejections import MESSAGES, Code
 from app.models.commands import (
     CancelBookingIn,
@@ -32,6 +32,7 @@ from app.models.commands import (
     PaymentSucceededIn,
     RefundDoneIn,
 )
+from gateway import audit
 from gateway.deps import AsPayer, AsRider, AsService, AsTripManager, CurrentPrincipal, ReadsDep, Rider
 from gateway.errors import ApiError, JsonResponse
 from gateway.idempotency import key_reused
@@ -68,6 +69,10 @@ async def create_booking(body: BookingCreate, send: AsRider) -> Any:
         CreateBookingIn, "create_booking", route_id=body.route_id, travel_date=body.travel_date,
         origin_stop_id=body.origin_stop_id, destination_stop_id=body.destination_stop_id,
         seats_booked=body.seats_booked, source=body.booking_source)
+    if not send.holds.allows(send.actor.user_id, body.seats_booked,
+                             booking_id_for(body.route_id, body.travel_date, command.command_id)):
+        raise ApiError(409, Code.HOLD_LIMIT_REACHED, "You hold as many unpaid seats as one rider may; "
+                                                     "pay for or cancel a booking first.")
     expected = command.model_dump(mode="json", by_alias=True)
     keyed = send.idempotency_key is not None
 
@@ -100,23 +105,26 @@ async def upcoming(rider: Rider, reads: ReadsDep) -> JsonResponse:
 
 @router.get("/reference/{reference}", response_model=BookingOut, responses=error_responses(401, 404, 429, 503))
 async def by_reference(reference: Annotated[str, Path(max_length=32, examples=["BK20300115RW4C2N"])],
-                       principal: CurrentPrincipal, reads: ReadsDep) -> JsonResponse:
+                       principal: CurrentPrincipal, reads: ReadsDep, request: Request) -> JsonResponse:
     """A booking by its reference (`BK` + travel date + 6 characters), to the same callers
     as by id."""
     rider_id = principal.user_id if principal.roles == {Role.RIDER} else None
     booking = await reads.booking_by_reference(reference, rider_id)
     if booking is None or not may_see(principal, booking):
         raise booking_not_found()
+    audit_read_by_others(request, principal, booking)
     return JsonResponse(booking)
 
 
 @router.get("/{bookingId}", response_model=BookingOut, responses=error_responses(401, 404, 429, 503))
-async def get_booking(booking_id: BookingIdPath, principal: CurrentPrincipal, reads: ReadsDep) -> JsonResponse:
+async def get_booking(booking_id: BookingIdPath, principal: CurrentPrincipal, reads: ReadsDep,
+                      request: Request) -> JsonResponse:
     """One booking, to its rider, the trip's driver, the services and admins. Anybody else
     gets the same 404 as for an unknown id."""
     booking = await reads.booking_by_id(routable(booking_id))
     if booking is None or not may_see(principal, booking):
         raise booking_not_found()
+    audit_read_by_others(request, principal, booking)
     return JsonResponse(booking)
 
 
@@ -214,6 +222,12 @@ def may_see(principal: Principal, booking: dict[str, Any]) -> bool:
     if Role.DRIVER in principal.roles and booking.get("driverId") == principal.user_id:
         return True
     return Role.RIDER in principal.roles and booking.get("riderId") == principal.user_id
+
+
+def audit_read_by_others(request: Request, principal: Principal, booking: dict[str, Any]) -> None:
+    """A rider's personal data read by the trip's driver, a service or an admin is on the record."""
+    if principal.user_id != booking.get("riderId"):
+        audit.note(request, principal.acting_as(tuple(Role)), "read_booking", bookingId=booking.get("id"))
 
 
 def booking_not_found() -> ApiError:

@@ -22,6 +22,7 @@ RIDER = Actor("rider-1", Role.RIDER)
 OTHER_RIDER = Actor("rider-2", Role.RIDER)
 ADMIN = Actor("admin-1", Role.ADMIN)
 PAYMENTS = Actor("payments", Role.SERVICE)
+ROUTES = Actor("route-service", Role.SERVICE)
 
 
 def make_trip(
@@ -55,9 +56,10 @@ def local_ms(day: date, at: time, timezone: str) -> int:
 
 
 def published(trip: Trip, policy: Policy = POLICY) -> TripState:
+    """The trip as the route service publishes it, a month before it runs."""
     state = TripState()
-    outcome = handle(state, PublishTrip("publish", DRIVER, trip), 0, policy)
-    assert outcome.accepted
+    outcome = handle(state, PublishTrip("publish", ROUTES, trip), trip.departure_ms(0) - 30 * DAY, policy)
+    assert outcome.accepted, outcome.code
     return state
 
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 
 from app.domain import money
-from app.domain.commands import CancelBooking, CreateBooking
+from app.domain.commands import CancelBooking, CreateBooking, RefundDone
 from app.domain.ids import booking_id_for, reference_for, trip_of_booking
 from app.domain.policy import Policy
 from app.domain.rejections import Code
-from tests.domain.support import HOUR, MINUTE, POLICY, RIDER, Script, local_ms, make_trip
+from tests.domain.support import HOUR, MINUTE, OTHER_RIDER, PAYMENTS, POLICY, RIDER, Script, local_ms, make_trip
 
 REASON = "My plans changed, sorry"
 
@@ -38,19 +38,35 @@ def test_price_per_seat_is_rounded_half_up_before_multiplying_by_seats():
     assert (price.per_seat, price.fare, price.fee, price.total) == (1106, 3318, 166, 3484)
 
 
-@pytest.mark.parametrize(("taken", "multiplier"), [(4, "1.00"), (5, "1.10"), (7, "1.10"), (8, "1.25")])
-def test_the_demand_multiplier_comes_from_the_occupancy_before_booking(taken, multiplier):
+@pytest.mark.parametrize(("sold", "multiplier"), [(4, "1.00"), (5, "1.10"), (7, "1.10"), (8, "1.25")])
+def test_the_demand_multiplier_comes_from_the_seats_sold_before_booking(sold, multiplier):
     script = Script(make_trip(stops=3, capacity=10, fares=(1000, 500)))
-    while taken:
-        script.create(0, 1, seats=min(taken, 4))
-        taken -= min(taken, 4)
+    while sold:
+        script.pay(script.create(0, 1, seats=min(sold, 4)))
+        sold -= min(sold, 4)
     assert script.create(0, 1, seats=1).price_per_seat == int(1000 * Decimal(multiplier))
+
+
+def test_held_seats_do_not_raise_the_price_for_others():
+    script = Script(make_trip(stops=3, capacity=10, fares=(1000, 500)))
+    script.create(0, 1, seats=4, rider=OTHER_RIDER)
+    script.create(0, 1, seats=4, rider=OTHER_RIDER)  # 80 % held by one rider who never pays
+    assert script.create(0, 1, seats=1).price_per_seat == 1000
+
+
+def test_a_refunded_sale_stops_counting_for_demand():
+    script = Script(make_trip(stops=3, capacity=10, fares=(1000, 500)))
+    sold = [script.create(0, 1, seats=4), script.create(0, 1, seats=4, rider=OTHER_RIDER)]
+    for booking in sold:
+        script.pay(booking)
+    script.run(RefundDone("refund", PAYMENTS, sold[0].booking_id, sold[0].total))
+    assert script.create(0, 1, seats=1).price_per_seat == 1000  # 4 of 10 sold again
 
 
 def test_only_the_legs_a_booking_uses_set_its_demand_band():
     script = Script(make_trip(stops=3, capacity=10, fares=(1000, 500)))
-    script.create(1, 2, seats=4)
-    script.create(1, 2, seats=4)  # leg 1 is 80 % full, leg 0 is empty
+    script.pay(script.create(1, 2, seats=4))
+    script.pay(script.create(1, 2, seats=4, rider=OTHER_RIDER))  # leg 1 is 80 % sold, leg 0 is empty
     assert script.create(0, 1).price_per_seat == 1000
     assert script.create(0, 2).price_per_seat == 1875  # (1000 + 500) x 1.25
 

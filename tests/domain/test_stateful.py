@@ -42,11 +42,12 @@ from app.domain.ids import booking_id_for
 from app.domain.rejections import Code
 from app.domain.state import TripState, availability
 from app.domain.trip import Stop, Trip
-from tests.domain.support import ADMIN, DAY, DRIVER, HOUR, MINUTE, OTHER_DRIVER, PAYMENTS, POLICY, local_ms
+from tests.domain.support import ADMIN, DAY, DRIVER, HOUR, MINUTE, OTHER_DRIVER, PAYMENTS, POLICY, ROUTES, local_ms
 
 RIDERS = [Actor(f"rider-{i}", Role.RIDER) for i in range(3)]
 HOLDING = {Status.HELD, Status.PAYMENT_INITIATED}
-LIVE = HOLDING | {Status.PAID, Status.CONFIRMED, Status.CHECKED_IN, Status.COMPLETED}
+SOLD = {Status.PAID, Status.CONFIRMED, Status.CHECKED_IN, Status.COMPLETED}
+LIVE = HOLDING | SOLD
 CANCELLABLE = {Status.PENDING, Status.HELD, Status.PAYMENT_INITIATED, Status.CONFIRMED, Status.CHECKED_IN}
 GOOD_REASONS = ["My plans changed today", "   padded but long enough   ", "y" * 500]
 BAD_REASONS = ["too short", "     short      ", "", "x" * 501]
@@ -110,8 +111,10 @@ class BookingMachine(RuleBasedStateMachine):
         self.history: list[tuple[object, object, int]] = []  # (command, outcome, time) of every new command
         self.model: dict[str, Model] = {}
         self.trip_cancelled = False
-        outcome = self.send(PublishTrip(self.new_id(), DRIVER, self.trip), expiring=set())
+        self.trip_version = 0
+        outcome = self.send(PublishTrip(self.new_id(), ROUTES, self.trip), expiring=set())
         assert outcome.accepted and outcome.trip_version == 1
+        self.trip_version = 1
         for _ in range(data.draw(st.integers(0, 6), label="first bookings")):
             self.book(data, data.draw(st.sampled_from(RIDERS)), data.draw(st.integers(1, 4)))
 
@@ -169,13 +172,17 @@ class BookingMachine(RuleBasedStateMachine):
         return tuple(free[:count]) if len(free) >= count else None
 
     def price(self, first: int, last: int, seats: int) -> int:
-        fullest = max(sum(len(b.seats) for b in self.live_seats() if b.first <= leg <= b.last)
-                      for leg in range(first, last + 1))
+        """Demand counts the seats paid for, not those held."""
+        sold = [b for b in self.model.values() if b.status in SOLD]
+        fullest = max(sum(len(b.seats) for b in sold if b.first <= leg <= b.last) for leg in range(first, last + 1))
         cap = self.trip.capacity
         percent = 125 if 10 * fullest >= 8 * cap else 110 if 2 * fullest >= cap else 100
         per_seat = half_up(sum(self.trip.leg_fares[first:last + 1]) * percent, 100)
         fare = per_seat * seats
         return fare + half_up(fare * 5, 100)
+
+    def held_by(self, rider: str) -> int:
+        return sum(len(b.seats) for b in self.model.values() if b.rider == rider and b.status in HOLDING)
 
     def rider_refund(self, b: Model) -> int:
         hours = (self.departure(b.first) - self.now) // HOUR
@@ -203,6 +210,8 @@ class BookingMachine(RuleBasedStateMachine):
             code = Code.TRIP_CANCELLED
         elif seats > self.policy.max_seats_per_booking:
             code = Code.TOO_MANY_SEATS
+        elif self.held_by(rider.user_id) + seats > self.policy.hold_limit_seats_per_trip:
+            code = Code.HOLD_LIMIT_REACHED
         elif not (origin < destination < stops):
             code = Code.INVALID_STOPS
         elif self.now > self.departure(origin) - 15 * MINUTE:
@@ -339,7 +348,7 @@ class BookingMachine(RuleBasedStateMachine):
         command = kind(self.new_id(), DRIVER if by_trip_driver else OTHER_DRIVER, b.booking_id)
         expiring = self.due_holds()
         if not by_trip_driver:
-            code = Code.FORBIDDEN
+            code = Code.BOOKING_NOT_FOUND  # as for an unknown id: another driver learns nothing
         elif b.status is not source:
             code = Code.INVALID_TRANSITION
         else:
@@ -381,6 +390,38 @@ class BookingMachine(RuleBasedStateMachine):
                     b.status, b.version, b.refund, b.expires_at = Status.CANCELLED, b.version + 1, b.paid, None
         outcome = self.send(command, expiring)
         self.expect(outcome, code)
+        if code is None:
+            self.trip_version += 1
+
+    @rule(by=st.sampled_from([DRIVER, OTHER_DRIVER, ROUTES]),
+          change=st.sampled_from(["none", "fares", "currency", "timezone", "departure"]))
+    def republish_trip(self, by, change):
+        """Who may update a trip, what stays fixed once it has bookings, and reopening."""
+        changed = {
+            "none": {},
+            "fares": {"leg_fares": tuple(fare + 100 for fare in self.trip.leg_fares)},
+            "currency": {"currency": "USD" if self.trip.currency == "NGN" else "NGN"},
+            "timezone": {"timezone": "UTC" if self.trip.timezone != "UTC" else "Africa/Lagos"},
+            "departure": {"departure_time": time((self.trip.departure_time.hour + 1) % 24, 0)},
+        }[change]
+        update = replace(self.trip, **changed)
+        command = PublishTrip(self.new_id(), by, update)
+        expiring = self.due_holds()
+        if by is OTHER_DRIVER:
+            code = Code.FORBIDDEN
+        elif self.trip_cancelled and by is DRIVER:
+            code = Code.TRIP_CANCELLED
+        elif self.model and change in ("currency", "timezone", "departure"):
+            code = Code.TRIP_UPDATE_CONFLICT
+        else:
+            code = None
+        outcome = self.send(command, expiring)
+        self.expect(outcome, code)
+        if code is None:
+            self.trip_version += 1
+            assert outcome.trip_version == self.trip_version
+            self.trip, self.trip_cancelled = update, False
+            self.departure0 = local_ms(self.trip.travel_date, self.trip.departure_time, self.trip.timezone)
 
     @rule(which=st.sampled_from(["pay", "cancel", "check-in"]))
     def command_on_unknown_booking(self, which):

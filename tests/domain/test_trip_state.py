@@ -7,7 +7,7 @@ from app.domain.handle import handle
 from app.domain.ids import booking_id_for
 from app.domain.rejections import Code
 from app.domain.state import TripState, availability
-from tests.domain.support import DRIVER, POLICY, RIDER, Script, make_trip
+from tests.domain.support import DAY, DRIVER, POLICY, RIDER, ROUTES, Script, make_trip
 
 
 def conserved(state: TripState) -> bool:
@@ -34,13 +34,14 @@ def test_stops_are_frozen_and_capacity_shrinks_only_down_to_the_seats_in_use():
 
 
 def test_a_duplicate_trip_command_gets_the_original_events():
-    state = TripState()
-    publish = PublishTrip("publish", DRIVER, make_trip())
-    first = handle(state, publish, 0, POLICY)
-    assert replace(handle(state, publish, 1, POLICY), duplicate=False) == first
+    state, trip = TripState(), make_trip()
+    now = trip.departure_ms(0) - 7 * DAY
+    publish = PublishTrip("publish", ROUTES, trip)
+    first = handle(state, publish, now, POLICY)
+    assert first.accepted and replace(handle(state, publish, now + 1, POLICY), duplicate=False) == first
     cancel = CancelTrip("cancel", DRIVER, "Vehicle broke down")
-    first = handle(state, cancel, 2, POLICY)
-    assert replace(handle(state, cancel, 3, POLICY), duplicate=False) == first
+    first = handle(state, cancel, now + 2, POLICY)
+    assert first.accepted and replace(handle(state, cancel, now + 3, POLICY), duplicate=False) == first
 
 
 def test_a_remembered_outcome_is_recalled_for_the_retention_window_and_decided_again_after():

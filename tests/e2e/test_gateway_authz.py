@@ -162,8 +162,11 @@ ENDPOINTS: dict[str, Endpoint] = {
                                         "amount": w.booking["totalPrice"]}),
     "cancel": Endpoint("POST", booking_path("/cancel"), {"owner": 200},
                        {"other_rider": 404, **NOT_RIDERS}, state="HELD", body=lambda w: REASON),
-    "check_in": Endpoint("POST", booking_path("/check-in"), TRIP_MANAGERS, only(TRIP_MANAGERS), state="CONFIRMED"),
-    "complete": Endpoint("POST", booking_path("/complete"), TRIP_MANAGERS, only(TRIP_MANAGERS), state="CHECKED_IN"),
+    # Another trip's driver is told no more than for an unknown booking.
+    "check_in": Endpoint("POST", booking_path("/check-in"), TRIP_MANAGERS,
+                         {**only(TRIP_MANAGERS), "other_driver": 404}, state="CONFIRMED"),
+    "complete": Endpoint("POST", booking_path("/complete"), TRIP_MANAGERS,
+                         {**only(TRIP_MANAGERS), "other_driver": 404}, state="CHECKED_IN"),
     "refund_done": Endpoint("POST", booking_path("/refund-done"), {"service": 200}, only({"service": 200}),
                             state="CONFIRMED", body=lambda w: {"amount": w.booking["totalPrice"]}),
     "publish_trip": Endpoint("PUT", trip_path(), TRIP_MANAGERS, only(TRIP_MANAGERS),

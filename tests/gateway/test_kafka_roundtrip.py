@@ -11,6 +11,7 @@ import socket
 import threading
 import uuid
 from contextlib import asynccontextmanager
+from datetime import date, timedelta
 
 import orjson
 import pytest
@@ -175,8 +176,9 @@ def test_http_contract_against_the_worker_handler(scratch_topics, database_url):
 
 def converse(client: TestClient) -> None:
     route = f"R{uuid.uuid4().hex[:8]}"
-    trip_path = f"/v1/trips/{route}/2030-01-15"
-    request = {**BOOKING_REQUEST, "routeId": route}
+    travel_date = (date.today() + timedelta(days=30)).isoformat()  # within the publishing window
+    trip_path = f"/v1/trips/{route}/{travel_date}"
+    request = {**BOOKING_REQUEST, "routeId": route, "travelDate": travel_date}
 
     unpublished = client.post("/v1/bookings", json=request, headers=auth("rider-1"))
     assert (unpublished.status_code, unpublished.json()["code"]) == (404, "trip_not_found")

@@ -2,6 +2,7 @@
 them, readers of every topic they write, and the replay that checks determinism."""
 
 import asyncio
+import base64
 import random
 import time
 import uuid
@@ -20,6 +21,7 @@ from app.agents.expiry import tick_value
 from app.agents.processor import Record
 from app.client import BookingClient, ReplyTimeout
 from app.config import get_settings
+from app.domain.ids import booking_id_of
 from app.domain.policy import Policy
 from app.domain.trip import trip_key as domain_trip_key
 from app.models import topics
@@ -121,6 +123,12 @@ def create_booking(route_id: str, who: str, seats: int = 1, origin: str = "LAG",
 
 def on_booking(kind: str, booking_id: str, actor: dict[str, str], **fields: Any) -> dict[str, Any]:
     return {"type": kind, "commandId": command_id(), "actor": actor, "bookingId": booking_id, **fields}
+
+
+def made_up_booking(route_id: str, number: int) -> str:
+    """A well-formed booking id on the route's trip that no command made."""
+    return booking_id_of(route_id, date.fromisoformat(TRAVEL_DATE),
+                         base64.b32encode(number.to_bytes(10, "big")).decode())
 
 
 def on_trip(kind: str, route_id: str, actor: dict[str, str] = SERVICE, **fields: Any) -> dict[str, Any]:

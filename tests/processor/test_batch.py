@@ -11,7 +11,6 @@
 import asyncio
 import random
 from collections import Counter
-from datetime import date
 
 import orjson
 import pytest
@@ -19,7 +18,6 @@ import pytest
 from app.agents.batch import Batches, BatchFailed, Durable, InMemory, Output, Positions, Processor
 from app.agents.expiry import tick_value
 from app.agents.processor import Record
-from app.domain.ids import booking_id_of
 from app.domain.trip import MS_PER_MINUTE
 from app.models import topics
 from app.tables.partition import Partition
@@ -29,8 +27,8 @@ from tests.processor.support import (
     PAYMENTS,
     POLICY,
     T0,
-    TRAVEL_DATE,
     create_booking,
+    made_up_booking,
     on_booking,
     on_trip,
     publish_trip,
@@ -88,7 +86,7 @@ def recorded_log(seed: int, commands: int) -> list[Record]:
             put(PARTITIONS[route], trip_key(route), b'{"type": "teleport"}')  # a dead letter
             continue
         elif roll < 0.15:
-            made_up = booking_id_of(route, date.fromisoformat(TRAVEL_DATE), f"{rng.randrange(10**15):016d}")
+            made_up = made_up_booking(route, rng.randrange(10**15))
             document = on_booking("cancel_booking", made_up, rider("prober"), reason=REASON)
         elif roll < 0.20:
             document = on_trip("query_availability", route, rider("auditor"))

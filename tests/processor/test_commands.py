@@ -160,6 +160,13 @@ MALFORMED = [
     (b"R2:2030-01-01", b'{"type": "expire_holds", "commandId": "m-key", "actor": {"userId": "u", "role": '
                        b'"SERVICE"}, "routeId": "R1", "travelDate": "2030-01-01"}', "wrong_key", True),
     (topics.TICK_KEY, b'{"type": "tick"}', "invalid_command", False),
+    # Text the read model could not store is refused here too, not only over HTTP.
+    (b"R1:2030-01-01", b'{"type": "cancel_booking", "commandId": "m-nul", "actor": {"userId": "u", "role": "RIDER"}, '
+                       b'"bookingId": "R1.20300101.AAAAAAAAAAAAAAAA", "reason": "My plans changed\\u0000, sorry"}',
+     "invalid_command", True),
+    (b"R1:2030-01-01", b'{"type": "payment_failed", "commandId": "m-nul-pay", "actor": {"userId": "payments", '
+                       b'"role": "SERVICE"}, "bookingId": "R1.20300101.AAAAAAAAAAAAAAAA", "paymentId": "p\\u0000"}',
+     "invalid_command", True),
 ]
 
 

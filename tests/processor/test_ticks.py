@@ -2,18 +2,15 @@
 with dicts as the tables (the broker tests run the same code in the worker); and the
 remembered outcomes the ticks delete once their retention window is over."""
 
-from datetime import date
-
 import orjson
 
 from app.agents.expiry import tick_value
-from app.domain.ids import booking_id_of
-from app.tables.partition import decode_index, index_key
 from app.domain.trip import MS_PER_MINUTE
 
 HOUR_MS = 60 * MS_PER_MINUTE
 DAY_MS = 24 * HOUR_MS
 from app.models import topics
+from app.tables.partition import decode_index, index_key
 from tests.processor.support import (
     PARTITION,
     PAYMENTS,
@@ -23,6 +20,7 @@ from tests.processor.support import (
     TRAVEL_DATE,
     Log,
     create_booking,
+    made_up_booking,
     on_booking,
     publish_trip,
 )
@@ -104,7 +102,7 @@ def test_rejected_commands_are_remembered_for_the_retention_window_then_deleted(
     log = Log()
     log.command(publish_trip("R9"), T0)
     before = len(log.states)
-    made_up = [booking_id_of("R9", date.fromisoformat(TRAVEL_DATE), f"{n:016d}") for n in range(40)]
+    made_up = [made_up_booking("R9", n) for n in range(40)]
     probes = [on_booking("cancel_booking", booking_id, rider("prober"), reason="Let me see what happens")
               for booking_id in made_up]
     for n, probe in enumerate(probes):

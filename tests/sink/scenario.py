@@ -30,8 +30,10 @@ from app.models import topics
 from app.models.outbound import lifecycle_events, snapshot
 
 # Fixed times keep the events deterministic; the sink never compares them with the clock.
+# A trip's log starts two days before it runs (the core publishes only trips due soon).
 START = datetime(2031, 3, 10, 8, 0, tzinfo=UTC)
 TRAVEL_DATE = date(2031, 3, 12)
+LEAD = TRAVEL_DATE - START.date()
 PAYMENTS = Actor("payments", Role.SERVICE)
 ADMIN = Actor("ops", Role.ADMIN)
 MINUTE_MS = 60_000
@@ -49,7 +51,7 @@ class TripLog:
     route_id: str
     travel_date: date = TRAVEL_DATE
     capacity: int = 48
-    now: int = int(START.timestamp() * 1000)
+    now: int | None = None  # epoch ms; by default LEAD before the travel date, at START's time of day
     state: TripState = field(default_factory=TripState)
     policy: Policy = field(default_factory=Policy)
     records: list[tuple[str, str, bytes]] = field(default_factory=list)
@@ -57,6 +59,8 @@ class TripLog:
     _commands: int = 0
 
     def __post_init__(self) -> None:
+        if self.now is None:
+            self.now = int(datetime.combine(self.travel_date - LEAD, START.timetz()).timestamp() * 1000)
         self.driver = Actor(f"driver-{self.route_id}", Role.DRIVER)
         self.run(PublishTrip(self.command_id(), ADMIN, self.trip()))
 
@@ -110,6 +114,11 @@ class TripLog:
 
     def expire_holds(self) -> None:
         self.accept(ExpireHolds(self.command_id(), ADMIN), after_ms=self.policy.payment_hold_minutes * MINUTE_MS + 1)
+
+    def reassign(self, driver_id: str) -> None:
+        """The route service gives the trip to another driver."""
+        self.driver = Actor(driver_id, Role.DRIVER)
+        self.accept(PublishTrip(self.command_id(), ADMIN, self.trip()))
 
     def late_payment(self, booking_id: str) -> None:
         """A payment after the hold ran out: rejected, with a refund_required event."""

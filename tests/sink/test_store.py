@@ -17,6 +17,7 @@ from sinks.main import build_batch
 from tests.sink import support
 from tests.sink.scenario import (
     START,
+    TripLog,
     booking_records,
     every_kind_of_booking,
     expected_bookings,
@@ -115,6 +116,19 @@ def test_out_of_order_delivery_ends_in_the_same_rows(database):
 
     assert_matches_log(database, log.records)
     assert_matches_log(database, shuffled.records)
+
+
+@pytest.mark.parametrize("trip_first", [True, False])
+def test_a_booking_shows_its_trips_current_driver_whatever_arrives_first(database, trip_first):
+    log = TripLog(unique_prefix("driver"))
+    booking_id = log.book("rider-a")
+    log.reassign("driver-taken-over")
+    trips = [r for r in log.records if r[0] == topics.TRIP_UPDATED]
+    bookings = [r for r in log.records if r[0] != topics.TRIP_UPDATED]
+    apply(database, trips + bookings if trip_first else bookings + trips, batch_size=1)
+    assert support.scalar(database, "SELECT driver_id FROM bookings WHERE id = %s", (booking_id,)) == \
+        "driver-taken-over"
+    assert log.final_snapshots()[booking_id]["driverId"] == "driver-taken-over"  # as the processor says
 
 
 def test_replaying_the_same_events_changes_nothing(database):

@@ -33,6 +33,7 @@ from tests.domain.support import (
     PAYMENTS,
     POLICY,
     RIDER,
+    ROUTES,
     make_trip,
 )
 from tests.tables.support import StoreOverDict, live_ids, stored_state
@@ -52,7 +53,7 @@ def scenario(table) -> list[tuple[object, int]]:
     a rejection, a trip update and a trip cancel. Payment amounts are read from the
     table as a payments service would have them."""
     steps: list[tuple[object, int]] = [
-        (PublishTrip("publish", DRIVER, TRIP), START),
+        (PublishTrip("publish", ROUTES, TRIP), START),
         (CreateBooking("a", RIDER, "S0", "S2", 2), START + 1),
         (CreateBooking("b", OTHER_RIDER, "S0", "S1", 1), START + 2),
         (CreateBooking("c", RIDER, "S2", "S3", 1), START + 3),
@@ -199,7 +200,7 @@ def test_a_command_writes_only_what_it_changed():
 def test_closed_bookings_leave_the_trip_entry_and_completed_ones_stay():
     store = StoreOverDict()
     steps = [
-        (PublishTrip("publish", DRIVER, TRIP), START),
+        (PublishTrip("publish", ROUTES, TRIP), START),
         (CreateBooking("done", RIDER, "S0", "S1", 1), START + 1),
         (CreateBooking("gone", RIDER, "S0", "S1", 1), START + 2),
     ]
@@ -220,7 +221,7 @@ def test_closed_bookings_leave_the_trip_entry_and_completed_ones_stay():
 
 def test_a_create_resent_after_its_booking_closed_is_not_booked_again():
     store = StoreOverDict()
-    store.handle(KEY, PublishTrip("publish", DRIVER, TRIP), START, 0, POLICY)
+    store.handle(KEY, PublishTrip("publish", ROUTES, TRIP), START, 0, POLICY)
     create = CreateBooking("create", RIDER, "S0", "S3", 3)
     _, first = store.handle(KEY, create, START + 1, 1, POLICY)
     store.handle(KEY, CancelBooking("cancel", RIDER, first.booking_id, REASON), START + 2, 2, POLICY)
@@ -236,7 +237,7 @@ def test_a_table_changed_underneath_is_read_again():
     """After a rebalance the table may hold what another worker wrote."""
     table: dict[bytes, bytes] = {}
     mine, theirs = StoreOverDict(table), StoreOverDict(table)
-    mine.handle(KEY, PublishTrip("publish", DRIVER, TRIP), START, 0, POLICY)
+    mine.handle(KEY, PublishTrip("publish", ROUTES, TRIP), START, 0, POLICY)
     mine.flush()
     theirs.handle(KEY, CreateBooking("theirs", RIDER, "S0", "S3", 3), START + 1, 1, POLICY)
     theirs.flush()
@@ -248,7 +249,7 @@ def test_a_command_that_fails_halfway_leaves_the_state_as_it_was():
     """A bug met by one command (it goes to dead letters) must not leave the trip with
     half of its effect: here the failure comes after the command expired a due hold."""
     store = StoreOverDict()
-    store.handle(KEY, PublishTrip("publish", DRIVER, TRIP), START, 0, POLICY)
+    store.handle(KEY, PublishTrip("publish", ROUTES, TRIP), START, 0, POLICY)
     store.handle(KEY, CreateBooking("a", RIDER, "S0", "S1", 1), START + 1, 1, POLICY)
     before = stored_copy(store)
     later = START + 11 * MINUTE  # a's hold is due
