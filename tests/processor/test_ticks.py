@@ -6,24 +6,24 @@ import orjson
 
 from app.agents.expiry import tick_value
 from app.domain.trip import MS_PER_MINUTE
-
-HOUR_MS = 60 * MS_PER_MINUTE
-DAY_MS = 24 * HOUR_MS
 from app.models import topics
 from app.tables.partition import decode_index, index_key
 from tests.processor.support import (
     PARTITION,
     PAYMENTS,
     T0,
-    rider,
-    trip_key,
     TRAVEL_DATE,
     Log,
     create_booking,
     made_up_booking,
     on_booking,
     publish_trip,
+    rider,
+    trip_key,
 )
+
+HOUR_MS = 60 * MS_PER_MINUTE
+DAY_MS = 24 * HOUR_MS
 
 
 def index_of(log: Log):
