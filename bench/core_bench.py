@@ -1,6 +1,6 @@
 """Micro-benchmark of the pure booking core on one hot trip (not a test).
 
-    .venv/bin/python bench/core_bench.py [--commands 10000] [--runs 5] [--seed 7]
+    .venv/bin/python bench/core_bench.py [--commands 10000] [--runs 5] [--seed 7] [--batch 100]
 
 A seeded generator first plays a realistic mix against a trip of 10 stops and 50 seats
 (creates on random legs, payment initiation and success, rider cancels that free seats,
@@ -9,10 +9,10 @@ command with its record time. Each timed run replays that recorded stream into a
 state, so every run does exactly the same work.
 
 It prints markdown tables of commands/s, as the median of the runs with the min-max
-spread, for three paths: `handle` alone with the whole state in memory; `TripStore.handle`
+spread, for four paths: `handle` alone with the whole state in memory; `TripStore.handle`
 over a dict standing in for the RocksDB table, as the agent runs it (decoded state cached
-between commands, only changed entries encoded and written); and the same with nothing
-cached, as after a restart or a rebalance. Then what the table holds and what a command
+between commands, what changed written once per batch of `--batch` commands); the same,
+written after every command; and with nothing cached, as after a restart or a rebalance. Then what the table holds and what a command
 writes: the bytes that go into changelog records.
 """
 
@@ -45,6 +45,7 @@ from app.domain.handle import handle  # noqa: E402
 from app.domain.policy import Policy  # noqa: E402
 from app.domain.state import TripState, availability  # noqa: E402
 from app.domain.trip import Stop, Trip  # noqa: E402
+from app.tables.staged import Staged, apply  # noqa: E402
 from app.tables.store import TripStore  # noqa: E402
 
 POLICY = Policy()
@@ -128,25 +129,33 @@ def time_core(stream) -> float:
 
 
 class CountingTable(dict):
-    """A dict standing in for the table, counting what is written to it."""
+    """A dict standing in for the table, counting what is written to it (the changelog)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.written = 0
         self.writes = 0
 
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.written += len(value)
-        self.writes += 1
-        super().__setitem__(key, value)
+    def apply(self, writes: dict[bytes, bytes | None]) -> None:
+        self.written += sum(len(value) for value in writes.values() if value is not None)
+        self.writes += len(writes)
+        apply(writes, self)
 
 
-def time_store(stream, key: bytes, trips_cached: int) -> tuple[float, CountingTable]:
-    store = TripStore(CountingTable(), trips_cached)
+def time_store(stream, key: bytes, trips_cached: int, batch: int) -> tuple[float, CountingTable]:
+    """The commands through the table store, `batch` of them between two writes of what
+    they changed (a worker's batch)."""
+    table = CountingTable()
+    staged, store = Staged(table), TripStore(trips_cached)
     started = time.perf_counter()
-    for command, now in stream:
-        store.handle(key, command, now, POLICY)
-    return len(stream) / (time.perf_counter() - started), store.table
+    for offset, (command, now) in enumerate(stream):
+        store.handle(staged, key, command, now, offset, POLICY)
+        if offset % batch == batch - 1:
+            store.write_trips()
+            table.apply(staged.take())
+    store.write_trips()
+    table.apply(staged.take())
+    return len(stream) / (time.perf_counter() - started), table
 
 
 def summary(samples: list[float]) -> str:
@@ -158,20 +167,24 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=100, help="commands between two writes of the table")
     args = parser.parse_args()
 
     stream, seen = record_stream(args.commands, args.seed)
     key = seen["key"]
     core = [time_core(stream) for _ in range(args.runs)]
-    cached = [time_store(stream, key, 1)[0] for _ in range(args.runs)]
-    uncached = [time_store(stream, key, 0)[0] for _ in range(args.runs)]
-    table = time_store(stream, key, 1)[1]
+    cached = [time_store(stream, key, 1, args.batch)[0] for _ in range(args.runs)]
+    one_each = [time_store(stream, key, 1, 1)[0] for _ in range(args.runs)]
+    uncached = [time_store(stream, key, 0, 1)[0] for _ in range(args.runs)]
+    table = time_store(stream, key, 1, args.batch)[1]
     print(f"Hot trip: {STOPS} stops, {SEATS} seats; {len(stream):,} commands over {seen['span_h']:.1f} h "
           f"of record time; Python {sys.version.split()[0]}; median of {args.runs} runs.\n")
     print("| path | commands/s (median) | min – max |")
     print("|---|---:|---:|")
     print(f"| `handle`, the whole state in memory | {summary(core)} |")
-    print(f"| `TripStore.handle`, the trip cached (the agent's path) | {summary(cached)} |")
+    print(f"| `TripStore.handle`, the trip cached, written every {args.batch} commands (the agent's path) | "
+          f"{summary(cached)} |")
+    print(f"| `TripStore.handle`, the trip cached, written every command | {summary(one_each)} |")
     print(f"| `TripStore.handle`, nothing cached (read back every command) | {summary(uncached)} |")
     trip_entry = len(table[key])
     bookings = [len(v) for k, v in table.items() if b"/b/" in k]
@@ -180,9 +193,10 @@ def main() -> None:
     print("|---|---:|")
     print(f"| trip entry | {trip_entry:,} bytes |")
     print(f"| booking entries | {len(bookings):,}, median {statistics.median(bookings):,.0f} bytes |")
-    print(f"| remembered outcome entries | {len(outcomes):,}, median {statistics.median(outcomes):,.0f} bytes |")
-    print(f"| written per command (changelog payload), mean | {table.written / len(stream):,.0f} bytes "
-          f"in {table.writes / len(stream):.2f} records |")
+    print(f"| remembered outcome entries (and as many queue entries) | {len(outcomes):,}, "
+          f"median {statistics.median(outcomes):,.0f} bytes |")
+    print(f"| written per command (changelog payload), mean, every {args.batch} commands | "
+          f"{table.written / len(stream):,.0f} bytes in {table.writes / len(stream):.2f} records |")
     print(f"| seat-legs sold at the end | {seen['sold']:,} of {SEATS * (STOPS - 1):,} |")
     print("\nMix as played (command: outcome → count):\n")
     for key, count in sorted(seen["codes"].items()):

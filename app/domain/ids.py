@@ -27,7 +27,12 @@ def booking_id_for(route_id: str, travel_date: date, command_id: str) -> str:
 
 
 def booking_id_of(route_id: str, travel_date: date, token: str) -> str:
-    return _SEPARATOR.join((route_id, travel_date.strftime("%Y%m%d"), token))
+    return _SEPARATOR.join((route_id, _compact(travel_date), token))
+
+
+@lru_cache(maxsize=1024)
+def _compact(day: date) -> str:
+    return day.strftime("%Y%m%d")
 
 
 def token_of(booking_id: str) -> str:
@@ -36,7 +41,7 @@ def token_of(booking_id: str) -> str:
 
 
 def reference_for(route_id: str, travel_date: date, command_id: str) -> str:
-    return "BK" + travel_date.strftime("%Y%m%d") + _digest(route_id, travel_date, command_id)[16:22]
+    return "BK" + _compact(travel_date) + _digest(route_id, travel_date, command_id)[16:22]
 
 
 def trip_of_booking(booking_id: str) -> tuple[str, date] | None:

@@ -129,9 +129,13 @@ def _transition_row(t: Transition) -> list[Any]:
     return [t.source.value, t.target.value, t.reason, t.actor, t.at, t.command_id, t.data]
 
 
+# Status(value) goes through the enum machinery; a trip read back decodes thousands.
+_STATUS = {status.value: status for status in Status}
+
+
 def _transition_from(row: list[Any]) -> Transition:
     source, target, reason, actor, at, command_id, data = row
-    return Transition(Status(source), Status(target), reason, actor, at, command_id, data)
+    return Transition(_STATUS[source], _STATUS[target], reason, actor, at, command_id, data)
 
 
 def _remembered_row(r: Remembered) -> list[Any]:
