@@ -64,7 +64,8 @@ class BookingClient:
         self.stop()
 
     async def send(self, command: dict[str, Any] | BaseModel, timeout: float = 10.0) -> dict[str, Any]:
-        """Validates the command, produces it keyed by its trip, returns the reply."""
+        """Validates the command, produces it keyed by its trip, returns the reply (with
+        `"replayed": true` added when it repeats the outcome of a command id handled before)."""
         wire = COMMAND.validate_python(command.model_dump() if isinstance(command, BaseModel) else command)
         body = wire.model_dump(mode="json", by_alias=True, exclude_none=True)
         return await self._bus.request(wire.key(), body, timeout)

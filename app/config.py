@@ -5,6 +5,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.domain.policy import Policy
@@ -31,6 +32,14 @@ class Settings(BaseSettings):
     # Prefixes every topic name (app.models.topics): isolates a test run or an environment
     # on a shared cluster. Empty in production.
     topic_namespace: str = ""
+    # Replicas of every topic the project creates (app.topics, and faust's changelogs and
+    # leader topic: faust reads the same variable). 1 is for a one-broker development
+    # cluster only; 3 on a real one, so that losing a broker loses nothing.
+    topic_replication_factor: int = 1
+    # min.insync.replicas of those topics: how many replicas must hold a record before a
+    # producer with acks=all is told it is written. 0 takes a majority of the replicas
+    # (2 of 3): one broker may be down and writes go on; a write acknowledged is on two.
+    topic_min_insync_replicas: int = 0
 
     # Worker. WORKER_ID names the consumer group and the tables' changelog topics: every
     # worker of one deployment shares it.
@@ -71,6 +80,10 @@ class Settings(BaseSettings):
     tick_interval_seconds: float = 1.0
     # How often a worker logs the commands/s it processed.
     worker_rate_log_seconds: float = 10.0
+    # The worker's own HTTP server: /metrics (Prometheus), /health/live, /health/ready
+    # (app.agents.monitor). Port 0 takes any free port and logs it (tests run several).
+    worker_http_host: str = "127.0.0.1"
+    worker_http_port: int = 9109
 
     # Business rules (see app.domain.policy.Policy)
     max_seats_per_booking: int = 4
@@ -108,7 +121,6 @@ class Settings(BaseSettings):
     # Token bucket per user, per gateway process (N processes allow N times as much).
     rate_limit_per_minute: int = 100
     rate_limit_burst: int = 20
-    idempotency_ttl_hours: int = 24
     # Comma-separated origins allowed to call from a browser ("*" for any); empty: no CORS.
     cors_origins: str = ""
 
@@ -123,6 +135,16 @@ class Settings(BaseSettings):
     # /health/ready. Port 0 takes any free port and logs it (tests run several sinks).
     sink_http_host: str = "127.0.0.1"
     sink_http_port: int = 9108
+
+    @model_validator(mode="after")
+    def _writable(self) -> "Settings":
+        if not 1 <= self.min_insync_replicas() <= self.topic_replication_factor:
+            raise ValueError(f"TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync_replicas}) must be between 1 and "
+                             f"TOPIC_REPLICATION_FACTOR ({self.topic_replication_factor}): no write could succeed")
+        return self
+
+    def min_insync_replicas(self) -> int:
+        return self.topic_min_insync_replicas or self.topic_replication_factor // 2 + 1
 
     def policy(self) -> Policy:
         return Policy(

@@ -3,6 +3,18 @@ seconds (and the sink and the gateway now and then), each restarted at once; the
 checker (bench/checker.py) over the command log, topics, tables and Postgres.
 
     bench/infra.sh chaos [--commands 100000] [--kill-every 6] [--min-kills 30]
+    bench/infra.sh chaos --brokers 3 [--min-broker-kills 10] [--broker-kill-every 40]
+
+With `--postgres-outage-s 30` Postgres is stopped once, `--postgres-outage-after-s` into
+the load, and started again after that long; meanwhile a read and a booking are tried
+over HTTP every second: reads must answer 503 with Retry-After, bookings 201 or a 503
+with Retry-After within FAIL_FAST_S (counts outage_reads_wrong, outage_commands_wrong).
+
+With `--brokers 3` the run has a three-node cluster (scripts/kafka.sh; every topic with 3
+replicas and min.insync.replicas 2), and a second killer SIGKILLs brokers, in turn the
+active controller, the leader of a command partition and the group coordinator, each once
+every replica is in sync again; most come back after a few seconds, every few-th stays
+down for a while (`--broker-long-down-s`), the load going on meanwhile.
 
 Clients never give up on a command: on a timeout, a 503 or a refused connection they send
 it again with the same command id (Kafka) or Idempotency-Key (HTTP), as the contract says
@@ -12,6 +24,7 @@ is safe. Holds last a minute here, so expiries (and payments refused after them)
 import argparse
 import asyncio
 import random
+import statistics
 import sys
 import time
 import uuid
@@ -23,10 +36,12 @@ import aiohttp
 
 from app.config import Settings, get_settings
 from app.models import topics
+from app.topics import ensure_topics, topic_specs
 from bench import load
 from bench.checker import ClientLog, check, committed_offsets
-from bench.systems import SinkLag, openride_home, start_openride
-from gateway.commands import command_id_for
+from bench.cluster import OFFSETS_TOPIC, Cluster
+from bench.systems import SinkLag, openride_home, our_postgres, postgres, start_openride
+from gateway.dispatch import command_id_for
 from tests.stack import Stack
 
 # Short holds, so the run sees expiries. The services get them through their environment
@@ -36,6 +51,42 @@ SHORT_HOLDS = {"hold_minutes": 1, "payment_hold_minutes": 2}
 RETRY_PAUSE_S = 0.5
 ATTEMPT_TIMEOUT_S = 5.0
 GIVE_UP_AFTER_S = 300.0
+
+
+# A booking refused during a Postgres outage must be refused this fast (with 503 and
+# Retry-After) to count as failing fast rather than hanging.
+FAIL_FAST_S = 5.0
+BROKER_ROLES = ("controller", "leader", "coordinator")
+# A command sent this soon after a broker kill counts towards what the kill cost clients.
+AFTER_KILL_S = 10.0
+
+
+@dataclass
+class BrokerKill:
+    node: int
+    role: str  # what it was killed as (BROKER_ROLES)
+    killed_at: float  # time.monotonic()
+    down_s: float  # how long it was kept down
+    failover_s: float = 0.0  # from the kill until every partition it led had another leader
+    back_s: float = 0.0  # from the kill until its client port accepted connections again
+    in_sync_s: float = 0.0  # from the kill until every replica of every partition was in sync again
+
+
+@dataclass
+class Probe:
+    """One HTTP request made while Postgres was down."""
+
+    kind: str  # "read" or "command"
+    status: int  # 0: no HTTP answer
+    retry_after: str | None
+    seconds: float
+
+    @property
+    def as_expected(self) -> bool:
+        refused = self.status == 503 and self.retry_after is not None
+        if self.kind == "read":
+            return refused
+        return self.status == 201 or refused and self.seconds <= FAIL_FAST_S
 
 
 @dataclass
@@ -59,14 +110,20 @@ class Chaos:
         self.clients = ClientLog()
         self.sent = 0
         self.answered = 0
-        self.kills: dict[str, int] = {"worker": 0, "sink": 0, "gateway": 0}
+        self.kills: dict[str, int] = {"worker": 0, "sink": 0, "gateway": 0, "broker": 0}
+        self.broker_kills: list[BrokerKill] = []
+        self.answer_times: list[tuple[float, float]] = []  # (first send, answer) of each Kafka command
+        self.exits: dict[str, int] = {}  # services that exited by themselves (restarted, as an orchestrator would)
+        self.restarting = asyncio.Lock()
+        self.probes: list[Probe] = []
+        self.outage_over = asyncio.Event()
 
     # -- clients ---------------------------------------------------------------------------
 
     async def command(self, key: str, document: dict[str, Any]) -> dict[str, Any] | None:
         """Sends until answered, always with the same command id."""
-        deadline = time.monotonic() + GIVE_UP_AFTER_S
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        while time.monotonic() < started + GIVE_UP_AFTER_S:
             self.sent += 1
             try:
                 body = await self.direct.request(key, document, ATTEMPT_TIMEOUT_S)
@@ -74,6 +131,7 @@ class Chaos:
                 continue
             self.clients.kafka[document["commandId"]].append(body)
             self.answered += 1
+            self.answer_times.append((started, time.monotonic()))
             return body
         return None
 
@@ -97,7 +155,7 @@ class Chaos:
     async def http_flow(self, budget: Budget, session: aiohttp.ClientSession, identify) -> None:
         while budget.take():
             op = load.Scenario("chaos", self.trips, 0.0, seed=self.rng.randrange(1 << 30)).next_op()
-            command_id = command_id_for("create_booking", op.rider, op.key)
+            command_id = command_id_for(op.rider, op.key, op.trip.key)
             deadline = time.monotonic() + GIVE_UP_AFTER_S
             while time.monotonic() < deadline:
                 self.sent += 1
@@ -116,6 +174,52 @@ class Chaos:
                 self.clients.http.append((command_id, status, booking_id))
                 break
 
+    # -- Postgres down ---------------------------------------------------------------------
+
+    async def postgres_outage(self, args: argparse.Namespace, session: aiohttp.ClientSession, identify) -> None:
+        await asyncio.sleep(args.postgres_outage_after_s)
+        await asyncio.to_thread(postgres, "stop")
+        stopped = time.monotonic()
+        print(f"  postgres stopped (commands sent so far {self.sent})", flush=True)
+        try:
+            while time.monotonic() - stopped < args.postgres_outage_s:
+                await asyncio.gather(self.probe(session, identify, "read"), self.probe(session, identify, "command"),
+                                     asyncio.sleep(1.0))
+        finally:
+            await asyncio.to_thread(postgres, "start")
+            self.outage_over.set()
+        print(f"  postgres started again after {time.monotonic() - stopped:.0f} s", flush=True)
+
+    async def probe(self, session: aiohttp.ClientSession, identify, kind: str) -> None:
+        op = load.Scenario("probe", self.trips, 0.0, seed=self.rng.randrange(1 << 30)).next_op()
+        started = time.monotonic()
+        status, retry_after, payload = 0, None, {}
+        try:
+            if kind == "read":
+                request = session.get(f"{self.stack.base_url}/v1/bookings", headers=identify(op.rider))
+            else:
+                request = session.post(f"{self.stack.base_url}/v1/bookings", json=load.create_body(op),
+                                       headers={**identify(op.rider), "Idempotency-Key": op.key})
+            async with request as response:
+                status, retry_after = response.status, response.headers.get("Retry-After")
+                payload = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        self.probes.append(Probe(kind, status, retry_after, time.monotonic() - started))
+        if kind == "command" and status == 201:  # accepted: the checker must find it
+            self.clients.http.append((command_id_for(op.rider, op.key, op.trip.key), 201, payload["booking"]["id"]))
+
+    def outage_report(self) -> list[str]:
+        lines = []
+        for kind in ("read", "command"):
+            probes = [p for p in self.probes if p.kind == kind]
+            by_status = {status: sum(p.status == status for p in probes) for status in sorted({p.status for p in probes})}
+            lines.append(f"  {kind}s: {len(probes)}, by status {by_status}, with Retry-After "
+                         f"{sum(p.retry_after is not None for p in probes)}, answered in median "
+                         f"{statistics.median(p.seconds for p in probes) if probes else 0:.2f} s, max "
+                         f"{max((p.seconds for p in probes), default=0):.2f} s")
+        return lines
+
     # -- the killer ------------------------------------------------------------------------
 
     async def killer(self, every_s: float, sink_every: int, gateway_every: int, done: asyncio.Event) -> None:
@@ -132,11 +236,98 @@ class Chaos:
                 + (["gateway"] if count % gateway_every == 0 else [])
             for name in victims:
                 service = self.stack.services[name]
-                await asyncio.to_thread(service.kill)
-                self.kills[name] += 1
-                service.start()
+                async with self.restarting:
+                    await asyncio.to_thread(service.kill)
+                    self.kills[name] += 1
+                    service.start()
             print(f"  kill {count}: {', '.join(victims)} (commands sent so far {self.sent})", flush=True)
             await self.back_at_work(done)
+
+    async def restart_exited(self, done: asyncio.Event) -> None:
+        """Restarts a service that exited by itself within a second, as an orchestrator
+        would, and counts it: none should (the killer's own kills hold `restarting`)."""
+        while not done.is_set():
+            async with self.restarting:
+                for name, service in self.stack.services.items():
+                    if service.process is not None and service.process.poll() is not None:
+                        print(f"  {name} exited by itself ({service.process.returncode}): restarting it\n"
+                              f"{service.log_tail(15)}", flush=True)
+                        self.exits[name] = self.exits.get(name, 0) + 1
+                        service.start()
+            try:
+                await asyncio.wait_for(done.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+    async def broker_killer(self, cluster: Cluster, args: argparse.Namespace, done: asyncio.Event) -> None:
+        """Kills a broker once every replica is in sync; keeps it down `broker_down_s` (and
+        until its partitions have other leaders), or `broker_long_down_s` every
+        `broker_long_every`-th time; restarts it. It runs until the load is done, and never
+        leaves a broker down."""
+        count = 0
+        while not done.is_set():
+            try:
+                await asyncio.wait_for(done.wait(), args.broker_kill_every * (0.5 + self.rng.random()))
+            except TimeoutError:
+                pass
+            if done.is_set():
+                break
+            await self.restart_exited_brokers(cluster)
+            await asyncio.to_thread(cluster.wait_fully_replicated)
+            role = BROKER_ROLES[count % len(BROKER_ROLES)]
+            count += 1
+            down_s = args.broker_long_down_s if count % args.broker_long_every == 0 else args.broker_down_s
+            kill = BrokerKill(await asyncio.to_thread(self.broker_as, cluster, role), role, time.monotonic(), down_s)
+            await asyncio.to_thread(cluster.kill, kill.node)
+            self.kills["broker"] += 1
+            self.broker_kills.append(kill)
+            print(f"  broker kill {count}: node {kill.node} ({role}), down {down_s:.0f} s "
+                  f"(commands sent so far {self.sent})", flush=True)
+            # Down at least until its partitions have other leaders, so that the failover is measured.
+            failover = asyncio.create_task(asyncio.to_thread(cluster.wait_led_elsewhere, kill.node))
+            await asyncio.sleep(down_s)
+            kill.failover_s = await failover
+            await asyncio.to_thread(cluster.start, kill.node)
+            kill.back_s = time.monotonic() - kill.killed_at
+            await asyncio.to_thread(cluster.wait_fully_replicated)
+            kill.in_sync_s = time.monotonic() - kill.killed_at
+            print(f"  broker {kill.node} back after {kill.back_s:.1f} s, every replica in sync after "
+                  f"{kill.in_sync_s:.1f} s", flush=True)
+
+    async def restart_exited_brokers(self, cluster: Cluster) -> None:
+        for node in sorted(set(cluster.nodes) - await asyncio.to_thread(cluster.running)):
+            print(f"  broker {node} exited by itself: restarting it", flush=True)
+            self.exits["broker"] = self.exits.get("broker", 0) + 1
+            await asyncio.to_thread(cluster.start, node)
+
+    def broker_as(self, cluster: Cluster, role: str) -> int:
+        if role == "controller":
+            return cluster.active_controller()
+        if role == "coordinator":  # the offsets topic has one partition: every group's coordinator
+            return cluster.leaders(OFFSETS_TOPIC)[0]
+        return self.rng.choice(sorted(cluster.leaders(topics.COMMANDS).items()))[1]
+
+    def longest_wait_after(self, kill: BrokerKill) -> float:
+        """The longest a client's command waited past the kill for its answer (retries
+        included), over the commands in flight at the kill or sent within AFTER_KILL_S of
+        it: what the kill cost a client (a worker kill close by adds its own)."""
+        waits = [answered - max(sent, kill.killed_at) for sent, answered in self.answer_times
+                 if sent <= kill.killed_at + AFTER_KILL_S and answered >= kill.killed_at]
+        return max(waits, default=0.0)
+
+    def broker_report(self) -> list[str]:
+        lines = [f"  node {k.node} as {k.role}: down {k.down_s:.0f} s; its partitions led elsewhere after "
+                 f"{k.failover_s:.1f} s; back {k.back_s:.1f} s; every replica in sync {k.in_sync_s:.1f} s; "
+                 f"longest client wait {self.longest_wait_after(k):.1f} s" for k in self.broker_kills]
+        for role in ("all", *BROKER_ROLES):
+            kills = [k for k in self.broker_kills if role in ("all", k.role)]
+            if kills:
+                lines.append(f"  medians ({role}, {len(kills)}): led elsewhere "
+                             f"{statistics.median(k.failover_s for k in kills):.1f} s, back "
+                             f"{statistics.median(k.back_s for k in kills):.1f} s, in sync "
+                             f"{statistics.median(k.in_sync_s for k in kills):.1f} s, longest client wait "
+                             f"{statistics.median(self.longest_wait_after(k) for k in kills):.1f} s")
+        return lines
 
     async def back_at_work(self, done: asyncio.Event, answers: int = 20, timeout_s: float = 90) -> None:
         """The next kill waits until the restarted worker answers again, so each kill
@@ -157,23 +348,33 @@ class Chaos:
             self.clients.queries.append((command_id, trip.capacity))
 
 
-async def drive(settings: Settings, stack: Stack, args: argparse.Namespace) -> tuple[Chaos, float]:
+async def drive(settings: Settings, stack: Stack, args: argparse.Namespace,
+                cluster: Cluster | None) -> tuple[Chaos, float]:
     direct = load.DirectKafka(settings)
     await direct.start()
     trips = load.make_trips(f"chaos{uuid.uuid4().hex[:6]}", args.trips)
     await load.publish_trips(direct, trips)
     chaos = Chaos(stack, direct, trips, args.seed)
-    budget = Budget(args.commands, lambda: chaos.kills["worker"] >= args.min_kills)
+    budget = Budget(args.commands, lambda: enough_kills(chaos, args) and chaos.outage_over.is_set())
     done = asyncio.Event()
     started = time.monotonic()
     killer = asyncio.create_task(chaos.killer(args.kill_every, args.sink_every, args.gateway_every, done))
+    brokers = asyncio.create_task(chaos.broker_killer(cluster, args, done)) if cluster else None
+    watchdog = asyncio.create_task(chaos.restart_exited(done))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_S * 2)) as session:
         identify = load.jwt_identity(settings.jwt_secret)
         flows = [chaos.kafka_flow(budget) for _ in range(args.kafka_clients)]
         flows += [chaos.http_flow(budget, session, identify) for _ in range(args.http_clients)]
+        if args.postgres_outage_s:
+            flows.append(chaos.postgres_outage(args, session, identify))
+        else:
+            chaos.outage_over.set()
         await asyncio.gather(*flows)
     done.set()
     await killer
+    await watchdog
+    if brokers is not None:
+        await brokers
     elapsed = time.monotonic() - started
     await asyncio.to_thread(stack.wait_ready)
     await chaos.table_queries()
@@ -181,13 +382,34 @@ async def drive(settings: Settings, stack: Stack, args: argparse.Namespace) -> t
     return chaos, elapsed
 
 
-def run(args: argparse.Namespace) -> dict[str, int]:
-    settings = get_settings().model_copy(update=SHORT_HOLDS)
-    settings_env = {name.upper(): str(value) for name, value in SHORT_HOLDS.items()}
+def enough_kills(chaos: Chaos, args: argparse.Namespace) -> bool:
+    brokers_enough = args.brokers == 1 or chaos.kills["broker"] >= args.min_broker_kills
+    return chaos.kills["worker"] >= args.min_kills and brokers_enough
+
+
+def run(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, int]:
+    """`cluster`: the brokers to kill when args.brokers > 1 (by default the cluster
+    scripts/isolated.sh started for this process)."""
+    update: dict[str, Any] = dict(SHORT_HOLDS)
+    if args.brokers > 1:
+        cluster = cluster or Cluster.from_environment()
+        if cluster.size != args.brokers:
+            raise SystemExit(f"--brokers {args.brokers}, but the cluster has {cluster.size} (KAFKA_BROKERS)")
+        update |= {"kafka_bootstrap": cluster.bootstrap, "topic_replication_factor": min(cluster.size, 3)}
+    settings = get_settings().model_copy(update=update)
+    if args.postgres_outage_s and not our_postgres(settings.database_url):
+        raise SystemExit("--postgres-outage-s stops Postgres: only the one scripts/isolated.sh started for this run")
+    ensure_topics(settings, topic_specs(settings))
+    settings_env = {name.upper(): str(value) for name, value in update.items()}
     stack = start_openride(settings, openride_home() / "chaos-run" / uuid.uuid4().hex[:8], settings_env)
     try:
-        chaos, elapsed = asyncio.run(drive(settings, stack, args))
-        print(f"load done: {chaos.sent} sends (retries included) in {elapsed:.0f} s, kills {chaos.kills}", flush=True)
+        chaos, elapsed = asyncio.run(drive(settings, stack, args, cluster if args.brokers > 1 else None))
+        print(f"load done: {chaos.sent} sends (retries included) in {elapsed:.0f} s, kills {chaos.kills}, "
+              f"services that exited by themselves {chaos.exits}", flush=True)
+        if chaos.broker_kills:
+            print("broker kills:\n" + "\n".join(chaos.broker_report()), flush=True)
+        if chaos.probes:
+            print("while Postgres was down:\n" + "\n".join(chaos.outage_report()), flush=True)
         # The worker's clock ticks expire holds for as long as it runs: stopped first, it has
         # written every event there will be before the sink's catch-up is judged, and the
         # truth covers the commands it processed (a tick written as it stopped is not).
@@ -198,7 +420,10 @@ def run(args: argparse.Namespace) -> dict[str, int]:
         stack.stop()
     counts = check(settings, stack.database_url, chaos.clients, processed)
     counts["sink_not_caught_up"] = int(not caught_up)
-    counts["too_few_kills"] = int(chaos.kills["worker"] < args.min_kills)
+    counts["too_few_kills"] = int(not enough_kills(chaos, args))
+    counts["unexpected_exits"] = sum(chaos.exits.values())
+    counts["outage_reads_wrong"] = sum(not p.as_expected for p in chaos.probes if p.kind == "read")
+    counts["outage_commands_wrong"] = sum(not p.as_expected for p in chaos.probes if p.kind == "command")
     print(" ".join(f"{name}={value}" for name, value in counts.items()), flush=True)
     return counts
 
@@ -214,6 +439,19 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--kafka-clients", type=int, default=48)
     result.add_argument("--http-clients", type=int, default=16)
     result.add_argument("--seed", type=int, default=11)
+    result.add_argument("--brokers", type=int, default=1,
+                        help="Kafka nodes (bench/infra.sh starts them; > 1: brokers are killed too)")
+    result.add_argument("--min-broker-kills", type=int, default=10, help="with --brokers > 1: at least this many")
+    result.add_argument("--broker-kill-every", type=float, default=40.0,
+                        help="mean seconds between broker kills (each waits for every replica to be in sync)")
+    result.add_argument("--broker-down-s", type=float, default=3.0, help="how long a killed broker stays down")
+    result.add_argument("--broker-long-down-s", type=float, default=60.0,
+                        help="how long every --broker-long-every-th killed broker stays down")
+    result.add_argument("--broker-long-every", type=int, default=4)
+    result.add_argument("--postgres-outage-s", type=float, default=0.0,
+                        help="stop Postgres this long once, under load (0: never)")
+    result.add_argument("--postgres-outage-after-s", type=float, default=20.0,
+                        help="seconds into the load when Postgres is stopped")
     return result
 
 

@@ -1,11 +1,17 @@
-"""`make bench`: the Kafka-native system (direct commands and HTTP through the gateway)
-against the row-lock baseline, same generator, same machine, same run.
+"""`make bench`: the Kafka-native system over HTTP (through the gateway) against two
+row-lock baselines (bare, and like-for-like: the gateway's work per request too), same
+generator, same machine, same run; optionally the direct Kafka path as well.
 
-For each scenario (hot trip, spread over 1,000 trips) and each target, offered load
-ramps up in steps; a step that is not sustained (see `sustained`) ends the ramp. The
-report (markdown, JSON, PNG plots) goes to docs/benchmarks/.
+A run is one phase per added round-trip time (`--rtt-ms`, default 0 and 0.5): each phase
+is a process of its own with its own topics, a fresh OpenRide stack and fresh baselines,
+all of them reaching Postgres and Kafka through bench/delayproxy when the RTT is not 0.
+In a phase, for each scenario (hot trip, spread over 1,000 trips) and each target,
+offered load ramps up in steps; a step that is not sustained (see `sustained`) ends the
+ramp. `--runs` repeats the phases (alternating), and the report gives medians. The report
+(markdown, JSON, PNG plots) goes to docs/benchmarks/.
 
-    bench/infra.sh run [--quick] [--step-seconds 6] [--out docs/benchmarks]
+    bench/infra.sh run [--quick] [--runs 3] [--rtt-ms 0,0.5] [--targets http,baseline,baseline-lfl]
+                       [--step-seconds 6] [--out docs/benchmarks]
     bench/infra.sh run --compare NAME[@COMMIT]:... NAME:... [--scenario hot|spread] [--runs 3]
 
 `--compare` runs the direct path only, for worker variants side by side (bench/variants.py):
@@ -37,22 +43,24 @@ from app.tables.codec import trip_to_json
 from bench import load
 from bench.baseline.app import seed_trips
 from bench.invariants import availability_problems, baseline_oversold, postgres_oversold
-from bench.systems import CpuMeter, SinkLag, infra_pids, openride_home, start_baseline, start_openride
+from bench.systems import CpuMeter, Network, SinkLag, infra_pids, openride_home, start_baseline, start_openride
 from bench.variants import parse_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 # Steps close together up to 1,000/s, where every target has saturated so far on the
 # 2-core machine, so that the sustained rate is told to within a quarter.
+HTTP_RATES = [100, 250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2500, 3000]
 RATES = {
-    "direct": [100, 250, 400, 500, 625, 750, 875, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000],
-    "http": [100, 250, 400, 500, 625, 750, 875, 1000, 1500, 2000, 2500, 3000],
-    "baseline": [100, 250, 400, 500, 625, 750, 875, 1000, 1500, 2000, 2500, 3000],
+    "direct": [100, 250, 500, 750, 1000, 1250, 1500, 2000, 3000, 4000, 5000, 6000, 8000],
+    "http": HTTP_RATES, "baseline": HTTP_RATES, "baseline-lfl": HTTP_RATES,
 }
+QUICK_HTTP_RATES = [250, 500, 1000, 1500, 2000]
 QUICK_RATES = {
-    "direct": [100, 250, 500, 1000, 2000, 4000],
-    "http": [100, 250, 500, 1000, 2000],
-    "baseline": [100, 250, 500, 1000, 2000],
+    "direct": [250, 500, 1000, 2000, 4000],
+    "http": QUICK_HTTP_RATES, "baseline": QUICK_HTTP_RATES, "baseline-lfl": QUICK_HTTP_RATES,
 }
+TARGETS = ("http", "baseline", "baseline-lfl")
+BASELINE_MODES = {"baseline": "bare", "baseline-lfl": "like-for-like"}
 # Unmeasured load before the ramps: a fresh broker's JVM compiles its hot paths during its
 # first minutes, and in earlier runs that took most of a core away from the first ramp.
 WARMUP_RATE = 200
@@ -86,6 +94,8 @@ class Step:
     started: float  # monotonic
     ended: float
     sustained: bool
+    rtt_ms: float = 0.0
+    run: int = 1
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -155,12 +165,13 @@ async def hot_trip_availability(direct: load.DirectKafka, trips: list[load.TripS
     return problems
 
 
-async def warm_up(targets: dict[str, Any], direct: load.DirectKafka, baseline_url: str, seconds: float) -> None:
+async def warm_up(targets: dict[str, Any], direct: load.DirectKafka, baselines: dict[str, Any],
+                  seconds: float) -> None:
     """Every target gets the same unmeasured load, on trips of its own."""
     for name, target in targets.items():
         scenario = load.Scenario(f"warm-up-{name}", load.make_trips(f"warmup-{name}", WARMUP_TRIPS), cancel_share=0.3)
-        if name == "baseline":
-            seed_baseline(baseline_url, scenario.trips)
+        if name in baselines:
+            seed_baseline(baselines[name].database_url, scenario.trips)
         else:
             await load.publish_trips(direct, scenario.trips)
         samples, _ = await load.run_step(target, scenario, WARMUP_RATE, seconds / len(targets))
@@ -169,21 +180,22 @@ async def warm_up(targets: dict[str, Any], direct: load.DirectKafka, baseline_ur
               "answered (not measured)", flush=True)
 
 
-async def bench(args: argparse.Namespace, stack, baseline, lag: SinkLag, meter: CpuMeter) -> dict[str, Any]:
+async def bench(args: argparse.Namespace, stack, baselines: dict[str, Any], lag: SinkLag,
+                meter: CpuMeter) -> dict[str, Any]:
     settings = get_settings()
     rates = QUICK_RATES if args.quick else RATES
     direct = load.DirectKafka(settings)
     await direct.start()
-    targets = {
+    jwt = load.jwt_identity(settings.jwt_secret)
+    available = {
         "direct": direct,
-        "http": load.Http("http", stack.base_url, load.jwt_identity(settings.jwt_secret)),
-        "baseline": load.Http("baseline", baseline.base_url, load.rider_header),
+        "http": load.Http("http", stack.base_url, jwt),
+        "baseline": load.Http("baseline", baselines["baseline"].base_url, load.rider_header),
+        "baseline-lfl": load.Http("baseline-lfl", baselines["baseline-lfl"].base_url, jwt),
     }
-    for target in targets.values():
-        if target is not direct:
-            await target.start()
+    targets = {name: available[name] for name in args.targets}
     if args.warmup_seconds > 0:
-        await warm_up(targets, direct, baseline.database_url, args.warmup_seconds)
+        await warm_up(targets, direct, baselines, args.warmup_seconds)
     steps: list[Step] = []
     timeline: list[tuple[str, float]] = []
     windows: dict[str, tuple[float, float]] = {}
@@ -191,25 +203,27 @@ async def bench(args: argparse.Namespace, stack, baseline, lag: SinkLag, meter: 
     for make in (load.hot_trip, load.spread):
         for name, target in targets.items():
             scenario = make(f"{name}-{make.__name__}")
-            if name == "baseline":
-                seed_baseline(baseline.database_url, scenario.trips)
+            if name in baselines:
+                seed_baseline(baselines[name].database_url, scenario.trips)
             else:
                 await load.publish_trips(direct, scenario.trips)
-            if make is load.hot_trip and name != "baseline":
+            if make is load.hot_trip and name not in baselines:
                 hot_trips.extend(scenario.trips)
-            print(f"{scenario.name} / {name}:", flush=True)
+            print(f"{scenario.name} / {name} (+{args.rtt_ms} ms RTT):", flush=True)
             series = await ramp(target, scenario, rates[name], args.step_seconds, meter, timeline)
+            for step in series:
+                step.rtt_ms, step.run = args.rtt_ms, args.run
             steps.extend(series)
             windows[f"{scenario.name}/{name}"] = (series[0].started, series[-1].ended)
     caught_up = await asyncio.to_thread(lag.wait_caught_up, 180)
     checks = {
         "openride": {**postgres_oversold(stack.database_url), "sink_caught_up": caught_up,
                      "hot_trip_availability_problems": await hot_trip_availability(direct, hot_trips)},
-        "baseline": baseline_oversold(baseline.database_url),
+        **{name: baseline_oversold(baseline.database_url) for name, baseline in baselines.items()},
     }
-    for target in targets.values():
+    for target in available.values():
         await target.stop()
-    sink = {key: lag.lags(*window) for key, window in windows.items() if not key.endswith("/baseline")}
+    sink = {key: lag.lags(*window) for key, window in windows.items() if key.split("/")[1] not in baselines}
     return {"steps": [asdict(s) for s in steps], "checks": checks, "timeline": timeline,
             "sink_lag_s": {key: {"max": max(v, default=0.0), "p95": percentile(sorted(v), 0.95)}
                            for key, v in sink.items()}}
@@ -221,13 +235,11 @@ async def bench(args: argparse.Namespace, stack, baseline, lag: SinkLag, meter: 
 async def direct_ramp(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One worker (of this process's variant) in this process's topic namespace, the
     direct path ramped on one scenario, after the same warm-up as the full bench."""
-    from app.topics import ensure_topics, topic_specs, wait_until_listed
+    from app.topics import ensure_topics, topic_specs
     from tests.stack import worker_service
 
     settings = get_settings()
-    specs = topic_specs(settings)
-    ensure_topics(settings, specs)
-    wait_until_listed(settings, [spec.topic for spec in specs])
+    ensure_topics(settings, topic_specs(settings))
     workdir = openride_home() / "bench-run" / settings.topic_namespace
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -256,7 +268,7 @@ def compare_workers(args: argparse.Namespace) -> None:
     alternating run by run; the sustained rate and the latencies side by side."""
     variants = [parse_variant(text) for text in args.compare]
     results: dict[str, list[list[dict[str, Any]]]] = {variant.name: [] for variant in variants}
-    for number in range(args.runs):
+    for number in range(args.runs or 3):
         for variant in variants:
             env = {**os.environ, **variant.env, "TOPIC_NAMESPACE": f"cmp{uuid.uuid4().hex[:6]}."}
             argv = [sys.executable, "-m", "bench.run", "--direct-only", "--tree", str(variant.tree), "--scenario",
@@ -268,7 +280,7 @@ def compare_workers(args: argparse.Namespace) -> None:
             steps = orjson.loads(done.stdout.strip().splitlines()[-1])
             results[variant.name].append(steps)
             print(f"run {number + 1} {variant.name}: sustained {sustained_rate(steps):.0f}/s", flush=True)
-    print(f"\n| variant ({args.scenario}, direct, median of {args.runs}) | sustained answers/s (runs) | ratio to "
+    print(f"\n| variant ({args.scenario}, direct, median of {args.runs or 3}) | sustained answers/s (runs) | ratio to "
           f"the first (run by run) | p50 / p99 ms at each rate (median) |\n|---|---:|---|---|")
     first = results[variants[0].name]
     for name, runs in results.items():
@@ -299,18 +311,86 @@ def machine() -> dict[str, Any]:
             "load_avg_before": os.getloadavg()}
 
 
+def run_phase(args: argparse.Namespace) -> None:
+    """One run at one RTT, in this process (its topics are those of TOPIC_NAMESPACE)."""
+    from app.topics import ensure_topics, topic_specs
+
+    settings = get_settings()
+    ensure_topics(settings, topic_specs(settings))
+    workdir = openride_home() / f"bench-run-{args.run}-{args.rtt_ms}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    network = Network.start(settings, args.rtt_ms, workdir)
+    stack = baselines = None
+    try:
+        stack = start_openride(settings, workdir, {"TOPIC_NAMESPACE": settings.topic_namespace}, network)
+        baselines = {name: start_baseline(settings, workdir, mode, network) for name, mode in BASELINE_MODES.items()}
+        lag = SinkLag(settings, stack.database_url).start()
+        pids = {name: service.process.pid for name, service in stack.services.items()}
+        pids |= {name: baseline.service.process.pid for name, baseline in baselines.items()}
+        pids |= {"generator": os.getpid(), **infra_pids(openride_home())}
+        if network.proxy is not None:
+            pids["delayproxy"] = network.proxy.pid
+        meter = CpuMeter(pids, with_children=frozenset({"postgres", "gateway"}))
+        try:
+            results = asyncio.run(bench(args, stack, baselines, lag, meter))
+        finally:
+            lag.stop()
+        results["added_rtt_ms"] = measured_rtt(settings, network)
+    finally:
+        for baseline in (baselines or {}).values():
+            baseline.service.stop()
+        if stack is not None:
+            stack.stop()
+        network.stop()
+    args.phase_out.write_bytes(orjson.dumps(results))
+
+
+def measured_rtt(settings, network: Network, samples: int = 400) -> float:
+    """The median added time of a Postgres round trip (SELECT 1) through the network,
+    against a direct one, in ms."""
+    import psycopg
+
+    def median_rtt(url: str) -> float:
+        with psycopg.connect(url, autocommit=True) as conn:
+            times = []
+            for _ in range(samples):
+                started = time.perf_counter()
+                conn.execute("SELECT 1")
+                times.append(time.perf_counter() - started)
+        return sorted(times)[len(times) // 2]
+
+    return round(1000 * (median_rtt(network.database_url(settings.database_url))
+                         - median_rtt(settings.database_url)), 3)
+
+
+def phase(args: argparse.Namespace, run: int, rtt_ms: float, scratch: Path, warmup_s: float) -> dict[str, Any]:
+    out = scratch / f"run{run}-rtt{rtt_ms}.json"
+    argv = [sys.executable, "-m", "bench.run", "--phase-out", str(out), "--run", str(run), "--rtt-ms", str(rtt_ms),
+            "--targets", ",".join(args.targets), "--step-seconds", str(args.step_seconds),
+            "--warmup-seconds", str(warmup_s), *(["--quick"] if args.quick else [])]
+    env = {**os.environ, "TOPIC_NAMESPACE": f"bench{run}r{str(rtt_ms).replace('.', '')}."}
+    subprocess.run(argv, env=env, check=True)
+    return orjson.loads(out.read_bytes())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter steps (a smoke run, ~3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter steps, one run (a smoke run)")
     parser.add_argument("--step-seconds", type=float, default=None, help="seconds per rate step (default 6, quick 3)")
     parser.add_argument("--warmup-seconds", type=float, default=45.0,
-                        help="unmeasured load before the ramps, shared by the targets (0: none)")
+                        help="unmeasured load before the first phase's ramps, shared by the targets (0: none); "
+                             "a third of it before each later phase")
+    parser.add_argument("--runs", type=int, default=None, help="repetitions of the phases (default 3, quick 1)")
+    parser.add_argument("--rtt-ms", default="0,0.5", help="added round-trip times to Postgres and Kafka, ms")
+    parser.add_argument("--targets", default=",".join(TARGETS), help=f"of direct,{','.join(TARGETS)}")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    parser.add_argument("--phase-out", type=Path, help=argparse.SUPPRESS)  # set for a phase's own process
+    parser.add_argument("--run", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--compare", nargs="+", metavar="NAME[@COMMIT]:SETTING=VALUE,...",
-                        help="instead of the full bench: the direct path only, ramped once per run for each of these "
+                        help="instead of the phases: the direct path only, ramped once per run for each of these "
                              "worker variants (bench/variants.py), alternating")
     parser.add_argument("--scenario", choices=("hot", "spread"), default="hot", help="with --compare")
-    parser.add_argument("--runs", type=int, default=3, help="with --compare: runs of each variant")
     parser.add_argument("--direct-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tree", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -321,40 +401,40 @@ def main() -> None:
     if args.compare:
         compare_workers(args)
         return
-    settings = get_settings()
+    args.targets = args.targets.split(",")
+    if args.phase_out is not None:
+        args.rtt_ms = float(args.rtt_ms)
+        run_phase(args)
+        return
+    runs = args.runs or (1 if args.quick else 3)
+    rtts = [float(rtt) for rtt in args.rtt_ms.split(",")]
     info = machine()
     info["warmup_s"] = args.warmup_seconds
     info["command"] = "make bench" + (" ARGS=--quick" if args.quick else "") + \
         f"  (bench/infra.sh run {shlex.join(sys.argv[1:])})"
-    # The broker starts empty each run: a worker data dir from an earlier run would hold
-    # changelog offsets ahead of it (faust's ConsistencyError).
-    workdir = openride_home() / "bench-run"
-    shutil.rmtree(workdir, ignore_errors=True)
-    stack = start_openride(settings, workdir)
-    baseline = start_baseline(settings, workdir)
-    lag = SinkLag(settings, stack.database_url).start()
-    pids = {name: service.process.pid for name, service in stack.services.items()}
-    pids |= {"baseline": baseline.service.process.pid, "generator": os.getpid(), **infra_pids(openride_home())}
-    meter = CpuMeter(pids, with_children=frozenset({"postgres"}))
     started = time.monotonic()
-    try:
-        results = asyncio.run(bench(args, stack, baseline, lag, meter))
-    finally:
-        lag.stop()
-        baseline.service.stop()
-        stack.stop()
+    scratch = openride_home() / "bench-phases"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    phases = []
+    for run in range(1, runs + 1):
+        for rtt_ms in (rtts if run % 2 else rtts[::-1]):  # alternating, so neither RTT always goes first
+            warmup = args.warmup_seconds if not phases else args.warmup_seconds / 3
+            print(f"== run {run}, +{rtt_ms} ms RTT", flush=True)
+            phases.append({"run": run, "rtt_ms": rtt_ms, **phase(args, run, rtt_ms, scratch, warmup)})
     info["load_avg_after"] = os.getloadavg()
     info["duration_s"] = round(time.monotonic() - started)
-    results["machine"] = info
-    results["quick"] = args.quick
+    results = {"phases": phases, "machine": info, "quick": args.quick, "targets": args.targets, "rtts": rtts,
+               "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_bytes(orjson.dumps(
-        {k: v for k, v in results.items() if k != "timeline"}, option=orjson.OPT_INDENT_2))
+        {**results, "phases": [{k: v for k, v in p.items() if k != "timeline"} for p in phases]},
+        option=orjson.OPT_INDENT_2))
     from bench.report import write_report
 
     write_report(results, args.out)
-    failed = results["checks"]["openride"]["oversold_legs"] or results["checks"]["baseline"]["oversold_legs"] \
-        or results["checks"]["openride"]["hot_trip_availability_problems"]
+    failed = [p for p in phases if any(check.get("oversold_legs") for check in p["checks"].values())
+              or p["checks"]["openride"]["hot_trip_availability_problems"]]
     print(f"report written to {args.out}; oversell check {'FAILED' if failed else 'passed'}")
     sys.exit(1 if failed else 0)
 

@@ -3,6 +3,9 @@ bench/infra.sh (or `make test`) started: worker, sink and gateway (tests/stack.p
 baseline service, and how far the sink is behind the lifecycle topics."""
 
 import os
+import shutil
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -12,13 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 from confluent_kafka import TopicPartition
+from psycopg.conninfo import conninfo_to_dict
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from app.config import Settings
+from app.config import ROOT, Settings
 from sinks.events import SUBSCRIBED
 from sinks.migrate import migrate
 from tests.stack import Service, Stack, free_port, start_stack
@@ -28,6 +33,19 @@ def openride_home() -> Path:
     return Path(os.environ.get("OPENRIDE_HOME", Path(__file__).resolve().parent.parent / ".local" / "bench"))
 
 
+def our_postgres(database_url: str) -> bool:
+    """Whether `database_url` is the Postgres scripts/isolated.sh started for this process
+    (OPENRIDE_HOME and PGPORT of its run): the only one a test or bench may stop."""
+    port = conninfo_to_dict(database_url).get("port")
+    return "OPENRIDE_HOME" in os.environ and os.environ.get("PGPORT") == port
+
+
+def postgres(action: str) -> None:
+    """scripts/postgres.sh stop|start, for that Postgres (our_postgres)."""
+    subprocess.run([str(ROOT / "scripts" / "postgres.sh"), action], check=True, timeout=300,
+                   stdout=subprocess.DEVNULL)
+
+
 def fresh_database(base_url: str, prefix: str) -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(base_url, autocommit=True) as conn:
@@ -35,13 +53,84 @@ def fresh_database(base_url: str, prefix: str) -> str:
     return base_url.rsplit("/", 1)[0] + "/" + name
 
 
-def start_openride(settings: Settings, workdir: Path, settings_env: Mapping[str, str] = MappingProxyType({})) -> Stack:
+@dataclass
+class Network:
+    """How the systems reach Postgres and Kafka: directly, or through bench/delayproxy,
+    which adds `rtt_ms` to every round trip (half each way). The load generator's own
+    setup and monitoring connections stay direct."""
+
+    rtt_ms: float
+    kafka_bootstrap: str
+    database_port: int | None = None  # the proxy's, when there is one
+    proxy: subprocess.Popen | None = None
+
+    @classmethod
+    def start(cls, settings: Settings, rtt_ms: float, workdir: Path) -> "Network":
+        if rtt_ms <= 0:
+            return cls(0.0, settings.kafka_bootstrap)
+        # Kafka's proxy port is fixed: the broker's second listener advertises it.
+        pg_port, kafka_port = free_port(), int(os.environ["DELAY_PROXY_KAFKA_PORT"])
+        database = urlsplit(settings.database_url)
+        routes = [f"127.0.0.1:{pg_port}={database.hostname}:{database.port}",
+                  f"127.0.0.1:{kafka_port}=127.0.0.1:{os.environ['KAFKA_DELAYED_PORT']}"]
+        argv = [str(delay_proxy()), "-delay", f"{int(rtt_ms * 500)}us", *(f"-route={r}" for r in routes)]
+        proxy = subprocess.Popen(argv, stdout=(workdir / "delayproxy.log").open("ab"), stderr=subprocess.STDOUT)
+        network = cls(rtt_ms, f"127.0.0.1:{kafka_port}", pg_port, proxy)
+        network.wait_listening((pg_port, kafka_port), workdir / "delayproxy.log")
+        return network
+
+    def wait_listening(self, ports: tuple[int, ...], log: Path, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        for port in ports:
+            while True:
+                if self.proxy is not None and self.proxy.poll() is not None:
+                    raise RuntimeError(f"the delay proxy exited: {log.read_text()}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the delay proxy is not listening on {port}") from None
+                    time.sleep(0.1)
+
+    def database_url(self, url: str) -> str:
+        if self.database_port is None:
+            return url
+        parts = urlsplit(url)
+        return parts._replace(netloc=f"{parts.netloc.rsplit(':', 1)[0]}:{self.database_port}").geturl()
+
+    def env(self) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP": self.kafka_bootstrap}
+
+    def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.terminate()
+            self.proxy.wait(10)
+
+
+def delay_proxy() -> Path:
+    """bench/delayproxy, built with the Go toolchain the first time (standard library only)."""
+    binary = openride_home() / "bin" / "delayproxy"
+    source = Path(__file__).resolve().parent / "delayproxy" / "main.go"
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        if shutil.which("go") is None:
+            raise RuntimeError("--rtt-ms needs the Go toolchain (go) to build bench/delayproxy")
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["go", "build", "-o", str(binary), str(source)], check=True,
+                       env={**os.environ, "GOCACHE": str(openride_home() / "go-cache")})
+    return binary
+
+
+def start_openride(settings: Settings, workdir: Path, settings_env: Mapping[str, str] = MappingProxyType({}),
+                   network: Network | None = None) -> Stack:
     """Worker, sink and gateway on a fresh, migrated database; returns once ready.
     `settings_env`: settings they run with beyond this process's environment."""
     database_url = fresh_database(settings.database_url, "openride_bench")
     migrate(database_url)
     workdir.mkdir(parents=True, exist_ok=True)
-    stack = start_stack(database_url, workdir, settings_env)
+    network = network or Network(0.0, settings.kafka_bootstrap)
+    stack = start_stack(network.database_url(database_url), workdir, {**network.env(), **settings_env})
+    stack.database_url = database_url
     stack.wait_ready()
     return stack
 
@@ -53,13 +142,15 @@ class Baseline:
     service: Service
 
 
-def start_baseline(settings: Settings, workdir: Path) -> Baseline:
+def start_baseline(settings: Settings, workdir: Path, mode: str = "bare", network: Network | None = None) -> Baseline:
+    """The row-lock baseline (bench/baseline/app.py) in `mode`, on a fresh database."""
     database_url = fresh_database(settings.database_url, "baseline_bench")
     port = free_port()
-    env = {**os.environ, "BASELINE_DATABASE_URL": database_url}
+    route = network.database_url if network else (lambda url: url)
+    env = {**os.environ, "BASELINE_DATABASE_URL": route(database_url), "BASELINE_MODE": mode}
     argv = [sys.executable, "-m", "uvicorn", "bench.baseline.app:app", "--host", "127.0.0.1", "--port", str(port),
             "--no-access-log"]
-    service = Service("baseline", argv, env, workdir / "baseline.log")
+    service = Service(f"baseline-{mode}", argv, env, workdir / f"baseline-{mode}.log")
     service.start()
     baseline = Baseline(f"http://127.0.0.1:{port}", database_url, service)
     deadline = time.monotonic() + 60

@@ -3,13 +3,14 @@
 Exit 0 when healthy, 1 otherwise (with the reason on stdout). Without an argument the
 role is read from PID 1's command line, so the image's one HEALTHCHECK serves every role.
 - gateway: GET /health/ready answers 200 (Kafka, reply partition and Postgres all up);
-- worker, sink: the process is a member of its consumer group, found by its static
-  group instance id (WORKER_INSTANCE_ID, SINK_INSTANCE_ID).
+- worker: GET /health/ready on its own port (WORKER_HTTP_PORT) answers 200 (partitions
+  assigned, tables recovered);
+- sink: the process is a member of its consumer group, found by its static group
+  instance id (SINK_INSTANCE_ID).
 It reports readiness, so orchestrators use it for readiness, not liveness: a Kafka outage
 must not get every worker restarted (each restart costs a rebalance and a recovery).
 """
 
-import os
 import sys
 import urllib.request
 from pathlib import Path
@@ -31,8 +32,8 @@ def role_of(arguments: list[str]) -> str:
     return "unknown"
 
 
-def gateway_ready(settings: Settings) -> str | None:
-    url = f"http://127.0.0.1:{settings.gateway_port}/health/ready"
+def ready_over_http(port: int) -> str | None:
+    url = f"http://127.0.0.1:{port}/health/ready"
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
             return None if response.status == 200 else f"{url} answered {response.status}"
@@ -57,9 +58,9 @@ def group_member(settings: Settings, group: str, instance_id: str) -> str | None
 
 def problem(role: str, settings: Settings) -> str | None:
     if role == "gateway":
-        return gateway_ready(settings)
+        return ready_over_http(settings.gateway_port)
     if role == "worker":
-        return group_member(settings, settings.worker_id, settings.worker_instance_id)
+        return ready_over_http(settings.worker_http_port)
     if role == "sink":
         return group_member(settings, settings.sink_group, settings.sink_instance_id)
     return f"no health check for role {role!r}"

@@ -1,25 +1,26 @@
 """Request dependencies (the FastAPI template's `api/deps.py`): the caller, the command
 bus and the read side, from the app's state (`gateway.main` fills it; tests hand their
-bus to `create_app` and may override `get_pool`).
+bus to `create_app` and may override `get_pool`), and `authenticate`, which the command
+path (gateway.command_path) calls too.
 
 All are `async def`, even those that never await: FastAPI runs a plain `def` dependency
-in its thread pool, a thread hop per dependency per request on the hot path."""
+in its thread pool, a thread hop per dependency per request."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from typing import Annotated, Any, Protocol
 
 import psycopg
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field, TypeAdapter
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.datastructures import State
+from starlette.types import Scope
 
-from app.config import Settings
 from app.domain.commands import Actor, Role
 from gateway import audit, metrics
 from gateway.dispatch import Dispatcher
 from gateway.errors import ApiError, database_unavailable
-from gateway.idempotency import IdempotencyStore
 from gateway.middleware import RATE_LIMIT_HEADERS
 from gateway.ratelimit import RateLimiter
 from gateway.reads import Reads
@@ -27,9 +28,6 @@ from gateway.schemas import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
 from gateway.security import AuthError, Principal, RoleError
 
 DB_CONNECT_TIMEOUT_SECONDS = 2.0
-
-# A claim outlives the longest a request can wait for its reply, with room to spare.
-IN_FLIGHT_MARGIN_SECONDS = 5.0
 
 bearer = HTTPBearer(auto_error=False, bearerFormat="JWT",
                     description="`make token SUB=<user> ROLE=<RIDER|DRIVER|ADMIN|SERVICE>` prints one.")
@@ -69,20 +67,29 @@ async def get_reads(connection: Annotated[psycopg.AsyncConnection, Depends(get_d
     return Reads(connection)
 
 
-def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-    """The verified caller, who has just spent a token of their rate limit (429 if none)."""
-    state = request.app.state
+def bearer_token(authorization: bytes | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, read as HTTPBearer reads it."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.decode("latin-1").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def authenticate(app_state: State, scope: Scope, token: str | None) -> Principal:
+    """The verified caller, who has just spent a token of their rate limit (429 if none).
+    The rate-limit headers go to the request's state, for the middleware to put on the
+    response."""
     try:
-        if credentials is None:
+        if token is None:
             raise AuthError("missing_token", "A Bearer token is required.")
-        principal = state.verifier.verify(credentials.credentials)
+        principal = app_state.verifier.verify(token)
     except AuthError:
-        refuse_guessing(request)
+        refuse_guessing(app_state, scope)
         raise
-    limiter: RateLimiter = state.limiter
+    limiter: RateLimiter = app_state.limiter
     decision = limiter.take(principal.user_id)
     headers = limiter.headers(decision)
-    setattr(request.state, RATE_LIMIT_HEADERS, headers)  # the middleware puts them on the response
+    scope.setdefault("state", {})[RATE_LIMIT_HEADERS] = headers
     if not decision.allowed:
         metrics.RATE_LIMITED.inc()
         raise ApiError(429, "rate_limited", f"More than {limiter.per_minute} requests per minute; retry after "
@@ -90,24 +97,26 @@ def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | N
     return principal
 
 
-def refuse_guessing(request: Request) -> None:
+def refuse_guessing(app_state: State, scope: Scope) -> None:
     """Requests without a valid token spend their client address's allowance: guessing
     tokens, or hammering the verifier with bad ones, gets 429 like any other flood."""
-    limiter: RateLimiter = request.app.state.failed_auth_limiter
-    decision = limiter.take(request.client.host if request.client else "unknown")
+    limiter: RateLimiter = app_state.failed_auth_limiter
+    client = scope.get("client")
+    decision = limiter.take(client[0] if client else "unknown")
     if not decision.allowed:
         metrics.RATE_LIMITED.inc()
         raise ApiError(429, "rate_limited", f"Too many requests without a valid token; retry after "
                                             f"{decision.retry_after} s.", headers=limiter.headers(decision))
 
 
-def acting_in_role(request: Request, principal: Principal, allowed: tuple[Role, ...]) -> Actor:
+def acting_in_role(scope: Scope, principal: Principal, allowed: tuple[Role, ...]) -> Actor:
     """The caller in the strongest allowed role they hold; a refusal (403) is audited."""
     try:
         return principal.acting_as(allowed)
     except RoleError:
-        route = request.scope.get("route")
-        audit.note_refusal(request, principal, f"{request.method} {getattr(route, 'path', request.url.path)}")
+        route = scope.get("route")
+        audit.note_refusal(scope.setdefault("state", {}), principal,
+                           f"{scope['method']} {getattr(route, 'path', scope['path'])}")
         raise
 
 
@@ -115,7 +124,7 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 async def current_principal(request: Request, credentials: Credentials) -> Principal:
-    return authenticate(request, credentials)
+    return authenticate(request.app.state, request.scope, credentials.credentials if credentials else None)
 
 
 def acting_as(*allowed: Role) -> Callable[[Principal], Awaitable[Actor]]:
@@ -123,34 +132,35 @@ def acting_as(*allowed: Role) -> Callable[[Principal], Awaitable[Actor]]:
     they hold, or 403."""
 
     async def actor(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> Actor:
-        return acting_in_role(request, principal, allowed)
+        return acting_in_role(request.scope, principal, allowed)
 
     return actor
 
 
-def idempotency_store(pool: AsyncConnectionPool, settings: Settings) -> IdempotencyStore:
-    return IdempotencyStore(pool, timedelta(hours=settings.idempotency_ttl_hours),
-                            timedelta(seconds=settings.reply_timeout_seconds + IN_FLIGHT_MARGIN_SECONDS))
-
-
+IdempotencyKeyText = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+                                          pattern=IDEMPOTENCY_KEY_PATTERN)]
+IdempotencyKeyHeader = TypeAdapter(IdempotencyKeyText)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
                                               pattern=IDEMPOTENCY_KEY_PATTERN,
-                                              description="Repeat it to retry safely (kept 24 h, per user).")]
+                                              description="Repeat it to retry safely (per user and trip).")]
+
+
+class ServedByTheCommandPath(Exception):
+    """A command route reached FastAPI: gateway.command_path is not installed."""
 
 
 def dispatcher_as(*allowed: Role) -> Callable[..., Awaitable[Dispatcher]]:
-    """A dependency giving the request's way to the command log, acting as the caller in
-    the strongest allowed role they hold (or 403). One dependency that reads the app's
-    state itself, not a tree of them: FastAPI's resolution costs per dependency, on the
-    path every command takes."""
+    """Marks a command route's Dispatcher parameter: the request's way to the command log,
+    acting as the caller in the strongest of `allowed` they hold (or 403).
 
-    async def dispatcher(request: Request, credentials: Credentials,
-                         idempotency_key: IdempotencyKey = None) -> Dispatcher:
-        actor = acting_in_role(request, authenticate(request, credentials), allowed)
-        state = request.app.state
-        return Dispatcher(request, actor, state.bus, state.idempotency, state.settings.reply_timeout_seconds,
-                          idempotency_key, state.holds)
+    gateway.command_path builds the Dispatcher itself (authentication, rate limit, role,
+    Idempotency-Key) and never lets FastAPI resolve this dependency; FastAPI reads its
+    parameters for the OpenAPI document only (the Bearer scheme, the Idempotency-Key header)."""
 
+    async def dispatcher(credentials: Credentials, idempotency_key: IdempotencyKey = None) -> Dispatcher:
+        raise ServedByTheCommandPath(allowed)
+
+    dispatcher.roles = allowed  # type: ignore[attr-defined]
     return dispatcher
 
 

@@ -15,6 +15,8 @@ Status choices for the processor's rejections:
 """
 
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
@@ -50,6 +52,7 @@ REJECTION_STATUS: dict[str, int] = {
     Code.BOOKING_CLOSED: 422,
     Code.INVALID_REASON: 422,
     Code.AMOUNT_MISMATCH: 422,
+    Code.IDEMPOTENCY_KEY_REUSED: 422,
     Code.TRAVEL_DATE_OUT_OF_RANGE: 422,
 }
 DOMAIN_CODES = frozenset(code.value for code in Code)
@@ -85,9 +88,26 @@ class ApiError(Exception):
         self.extra = extra
 
 
+class Timestamps:
+    """Epoch seconds as ISO-8601 UTC with milliseconds; the date and time are formatted
+    once per second, not per call."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self, at: float) -> str:
+        second = int(at)
+        if second != self.second:
+            self.second, self.prefix = second, f"{datetime.fromtimestamp(second, UTC):%Y-%m-%dT%H:%M:%S}"
+        return f"{self.prefix}.{int((at - second) * 1000):03d}Z"
+
+
+_timestamps = Timestamps()
+
+
 def now_iso() -> str:
-    moment = datetime.now(UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    return _timestamps(time.time())
 
 
 def error_body(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -210,13 +230,29 @@ async def on_unexpected(_: Request, error: Exception) -> JsonResponse:
     return error_response(500, "internal_error", "An unexpected error occurred.")
 
 
+HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[JsonResponse]]] = {
+    ApiError: on_api_error,
+    RequestValidationError: on_validation_error,
+    StarletteHTTPException: on_http_error,
+    AuthError: on_auth_error,
+    RoleError: on_role_error,
+    ReplyTimeout: on_reply_timeout,
+    KafkaUnavailable: on_kafka_unavailable,
+    RequestInFlight: on_in_flight,
+}
+
+
+def handler_for(error: Exception) -> Callable[[Request, Any], Awaitable[JsonResponse]] | None:
+    """The handler of the error's type (or of its nearest base class that has one); None
+    for an unexpected error."""
+    for kind in type(error).__mro__:
+        handler = HANDLERS.get(kind)
+        if handler is not None:
+            return handler
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(AuthError, on_auth_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RoleError, on_role_error)  # type: ignore[arg-type]
-    app.add_exception_handler(ReplyTimeout, on_reply_timeout)  # type: ignore[arg-type]
-    app.add_exception_handler(KafkaUnavailable, on_kafka_unavailable)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestInFlight, on_in_flight)  # type: ignore[arg-type]
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, on_unexpected)

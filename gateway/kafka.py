@@ -1,27 +1,31 @@
 """Kafka for the gateway: commands out through one idempotent producer, replies back
 through a ReplyWaiter that owns one partition of the replies topic.
 
-The request/reply pattern (notes/faust-facts.md): each gateway process reads exactly one
-reply partition with `assign()` (never `subscribe()`, so starting or stopping a gateway
-rebalances nobody), names that partition in the command's headers, and the worker sends
-the reply there with key = command id. Two processes may land on the same partition;
-each ignores the replies it is not waiting for.
+The request/reply pattern: each gateway process reads exactly one reply partition with
+`assign()` (never `subscribe()`, so starting or stopping a gateway rebalances nobody),
+names that partition in the command's headers, and the worker sends the reply there with
+key = command id. The processes of one host (uvicorn workers) each take a partition of
+their own (`claim_reply_partition`); processes on different hosts may land on the same
+one, and each ignores the replies it is not waiting for.
 """
 
 import asyncio
+import fcntl
 import logging
 import os
 import socket
+import tempfile
 import threading
 import uuid
 import zlib
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from app.config import Settings
+from app.agents.processor import claimed_command_id
 from app.models import topics
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,36 @@ def choose_reply_partition(partitions: int, identity: str | None = None) -> int:
     return zlib.crc32((identity or process_identity()).encode()) % partitions
 
 
+def reply_locks(topic: str, bootstrap: str) -> Path:
+    """Where the gateway processes of this host lock the reply partitions they read."""
+    return Path(tempfile.gettempdir()) / f"openride-gateway-{zlib.crc32(f'{bootstrap}/{topic}'.encode()):08x}"
+
+
+def claim_reply_partition(partitions: int, topic: str, bootstrap: str,
+                          identity: str | None = None) -> tuple[int, int | None]:
+    """A reply partition that no other gateway process of this host reads, and the open
+    lock file that holds it (None if none could be had). Each partition has a lock file in
+    a directory shared by the host's processes for these brokers and this topic; a process
+    takes the first free one from its hashed choice on, with flock, which the kernel
+    releases when the process ends, however it ends. With every partition taken (more
+    processes than partitions), the hashed choice, shared."""
+    start = choose_reply_partition(partitions, identity)
+    directory = reply_locks(topic, bootstrap)
+    try:
+        directory.mkdir(exist_ok=True)
+        for offset in range(partitions):
+            partition = (start + offset) % partitions
+            lock = os.open(directory / f"{partition}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return partition, lock
+            except BlockingIOError:
+                os.close(lock)
+    except OSError as error:
+        log.warning("reply partition locks unavailable in %s: %s", directory, error)
+    return start, None
+
+
 def producer_config(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
@@ -99,7 +133,10 @@ class ReplyWaiter:
 
     def __init__(self, settings: Settings, topic: str = topics.REPLIES, partition: int | None = None):
         self.topic = topic
-        self.partition = choose_reply_partition(settings.reply_partitions) if partition is None else partition
+        self._lock: int | None = None
+        if partition is None:
+            partition, self._lock = claim_reply_partition(settings.reply_partitions, topic, settings.kafka_bootstrap)
+        self.partition = partition
         self._config = reply_consumer_config(settings)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,6 +157,9 @@ class ReplyWaiter:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     async def wait_assigned(self, timeout: float) -> bool:
         """True once the partition is assigned and positioned (checked without blocking
@@ -133,6 +173,9 @@ class ReplyWaiter:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[command_id] = future
         return future
+
+    def waiting(self, command_id: str | None) -> asyncio.Future[dict[str, Any]] | None:
+        return self._pending.get(command_id) if command_id is not None else None
 
     def forget(self, command_id: str, future: asyncio.Future[dict[str, Any]]) -> None:
         if self._pending.get(command_id) is future:
@@ -209,6 +252,8 @@ class ReplyWaiter:
         if not isinstance(command_id, str):
             log.warning("unreadable reply at %s[%d]@%d", message.topic(), message.partition(), message.offset())
             return None
+        if (topics.REPLAYED, b"true") in (message.headers() or ()):
+            body[topics.REPLAYED] = True
         # Plain dict operations are atomic under the GIL: the event loop thread adds and
         # forgets entries, this thread pops them; whoever pops first owns the future.
         future = self._pending.pop(command_id, None)
@@ -236,7 +281,10 @@ class CommandBus:
     def __init__(self, settings: Settings, commands_topic: str = topics.COMMANDS,
                  replies_topic: str = topics.REPLIES, reply_partition: int | None = None):
         self.commands_topic = commands_topic
-        self._producer = Producer(producer_config(settings))
+        # Delivery reports for failures only, to one callback: a report per command that
+        # did arrive is a Python call on the pump thread, contending with the event loop.
+        self._producer = Producer({**producer_config(settings), "delivery.report.only.error": True,
+                                   "on_delivery": self._undelivered})
         self._replies = ReplyWaiter(settings, replies_topic, reply_partition)
         self._headers = [(topics.REPLY_TO, replies_topic.encode()),
                          (topics.REPLY_PARTITION, str(self._replies.partition).encode())]
@@ -299,35 +347,30 @@ class CommandBus:
     def publish(self, topic: str, key: str, value: bytes) -> None:
         """Fire and forget (the audit trail): a failure is logged, never raised."""
         try:
-            self._producer.produce(topic, key=key.encode(), value=value, on_delivery=_log_failure)
+            self._producer.produce(topic, key=key.encode(), value=value)
         except (BufferError, KafkaException) as error:
             log.warning("not published to %s: %s", topic, error)
 
     def _produce(self, key: str, command: dict[str, Any], future: asyncio.Future[dict[str, Any]]) -> None:
         try:
             self._producer.produce(self.commands_topic, key=key.encode(), value=orjson.dumps(command),
-                                   headers=self._headers, on_delivery=self._on_delivery(future))
+                                   headers=self._headers)
         except (BufferError, KafkaException) as error:
             raise KafkaUnavailable(str(error)) from error
 
-    def _on_delivery(self, future: asyncio.Future[dict[str, Any]]) -> Callable[[KafkaError | None, Message], None]:
-        loop = self._loop
-        assert loop is not None
-
-        def report(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:  # runs on the pump thread
-                loop.call_soon_threadsafe(_fail, future, KafkaUnavailable(f"command not delivered: {error}"))
-
-        return report
+    def _undelivered(self, error: KafkaError, message: Message) -> None:
+        """A record the producer gave up on (runs on the pump thread): a command's request
+        fails at once with 503 instead of waiting out its reply timeout."""
+        if message.topic() != self.commands_topic:
+            log.warning("not delivered to %s: %s", message.topic(), error)
+            return
+        future = self._replies.waiting(claimed_command_id(message.value()))
+        if future is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(_fail, future, KafkaUnavailable(f"command not delivered: {error}"))
 
     def _serve_delivery_reports(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(POLL_SECONDS)
-
-
-def _log_failure(error: KafkaError | None, message: Message) -> None:
-    if error is not None:
-        log.warning("not delivered to %s: %s", message.topic(), error)
 
 
 def _fail(future: asyncio.Future[dict[str, Any]], error: Exception) -> None:

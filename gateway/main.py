@@ -5,8 +5,6 @@ Authenticates, validates, produces the command to Kafka and waits for the worker
 reads come from Postgres, as the sink keeps it.
 """
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,10 +14,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Settings, get_settings
-from gateway.deps import Bus, idempotency_store
+from gateway.audit import AuditTrail
+from gateway.command_path import CommandRoutes
+from gateway.deps import Bus
+from gateway.dispatch import InFlight
 from gateway.errors import JsonResponse, install_error_handlers
 from gateway.holds import HoldLedger
-from gateway.idempotency import IdempotencyStore
 from gateway.kafka import CommandBus
 from gateway.middleware import BodySizeLimit, RefuseUnsafeRequests, RequestContext
 from gateway.ratelimit import RateLimiter
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 STARTUP_WAIT_SECONDS = 15.0
 MAX_BODY_BYTES = 64 * 1024  # a 64-stop trip is a few KB
 POOL_MAX_CONNECTIONS = 10
-PURGE_EVERY_SECONDS = 3600.0
 # /metrics and /health/ready per client address: a scraper or a probe calls a few times a minute.
 OPS_CALLS_PER_MINUTE, OPS_CALLS_BURST = 120, 30
 EXPOSED_HEADERS = ["Location", "Retry-After", "X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining",
@@ -49,9 +48,10 @@ booking worker, reads come from Postgres (kept by the sink, a moment behind).
 400). 404 also for a booking that is not yours.
 
 **Idempotency**: send `Idempotency-Key` (or `idempotencyKey` in the create body) on any
-POST/PUT; per user, kept 24 h. Same key and body: the original status and body
-(`Idempotent-Replayed: true`); other body: 422; still in flight: 409. After a 503 retry
-with the same key: it is safe.
+POST/PUT; per user and trip (the trip booked, or the trip of the booking named), kept
+with the trip's state. Same key and request: the original status and body
+(`Idempotent-Replayed: true`), also for a duplicate sent while the first is in flight;
+another request on the same trip: 422. After a 503 retry with the same key: it is safe.
 
 **Rate limit**: 100 requests per minute per user, bursts of 20, per gateway process; 429
 with `Retry-After`; `RateLimit-*` headers on every authenticated response.
@@ -75,35 +75,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bus.start()
     await pool.open(wait=False)
     app.state.bus, app.state.pool = bus, pool
-    app.state.idempotency = idempotency_store(pool, settings)
+    app.state.audit.publisher = bus
     if not own_bus or await bus.wait_ready(STARTUP_WAIT_SECONDS):
         log.info("gateway ready")
     else:
         log.warning("reply partition %d not assigned yet; requests get 503 until it is", bus.reply_partition)
-    stopping = asyncio.Event()
-    purging = asyncio.create_task(purge_idempotency_keys(app.state.idempotency, stopping))
     try:
         yield
     finally:
-        stopping.set()  # not cancel(): a purge under way ends by itself, within its timeouts
-        await purging
+        app.state.audit.flush()
         if own_bus:
             bus.stop()
         await pool.close()
-
-
-async def purge_idempotency_keys(store: IdempotencyStore, stopping: asyncio.Event) -> None:
-    """Hourly, in every process (deleting twice is harmless), until `stopping` is set."""
-    while not stopping.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), PURGE_EVERY_SECONDS)
-            return
-        try:
-            purged = await store.purge()
-            if purged:
-                log.info("purged %d idempotency keys older than %s", purged, store.ttl)
-        except Exception as error:  # noqa: BLE001 - Postgres down: try again next time
-            log.warning("idempotency purge failed: %s", error)
 
 
 def create_app(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
@@ -116,16 +99,23 @@ def create_app(settings: Settings | None = None, bus: Bus | None = None) -> Fast
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JsonResponse,
+        # No OpenTelemetry here (Prometheus at /metrics): FastAPI would otherwise look up its
+        # providers, environment variables included, on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings, app.state.given_bus = settings, bus
     # Built here, not in the lifespan: a bad JWT configuration fails at import, loudly.
     app.state.verifier = TokenVerifier.from_settings(settings)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.in_flight = InFlight()
     app.state.failed_auth_limiter = RateLimiter(settings.failed_auth_per_minute, settings.failed_auth_burst)
     app.state.holds = HoldLedger(settings.hold_limit_seats_per_rider)
     app.state.ops_limiter = RateLimiter(OPS_CALLS_PER_MINUTE, OPS_CALLS_BURST)
     app.state.readiness = Recent()
-    # Added innermost first: RequestContext sees every request, also those refused early.
+    # Added innermost first: RequestContext sees every request, also those refused early;
+    # the command routes are served by CommandRoutes, inside every other middleware.
+    command_routers = (trips.commands, bookings.commands, admin.commands)
+    app.add_middleware(CommandRoutes, routers=command_routers)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RefuseUnsafeRequests)
     if settings.cors_origins:
@@ -133,10 +123,11 @@ def create_app(settings: Settings | None = None, bus: Bus | None = None) -> Fast
                            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
                            expose_headers=EXPOSED_HEADERS, max_age=600)
-    app.add_middleware(RequestContext)
+    app.state.audit = AuditTrail()
+    app.add_middleware(RequestContext, trail=app.state.audit)
     install_error_handlers(app)
-    for module in (trips, bookings, admin, health):
-        app.include_router(module.router)
+    for router in (*command_routers, trips.router, bookings.router, admin.router, health.router):
+        app.include_router(router)
     app.include_router(health.metrics_router)
     return app
 
@@ -148,4 +139,5 @@ if __name__ == "__main__":
     import uvicorn
 
     current = get_settings()
-    uvicorn.run("gateway.main:app", host=current.gateway_host, port=current.gateway_port)
+    uvicorn.run("gateway.main:app", host=current.gateway_host, port=current.gateway_port,
+                http="gateway.server:HttpProtocol")

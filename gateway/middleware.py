@@ -1,5 +1,6 @@
 """ASGI middleware of the gateway."""
 
+import itertools
 import re
 import time
 import uuid
@@ -105,7 +106,11 @@ class BodySizeLimit(HttpMiddleware):
 class RequestContext(HttpMiddleware):
     """Per request: an X-Request-ID (the client's, if sane, else a new one) echoed in the
     response; the rate-limit headers of the caller's bucket; the request metrics; and,
-    once the response is out, the audit record the route noted (gateway.audit)."""
+    once the response is out, the audit entry the route noted, handed to `trail`."""
+
+    def __init__(self, app: ASGIApp, trail: audit.AuditTrail):
+        super().__init__(app)
+        self.trail = trail
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.setdefault("state", {})
@@ -131,9 +136,15 @@ class RequestContext(HttpMiddleware):
                                     time.perf_counter() - started)
             entry = audit.entry_of(state)
             if entry is not None:
-                audit.record(getattr(scope["app"].state, "bus", None), entry, request_id, status)
+                self.trail.record(entry, request_id, status)
+
+
+# A new request id: this process's random prefix and a counter (unique without a call for
+# fresh randomness per request).
+_PROCESS_PREFIX = uuid.uuid4().hex[:16]
+_request_numbers = itertools.count()
 
 
 def request_id_of(headers: Headers) -> str:
     given = headers.get("x-request-id", "")
-    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return given if REQUEST_ID.fullmatch(given) else f"{_PROCESS_PREFIX}{next(_request_numbers):016x}"

@@ -109,3 +109,15 @@ tail_log() {
   [[ -f "$file" ]] || die "no log yet at $file"
   exec tail -n "${LOG_TAIL_LINES:-100}" "$@" "$file"
 }
+
+# The installed Go, never a toolchain it would download (GOTOOLCHAIN=local), with the
+# module cache under .local/tools/go: how the pinned tools (scripts/kustomize.sh,
+# scripts/promcheck.sh) are built on first use. Extra variables go before the call
+# (`GOBIN=... run_go install ...`).
+run_go() {
+  local go
+  go="$(command -v go || echo /usr/local/go/bin/go)"
+  [[ -x "$go" ]] || die "Go is needed once to build the project's tools (go not on PATH nor at /usr/local/go/bin/go)"
+  mkdir -p "$REPO_ROOT/.local/tools/go"
+  GOPATH="$REPO_ROOT/.local/tools/go" GOTOOLCHAIN=local GOFLAGS=-modcacherw "$go" "$@"
+}

@@ -13,13 +13,17 @@ PY="$REPO_ROOT/.venv/bin/python"
 export ENVIRONMENT="${ENVIRONMENT:-development}"
 GATEWAY_HOST="${GATEWAY_HOST:-127.0.0.1}"
 GATEWAY_PORT="${GATEWAY_PORT:-8000}"
+# Gateway processes (uvicorn workers), each with a reply partition of its own, their
+# metrics summed through a shared directory. Sizing: docs/operations.md, "Gateway".
+GATEWAY_WORKERS="${GATEWAY_WORKERS:-2}"
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/gateway-metrics}"
 SERVICES=(worker sink gateway)
 
 command_of() {
   case $1 in
     worker) echo "$PY -m app.agents.worker worker -l info" ;;
     sink) echo "$PY -m sinks.main" ;;
-    gateway) echo "$PY -m uvicorn gateway.main:app --host $GATEWAY_HOST --port $GATEWAY_PORT --no-access-log" ;;
+    gateway) echo "$PY -m uvicorn gateway.main:app --http gateway.server:HttpProtocol --host $GATEWAY_HOST --port $GATEWAY_PORT --no-access-log --workers $GATEWAY_WORKERS" ;;
   esac
 }
 
@@ -51,6 +55,12 @@ start_all() {
   [[ "$GATEWAY_PORT" =~ ^[0-9]+$ ]] || die "GATEWAY_PORT must be a number"
   if port_open "$LOCAL_HOST" "$GATEWAY_PORT" && ! read_pidfile "$RUN_DIR/gateway.pid" >/dev/null; then
     die "port $GATEWAY_PORT is taken by $(port_owner "$GATEWAY_PORT"); set GATEWAY_PORT"
+  fi
+  [[ "$GATEWAY_WORKERS" =~ ^[1-9][0-9]*$ ]] || die "GATEWAY_WORKERS must be a positive number"
+  # The metrics of processes from an earlier start would be summed in: start empty.
+  local pid
+  if ! { pid="$(read_pidfile "$RUN_DIR/gateway.pid")" && pid_alive "$pid"; }; then
+    rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
   fi
   for name in "${SERVICES[@]}"; do start_one "$name"; done
   wait_for_port "$LOCAL_HOST" "$GATEWAY_PORT" 60 || die "gateway did not open port $GATEWAY_PORT; see $LOG_DIR/gateway.log"

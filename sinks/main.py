@@ -27,8 +27,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from app.config import Settings, get_settings
 from app.models import topics
+from app.monitoring import serve
 from sinks import store
-from sinks.monitor import Monitor, serve
+from sinks.monitor import Monitor
 from sinks.events import SUBSCRIBED, Batch, Invalid, parse_record
 
 log = logging.getLogger("sinks.main")
@@ -57,6 +58,7 @@ class Stopping(Exception):
 class DeadLetter:
     message: Message
     reason: str
+    code: str = "invalid_event"  # or refused_by_postgres: its dlq-code header
     too_large: bool = False  # the broker refused the copy: send it without the value
 
 
@@ -78,7 +80,8 @@ class Sink:
         self.stopping = True
 
     def run(self) -> None:
-        server = serve(self.monitor, self.settings.sink_http_host, self.settings.sink_http_port)
+        server = serve(self.monitor.registry, self.monitor.health, self.settings.sink_http_host,
+                       self.settings.sink_http_port, "sink")
         try:
             # Postgres first: a sink that cannot write should not take partitions from one that can.
             self.with_database(store.ping)
@@ -143,7 +146,8 @@ class Sink:
             try:
                 self.with_database(lambda conn, batch=single: store.write_batch(conn, batch))
             except ROW_ERRORS as error:
-                self.dead_letter([DeadLetter(message, f"refused by Postgres: {first_line(error)}")])
+                self.dead_letter([DeadLetter(message, f"refused by Postgres: {first_line(error)}",
+                                             "refused_by_postgres")])
                 offset_only = Batch()
                 offset_only.advance(message.topic(), message.partition(), message.offset())
                 self.with_database(lambda conn, batch=offset_only: store.write_batch(conn, batch))
@@ -189,6 +193,7 @@ class Sink:
 
         m = letter.message
         headers = list(m.headers() or []) + [
+            ("dlq-code", letter.code.encode()),
             ("dlq-reason", letter.reason.encode()),
             ("dlq-topic", m.topic().encode()),
             ("dlq-partition", str(m.partition()).encode()),

@@ -13,23 +13,18 @@
 - `GET /health/ready`: 200 when live and the last Postgres operation succeeded; the sink
   pings Postgres when idle, so an outage shows even when no events arrive.
 
-The server runs in a daemon thread and never calls the consumer: a call from another
-thread blocks while the loop is inside consume() (confluent-kafka 2.16). The loop shares
-only the few values below with it.
+The server (app.monitoring) runs in a daemon thread and never calls the consumer: a call
+from another thread blocks while the loop is inside consume() (confluent-kafka 2.16). The
+loop shares only the few values below with it.
 """
 
-import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily
 
-log = logging.getLogger("sinks.monitor")
+from app.monitoring import SnapshotGauge
 
 STALL_SECONDS = 120.0
 REFRESH_SECONDS = 0.25  # ~132 partitions x ~20 µs: about 1 % of a core
@@ -64,7 +59,9 @@ class Monitor:
                                        registry=self.registry)
         self.postgres_up = Gauge("openride_sink_postgres_up", "1 if the last Postgres operation succeeded",
                                  registry=self.registry)
-        self.registry.register(_LagCollector(self))
+        # Computed at scrape time, so the gauge is as fresh as the consumer's watermarks.
+        self.registry.register(SnapshotGauge("openride_sink_lag", "Records on the partition not yet written to Postgres",
+                                             ["topic", "partition"], self.lag))
         self._lock = threading.Lock()
         self._positions: dict[Partition, int | None] = {}
         self._log_ends: dict[Partition, tuple[int, int]] = {}
@@ -111,60 +108,8 @@ class Monitor:
             positions, log_ends = dict(self._positions), self._log_ends
         return list(lag_per_partition(positions, lambda partition: log_ends.get(partition, (-1, -1))))
 
-    def health(self) -> tuple[bool, bool, dict[str, bool]]:
+    def health(self) -> tuple[bool, bool, dict[str, object]]:
         """(live, ready, checks)."""
         live = time.monotonic() - self._heartbeat < STALL_SECONDS
         checks = {"loop": live, "postgres": self._postgres_ok}
         return live, all(checks.values()), checks
-
-
-class _LagCollector:
-    """Computed at scrape time, so the gauge is as fresh as the consumer's watermarks."""
-
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("openride_sink_lag", "Records on the partition not yet written to Postgres",
-                                   labels=["topic", "partition"])
-        for (topic, partition), lag in self.monitor.lag():
-            family.add_metric([topic, str(partition)], lag)
-        yield family
-
-
-def serve(monitor: Monitor, host: str, port: int) -> ThreadingHTTPServer:
-    """Start the server in a daemon thread (port 0: any free port, logged). A port that is
-    taken fails here, at start-up, rather than leaving a sink nobody can watch."""
-    server = ThreadingHTTPServer((host, port), _handler_for(monitor))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="sink-monitor", daemon=True).start()
-    bound_host, bound_port = server.server_address[:2]
-    log.info("monitoring on http://%s:%d (/metrics, /health/live, /health/ready)", bound_host, bound_port)
-    return server
-
-
-def _handler_for(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self.reply(200, generate_latest(monitor.registry), CONTENT_TYPE_LATEST)
-            elif path in ("/health/live", "/health/ready"):
-                live, ready, checks = monitor.health()
-                up = live if path == "/health/live" else ready
-                body = {"status": "UP" if up else "DOWN", "checks": checks}
-                self.reply(200 if up else 503, json.dumps(body).encode(), "application/json")
-            else:
-                self.reply(404, b'{"status": "NOT_FOUND"}', "application/json")
-
-        def reply(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:  # probes every few seconds: not worth a log line
-            pass
-
-    return Handler

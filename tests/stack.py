@@ -110,7 +110,8 @@ def worker_service(name: str, workdir: Path, env: dict[str, str], tree: Path = R
     Unbuffered, so that a worker killed with SIGKILL leaves its last log lines. `tree`:
     another checkout of the project to run the worker from (its `app` package is found
     first, from the working directory; the virtualenv is this one's)."""
-    env = {**os.environ, "WORKER_DATADIR": str(workdir / name), "PYTHONUNBUFFERED": "1", **env}
+    env = {**os.environ, "WORKER_DATADIR": str(workdir / name), "PYTHONUNBUFFERED": "1", "WORKER_HTTP_PORT": "0",
+           **env}
     return Service(name, WORKER_ARGV, env, workdir / f"{name}.log", tree=tree)
 
 
@@ -137,6 +138,7 @@ def start_stack(database_url: str, workdir: Path, settings_env: Mapping[str, str
         "SINK_GROUP": f"openride-sink-test-{run_id}",
         "GATEWAY_PORT": str(port),
         "SINK_HTTP_PORT": "0",  # any free port: test runs share the machine
+        "WORKER_HTTP_PORT": "0",
     }
     python = sys.executable
     stack = Stack(base_url=f"http://127.0.0.1:{port}", database_url=database_url,
@@ -145,8 +147,8 @@ def start_stack(database_url: str, workdir: Path, settings_env: Mapping[str, str
         "worker": WORKER_ARGV,
         "sink": [python, "-m", "sinks.main"],
         # As deployed (deploy/entrypoint.sh, scripts/services.sh): no line per request.
-        "gateway": [python, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(port),
-                    "--no-access-log"],
+        "gateway": [python, "-m", "uvicorn", "gateway.main:app", "--http", "gateway.server:HttpProtocol",
+                    "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
     }
     for name, argv in commands.items():
         stack.services[name] = Service(name, argv, env, workdir / f"{name}.log")

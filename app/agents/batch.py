@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.agents.expiry import process_record
-from app.agents.processor import Record, Send, dead_letter
+from app.agents.processor import Handled, Record, Send, dead_letter
 from app.domain.policy import Policy
+from app.models import topics
 from app.tables.partition import Partition
 from app.tables.staged import apply
 from app.tables.store import TripStore
@@ -42,13 +43,20 @@ log = logging.getLogger(__name__)
 Writes = dict[tuple[str, int], dict[bytes, bytes | None]]
 
 
+# Told of each record handled: the record, its effect (None for a tick or a dead letter),
+# the seconds it took (app.agents.monitor).
+OnHandled = Callable[[Record, Handled | None, float], None]
+
+
 class Processor:
     """Command records in, staged table writes per partition and outputs out."""
 
-    def __init__(self, store: TripStore, policy: Policy, open_partition: Callable[[int], Partition]) -> None:
+    def __init__(self, store: TripStore, policy: Policy, open_partition: Callable[[int], Partition],
+                 on_handled: OnHandled | None = None) -> None:
         self.store = store
         self.policy = policy
         self._open = open_partition
+        self.on_handled = on_handled
         self.partitions: dict[int, Partition] = {}
 
     def partition(self, number: int) -> Partition:
@@ -59,11 +67,15 @@ class Processor:
     def process(self, record: Record, send: Send) -> None:
         """A bug met by one record must not stop the partition: it goes to dead letters,
         and the state is as it was before it (`TripStore.handle`)."""
+        started = time.perf_counter()
+        handled = None
         try:
-            process_record(record, self.partition(record.partition), self.store, send, self.policy)
+            handled = process_record(record, self.partition(record.partition), self.store, send, self.policy)
         except Exception as error:  # noqa: BLE001 - the partition must keep going
             log.exception("command at %s[%d]@%d failed", record.topic, record.partition, record.offset)
             dead_letter(record, send, "internal_error", f"{type(error).__name__}: {error}")
+        if self.on_handled is not None:
+            self.on_handled(record, handled, time.perf_counter() - started)
 
     def flush(self) -> Writes:
         """The writes staged since the last flush: the end of a batch."""
@@ -219,11 +231,13 @@ class Batches:
     """One batch at a time: records in order (`Guard`), handled (`Processor`), made
     durable (`Durable`), then their positions handed on (`Positions`)."""
 
-    def __init__(self, processor: Processor, guard: Guard, durable: Durable, positions: Positions) -> None:
+    def __init__(self, processor: Processor, guard: Guard, durable: Durable, positions: Positions,
+                 on_dead_letter: Callable[[Mapping[str, bytes]], None] | None = None) -> None:
         self.processor = processor
         self.guard = guard
         self.durable = durable
         self.positions = positions
+        self.on_dead_letter = on_dead_letter  # told of each dead letter's headers
         self.stats = BatchStats()
 
     async def run(self, records: Sequence[Record]) -> None:
@@ -234,6 +248,8 @@ class Batches:
 
         def send(topic: str, key: bytes, value: bytes, partition: int | None, headers: Mapping[str, bytes]) -> None:
             outputs.append(Output(topic, key, value, partition, headers))
+            if topic == topics.DEAD_LETTERS and self.on_dead_letter is not None:
+                self.on_dead_letter(headers)
 
         places: set[tuple[str, int]] = set()
         handled = 0

@@ -37,14 +37,17 @@ from app.tables.store import TripStore
 SYSTEM_ACTOR = {"userId": "system", "role": Role.SERVICE.value}
 
 
-def process_record(record: Record, partition: Partition, store: TripStore, send: Send, policy: Policy) -> None:
-    """The one entry point for a record of the command topic (worker and replay alike)."""
+def process_record(record: Record, partition: Partition, store: TripStore, send: Send,
+                   policy: Policy) -> Handled | None:
+    """The one entry point for a record of the command topic (worker and replay alike).
+    Returns the command's effect; None for a tick or a record that was dead-lettered."""
     if record.key == topics.TICK_KEY:
         process_tick(record, partition, store, send, policy)
-        return
+        return None
     handled = process_command(record, partition.trips, store, send, policy)
     if handled is not None:
         note_next_visit(handled, partition)
+    return handled
 
 
 def note_next_visit(handled: Handled, partition: Partition) -> None:

@@ -72,6 +72,10 @@ class ContiguousCommands:
         """The next offset to handle on the partition."""
         return self._next[topic, partition]
 
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset to handle, per partition seen since its assignment."""
+        return dict(self._next)
+
     def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
         for where in partitions:
             self._next.pop(where, None)

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from app.domain.commands import QueryAvailability
 from app.domain.handle import Outcome
 from app.domain.policy import Policy
+from app.domain.rejections import Code
 from app.domain.state import TripState
 from app.models import topics
 from app.models.commands import TRIP_RECORD, parse_command
@@ -58,6 +59,7 @@ class Handled:
     key: bytes
     state: TripState
     outcome: Outcome
+    command_type: str
     next_visit: int | None  # when the trip next needs a tick's visit (`TripStore.handle`)
 
 
@@ -70,11 +72,13 @@ def process_command(record: Record, table: Staged, store: TripStore, send: Send,
     if record.key is None or wire.key().encode() != record.key:
         return dead_letter(record, send, "wrong_key", f"expected key {wire.key()!r}")
     command = wire.to_domain()
-    state, outcome, next_visit = store.handle(table, record.key, command, record.timestamp_ms, record.offset, policy)
+    state, outcome, next_visit = store.handle(table, record.key, command, record.timestamp_ms, record.offset, policy,
+                                              wire.fingerprint)
     for topic, key, value in lifecycle_events(state, outcome):
         send(topic, key.encode(), value, None, {})
-    send_reply(record, send, wire.command_id, reply(state, outcome, query=isinstance(command, QueryAvailability)))
-    return Handled(record.key, state, outcome, next_visit)
+    send_reply(record, send, wire.command_id, reply(state, outcome, query=isinstance(command, QueryAvailability)),
+               replayed=outcome.duplicate and outcome.code is not Code.IDEMPOTENCY_KEY_REUSED)
+    return Handled(record.key, state, outcome, wire.type, next_visit)
 
 
 def forward_trip(record: Record, send: Send) -> None:
@@ -94,14 +98,17 @@ def reply_headers(record: Record) -> dict[str, bytes]:
     return {name: record.headers[name] for name in (topics.REPLY_TO, topics.REPLY_PARTITION) if name in record.headers}
 
 
-def send_reply(record: Record, send: Send, command_id: str, body: bytes) -> None:
+def send_reply(record: Record, send: Send, command_id: str, body: bytes, replayed: bool = False) -> None:
+    """The reply, to where the command's headers say. A replay says so in a header, not in
+    the body: a retry's reply is byte-identical to the first."""
     if topics.REPLY_TO not in record.headers:
         return
     try:
         partition = int(record.headers[topics.REPLY_PARTITION])
     except (KeyError, ValueError):
         partition = None
-    send(record.headers[topics.REPLY_TO].decode(), command_id.encode(), body, partition, {})
+    send(record.headers[topics.REPLY_TO].decode(), command_id.encode(), body, partition,
+         {topics.REPLAYED: b"true"} if replayed else {})
 
 
 def dead_letter(record: Record, send: Send, code: str, reason: str) -> None:

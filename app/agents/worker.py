@@ -31,6 +31,7 @@ from app.agents.expiry import tick_value
 from app.agents.faust_app import FairIntake, WorkerApp, WorkerConsumer, WorkerTableManager
 from app.agents.gaps import BrokerLog, ContiguousCommands
 from app.agents.local import RocksTables
+from app.agents.monitor import WorkerMonitor
 from app.agents.processor import Record, forward_trip
 from app.agents.produce import BATCH_BYTES, BatchProducer
 from app.config import get_settings
@@ -38,7 +39,7 @@ from app.models import topics
 from app.tables.partition import Partition
 from app.tables.store import TripStore
 from app.tables.trips import HOLD_DUE, TRIP_STATE, hold_due_table, trip_state_table
-from app.topics import changelog_specs, ensure_topics, leader_spec, wait_until_listed
+from app.topics import ensure_topics, internal_topic_specs
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -56,6 +57,9 @@ app = WorkerApp(
     producer_max_request_size=4 * BATCH_BYTES,
     consumer_max_fetch_size=settings.worker_fetch_partition_bytes,
     table_standby_replicas=settings.worker_standby_replicas,
+    topic_replication_factor=settings.topic_replication_factor,
+    # Every topic exists before the agents start (app.topics, declare_internal_topics).
+    topic_allow_declare=False,
     consumer_group_instance_id=settings.worker_instance_id or None,
     broker_session_timeout=settings.worker_session_timeout_seconds,
     broker_heartbeat_interval=settings.worker_heartbeat_seconds,
@@ -80,8 +84,10 @@ def open_partition(number: int) -> Partition:
 positions = Positions()
 durable = Durable(BatchProducer(app), {name: table.changelog_topic_name for name, table in tables.items()}, local)
 guard = ContiguousCommands(BrokerLog(settings))
-batches = Batches(Processor(TripStore(settings.worker_trips_cached), policy, open_partition), guard, durable,
-                  positions)
+monitor = WorkerMonitor(app, settings, guard.positions)
+app.sensors.add(monitor)
+batches = Batches(Processor(TripStore(settings.worker_trips_cached), policy, open_partition, monitor.handled), guard,
+                  durable, positions, monitor.dead_lettered)
 
 
 class Rate:
@@ -148,6 +154,9 @@ async def forward_trips(stream: faust.StreamT) -> None:
         record = record_of(event)
         outputs: list[Output] = []
         forward_trip(record, lambda *sent: outputs.append(Output(*sent)))
+        for output in outputs:
+            if output.topic == topics.DEAD_LETTERS:
+                monitor.dead_lettered(output.headers)
         try:
             await durable.produce_all(outputs)
         except Exception:
@@ -192,28 +201,29 @@ async def log_rate() -> None:
     rate.report()
 
 
-def declare_topics() -> None:
-    """faust creates its changelog and leader topics itself, at start; but a topic missing
-    from its consumer's metadata when it joins the group is left out of the assignment
-    until a later rebalance, which may not come for minutes (no leader then: no ticks, no
-    hold expires). So they are created first, and the worker starts once the broker lists
-    every topic it reads."""
-    replication = app.conf.topic_replication_factor
-    changelogs = [table.changelog_topic_name for table in app.tables.values()]
-    leader = app._leader_assignor._leader_topic_name  # `<app id>-__assignor-__leader`
-    ensure_topics(settings, [*changelog_specs(settings, changelogs, replication), leader_spec(leader, replication)])
-    wait_until_listed(settings, [*changelogs, leader, commands.get_topic_name(), trips_catalog.get_topic_name()])
+def declare_internal_topics() -> None:
+    """The topics faust would create at start, created here instead (faust is told not to:
+    topic_allow_declare). faust's consumer may not see a topic faust has just created
+    until a metadata refresh minutes later: a worker whose first join missed its leader
+    topic had no ticks, and one that missed a changelog could not write its table; faust
+    sends its CreateTopics to the broker its client takes for the controller, under KRaft
+    any broker, and a worker started while that one was down failed to start (a chaos
+    run); and it sets no min.insync.replicas. The admin client here asks any broker that
+    answers, creates only what is missing, and waits until every broker lists it."""
+    names = [table.changelog_topic_name for table in app.tables.values()]
+    ensure_topics(settings, internal_topic_specs(settings, names, app._leader_assignor._leader_topic_name))
 
 
 def main() -> None:
     if sys.argv[1:2] != ["worker"]:
         return app.main()
     # faust's `worker` command turns its web server on unless told otherwise (whatever
-    # web_enabled says). The worker serves nothing over HTTP, and the fixed port would
-    # keep a second worker from starting on the same host.
+    # web_enabled says). The worker serves only its own /metrics and health
+    # (app.agents.monitor), and faust's fixed port would keep a second worker from
+    # starting on the same host.
     if not any(arg.startswith("--with") for arg in sys.argv):
         sys.argv.append("--without-web")
-    declare_topics()
+    declare_internal_topics()
     app.main()
 
 

@@ -3,8 +3,13 @@
 The order of steps matters:
 1. Recall: a command id seen before gets the outcome it got then, with the same events
    (rebuilt from the bookings' transitions and the remembered outcome), and changes
-   nothing. A remembered outcome is recalled for `Policy.outcome_retention_hours`. The caller loads into the state what recall needs: the booking the command
-   names or would create, the remembered outcome of its id and the bookings it touched.
+   nothing. A remembered outcome is recalled for `Policy.outcome_retention_hours`. The
+   caller loads into the state what recall needs: the booking the command names or
+   would create, the remembered outcome of its id and the bookings it touched.
+   A command may carry the fingerprint of the request it stands for (an HTTP request
+   with an Idempotency-Key): its outcome is then always remembered with it, and the same
+   command id with another fingerprint is refused as `idempotency_key_reused`, changing
+   nothing.
 2. Expire holds due by the record's time, before deciding, so a payment that arrives
    after its hold ran out sees the hold expired, live or in a replay.
 3. Decide, then fold the events into the state.
@@ -46,10 +51,11 @@ class Outcome:
         return self.code is None
 
 
-def handle(state: TripState, command: Command, now: int, policy: Policy) -> Outcome:
+def handle(state: TripState, command: Command, now: int, policy: Policy, fingerprint: str | None = None) -> Outcome:
     prior = recall(state, command, now, policy)
     if prior is not None:
-        return prior
+        known = remembered_by(state, command.command_id, now, policy)
+        return prior if same_request(known, fingerprint) else key_reused(command)
     events = expire_due_holds(state, now, command.command_id)
     for event in events:
         evolve(state, event)
@@ -58,7 +64,7 @@ def handle(state: TripState, command: Command, now: int, policy: Policy) -> Outc
         evolve(state, event)
     outcome = outcome_of(state, command, decision)
     outcome = replace(outcome, events=events + decision.events)
-    if needs_remembering(outcome):
+    if fingerprint is not None or needs_remembering(outcome):
         state.remembered[command.command_id] = Remembered(
             code=outcome.code,
             booking_id=outcome.booking_id,
@@ -66,9 +72,22 @@ def handle(state: TripState, command: Command, now: int, policy: Policy) -> Outc
             trip_version=outcome.trip_version,
             trip=state.trip if outcome.trip_version is not None else None,
             touched=tuple(sorted(touched_bookings(outcome.events))),
+            fingerprint=fingerprint,
             at=now,
         )
     return outcome
+
+
+def same_request(known: Remembered | None, fingerprint: str | None) -> bool:
+    """Whether a command id seen before stands for the same request now. Only two
+    fingerprints can tell requests apart: without one on either side, it is a duplicate."""
+    return fingerprint is None or known is None or known.fingerprint in (None, fingerprint)
+
+
+def key_reused(command: Command) -> Outcome:
+    """The refusal of a command id reused for another request: it changes nothing, and is
+    not remembered (the command id keeps the outcome of its first request)."""
+    return Outcome(command.command_id, Code.IDEMPOTENCY_KEY_REUSED, (), duplicate=True)
 
 
 def outcome_of(state: TripState, command: Command, decision) -> Outcome:

@@ -22,6 +22,7 @@ class Code(StrEnum):
     INVALID_REASON = "invalid_reason"
     NOT_OWNER = "not_owner"
     FORBIDDEN = "forbidden"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     HOLD_LIMIT_REACHED = "hold_limit_reached"
     TRAVEL_DATE_OUT_OF_RANGE = "travel_date_out_of_range"
 
@@ -42,6 +43,7 @@ MESSAGES: dict[Code, str] = {
     Code.INVALID_REASON: "A cancellation reason of 10 to 500 characters is required.",
     Code.NOT_OWNER: "Only the booking's rider may do this.",
     Code.FORBIDDEN: "This role may not do this.",
+    Code.IDEMPOTENCY_KEY_REUSED: "This Idempotency-Key was already used for a different request.",
     Code.HOLD_LIMIT_REACHED: "You already hold as many unpaid seats on this trip as one rider may; pay or cancel first.",
     Code.TRAVEL_DATE_OUT_OF_RANGE: "Trips can be published from yesterday up to the configured number of days ahead.",
 }

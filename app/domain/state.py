@@ -17,9 +17,11 @@ from app.domain.trip import Trip
 
 @dataclass(frozen=True, slots=True)
 class Remembered:
-    """An outcome not recoverable from a booking's transitions: a rejection, a trip
-    command, or a refund demand. Kept so a duplicate gets the same reply and events,
-    for `Policy.outcome_retention_hours` after `at` (`app.domain.handle.recall`)."""
+    """An outcome not recoverable from a booking's transitions (a rejection, a trip
+    command, a refund demand), or any outcome of a command that names the request it
+    stands for (`fingerprint`). Kept so a duplicate gets the same reply and events, and a
+    different request under the same command id is told apart, for
+    `Policy.outcome_retention_hours` after `at` (`app.domain.handle.recall`)."""
 
     code: Code | None
     booking_id: str | None = None
@@ -27,6 +29,7 @@ class Remembered:
     trip_version: int | None = None
     trip: Trip | None = None  # as a trip command published it
     touched: tuple[str, ...] = ()  # the bookings its events moved, to rebuild them
+    fingerprint: str | None = None  # of the request the command stands for (gateway.dispatch)
     at: int = 0  # the time of the record that was decided
 
 

@@ -130,6 +130,10 @@ class CommandIn(Wire):
     v: Literal[1] = SCHEMA_VERSION
     command_id: CommandId
     actor: ActorIn
+    # What the request this command stands for was (the gateway's hash of an HTTP request
+    # sent with an Idempotency-Key): the same command id with another fingerprint is
+    # refused as idempotency_key_reused. Without it, a repeated command id is a retry.
+    fingerprint: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class TripCommandIn(CommandIn):

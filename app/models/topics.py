@@ -16,6 +16,7 @@ REPLIES = NAMESPACE + "booking.replies"  # one partition per gateway process, ke
 TRIPS = NAMESPACE + "trips.catalog"  # compacted, published by the route service, keyed by trip
 TRIP_UPDATED = NAMESPACE + "trip.updated"  # the processor's view of each trip, after every change
 DEAD_LETTERS = NAMESPACE + "booking.deadletter"
+DEAD_LETTER_REPLAYS = NAMESPACE + "booking.deadletter.replays"  # compacted: dead letters replayed (app.deadletters)
 AUDIT = NAMESPACE + "booking.audit"  # who did what over HTTP, keyed by user id (gateway.audit)
 
 # Lifecycle topics, keyed by booking id; the event type is the topic name.
@@ -49,6 +50,8 @@ def event_type(topic: str) -> str:
 # Headers a command carries so its reply finds the way back.
 REPLY_TO = "reply-to"
 REPLY_PARTITION = "reply-partition"
+# On a reply that repeats the outcome of a command id handled before (a retry).
+REPLAYED = "replayed"
 
 # The key of the clock ticks written into every partition of the command topic. A trip key
 # always contains ":", so no command can be mistaken for a tick.

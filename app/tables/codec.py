@@ -142,11 +142,11 @@ def _remembered_row(r: Remembered) -> list[Any]:
     refund = r.refund
     refund_row = [refund.booking_id, refund.payment_id, refund.amount, refund.reason, refund.at] if refund else None
     return [r.code.value if r.code else None, r.booking_id, refund_row, r.trip_version,
-            trip_to_json(r.trip) if r.trip else None, r.touched, r.at]
+            trip_to_json(r.trip) if r.trip else None, r.touched, r.fingerprint, r.at]
 
 
 def _remembered_from(row: list[Any]) -> Remembered:
-    code, booking_id, refund, trip_version, trip, touched, at = row
+    code, booking_id, refund, trip_version, trip, touched, fingerprint, at = row
     return Remembered(
         code=Code(code) if code else None,
         booking_id=booking_id,
@@ -154,5 +154,6 @@ def _remembered_from(row: list[Any]) -> Remembered:
         trip_version=trip_version,
         trip=trip_from_json(trip) if trip else None,
         touched=tuple(touched),
+        fingerprint=fingerprint,
         at=at,
     )

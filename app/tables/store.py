@@ -102,8 +102,8 @@ class TripStore:
         self.cache: OrderedDict[bytes, Loaded] = OrderedDict()
         self.unwritten: dict[bytes, Loaded] = {}
 
-    def handle(self, table: Staged, key: bytes, command: Command, now: int, offset: int,
-               policy: Policy) -> tuple[TripState, Outcome, int | None]:
+    def handle(self, table: Staged, key: bytes, command: Command, now: int, offset: int, policy: Policy,
+               fingerprint: str | None = None) -> tuple[TripState, Outcome, int | None]:
         """The command against the trip's state, its effect staged in the table (the trip
         entry at the next `write_trips`). The returned state holds every booking the
         outcome mentions; with it, when the trip next needs a tick's visit (`next_visit`)."""
@@ -111,7 +111,7 @@ class TripStore:
         undo = checkpoint(loaded.state)
         try:
             prior = self.load_named(loaded, key, command)
-            outcome = handle(loaded.state, command, now, policy)
+            outcome = handle(loaded.state, command, now, policy, fingerprint)
             self.save(loaded, key, command, outcome, prior, offset)
         except BaseException:
             restore(loaded.state, undo)  # what this command half did; the earlier ones stay

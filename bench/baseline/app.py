@@ -7,10 +7,19 @@ instead of by a log. The rules are not re-implemented: the transaction loads the
 and its leg bitmasks into a `TripState` and asks the same pure core (`app.domain.decide`)
 for the decision, so the two systems differ only in how they serialize and store.
 
-Left out on purpose (the benchmark does not exercise them): holds expiring, payments,
-authentication. Run: `uvicorn bench.baseline.app:app` with BASELINE_DATABASE_URL set.
+Two variants (BASELINE_MODE):
+- `bare`: the booking transaction and nothing else; the rider is named by an X-Rider
+  header, an Idempotency-Key is matched against the bookings it created.
+- `like-for-like`: the work per request the OpenRide gateway does too: the rider's JWT
+  verified (with the gateway's own TokenVerifier, which remembers verified tokens), an
+  idempotency record in Postgres written in the booking's transaction (same key and
+  request: the stored response; another request: 422), and an audit line per request.
+
+Left out on purpose (the benchmark does not exercise them): holds expiring, payments.
+Run: `uvicorn bench.baseline.app:app` with BASELINE_DATABASE_URL (and BASELINE_MODE) set.
 """
 
+import logging
 import os
 import time
 from contextlib import asynccontextmanager
@@ -32,6 +41,8 @@ from app.domain.commands import Actor, CreateBooking, Role
 from app.domain.decide import Accepted, decide
 from app.domain.state import TripState
 from app.tables.codec import trip_from_json
+from gateway.dispatch import fingerprint
+from gateway.security import AuthError, TokenVerifier
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS baseline_trips (
@@ -53,9 +64,21 @@ CREATE TABLE IF NOT EXISTS baseline_bookings (
     created_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (rider_id, idempotency_key)
 );
+CREATE TABLE IF NOT EXISTS baseline_idempotency (
+    user_id         text  NOT NULL,
+    idempotency_key text  NOT NULL,
+    fingerprint     text  NOT NULL,
+    status          int   NOT NULL,
+    body            bytea NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, idempotency_key)
+);
 """
 POOL_SIZE = int(os.environ.get("BASELINE_POOL_SIZE", "10"))
+LIKE_FOR_LIKE = os.environ.get("BASELINE_MODE", "bare") == "like-for-like"
 policy = get_settings().policy()
+verifier = TokenVerifier.from_settings(get_settings())
+audit = logging.getLogger("baseline.audit")
 
 
 class Wire(BaseModel):
@@ -77,6 +100,12 @@ class CancelIn(Wire):
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     url = os.environ.get("BASELINE_DATABASE_URL", get_settings().database_url)
+    if LIKE_FOR_LIKE:  # one JSON line per request on stderr (the service's log file)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        audit.addHandler(handler)
+        audit.setLevel(logging.INFO)
+        audit.propagate = False
     async with AsyncConnectionPool(url, min_size=POOL_SIZE, max_size=POOL_SIZE, open=False) as pool:
         async with pool.connection() as conn:
             await conn.execute(SCHEMA)
@@ -96,61 +125,144 @@ async def health() -> Response:
     return answer(200, {"status": "UP"})
 
 
-@app.post("/v1/bookings")
-async def create_booking(body: CreateIn, x_rider: Annotated[str, Header()],
-                         idempotency_key: Annotated[str | None, Header()] = None) -> Response:
-    trip_key = f"{body.route_id}:{body.travel_date}"
-    command_id = f"{x_rider}/{idempotency_key or os.urandom(8).hex()}"
-    command = CreateBooking(command_id, Actor(x_rider, Role.RIDER), body.origin_stop_id, body.destination_stop_id,
-                            body.seats_booked)
-    async with app.state.pool.connection() as conn, conn.transaction():
+def rider_of(x_rider: str | None, authorization: str | None) -> str | None:
+    """The caller: the X-Rider header (bare), or the verified JWT's subject (like-for-like)."""
+    if not LIKE_FOR_LIKE:
+        return x_rider
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        return verifier.verify(token).user_id
+    except AuthError:
+        return None
+
+
+class Idempotency:
+    """Like-for-like only: the request's record in baseline_idempotency, read and written in
+    the booking's transaction."""
+
+    def __init__(self, user_id: str, key: str | None, method: str, path: str, body: Any):
+        self.user_id, self.key = user_id, key
+        self.fingerprint = fingerprint(method, path, body)
+
+    async def recall(self, conn: psycopg.AsyncConnection) -> Response | None:
+        if self.key is None:
+            return None
         row = await (await conn.execute(
-            "SELECT trip, legs, booked FROM baseline_trips WHERE trip_key = %s FOR UPDATE", (trip_key,))).fetchone()
+            "SELECT fingerprint, status, body FROM baseline_idempotency WHERE user_id = %s AND idempotency_key = %s",
+            (self.user_id, self.key))).fetchone()
         if row is None:
-            return answer(404, {"code": "trip_not_found"})
-        if idempotency_key is not None:
-            seen = await (await conn.execute(
-                "SELECT id, seat_numbers, status FROM baseline_bookings WHERE rider_id = %s AND idempotency_key = %s",
-                (x_rider, idempotency_key))).fetchone()
-            if seen is not None:
-                return answer(201, {"booking": {"id": seen[0], "seatNumbers": seen[1], "status": seen[2]}})
-        state = TripState(trip=trip_from_json(row[0]), trip_version=1, legs=list(row[1]), booked=row[2])
-        decision = decide(state, command, int(time.time() * 1000), policy)
-        if not isinstance(decision, Accepted):
-            return answer(409 if decision.code.value == "seats_unavailable" else 400, {"code": decision.code.value})
-        booking = decision.events[0].booking  # type: ignore[attr-defined]
-        inventory.occupy(state.legs, booking.first_leg, booking.last_leg, booking.seats)
-        await conn.execute(
-            "INSERT INTO baseline_bookings (id, trip_key, rider_id, idempotency_key, first_leg, last_leg,"
-            " seat_numbers, total_minor, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (booking.booking_id, trip_key, x_rider, idempotency_key, booking.first_leg, booking.last_leg,
-             list(booking.seats), booking.total, Status.HELD.value))
-        await conn.execute("UPDATE baseline_trips SET legs = %s, booked = booked + 1 WHERE trip_key = %s",
-                           (Jsonb(state.legs), trip_key))
-    return answer(201, {"booking": {"id": booking.booking_id, "seatNumbers": list(booking.seats),
-                                    "status": Status.HELD.value}})
+            return None
+        if row[0] != self.fingerprint:
+            return answer(422, {"code": "idempotency_key_reused"})
+        return Response(bytes(row[2]), status_code=row[1], media_type="application/json")
+
+    async def remember(self, conn: psycopg.AsyncConnection, response: Response) -> Response:
+        if self.key is not None:
+            await conn.execute(
+                "INSERT INTO baseline_idempotency (user_id, idempotency_key, fingerprint, status, body)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (self.user_id, self.key, self.fingerprint, response.status_code, bytes(response.body)))
+        return response
+
+
+def audited(rider: str, action: str, response: Response, **target: Any) -> Response:
+    if LIKE_FOR_LIKE:
+        audit.info(orjson.dumps({"at": time.time(), "userId": rider, "role": "RIDER", "action": action, **target,
+                                 "status": response.status_code}).decode())
+    return response
+
+
+@app.post("/v1/bookings")
+async def create_booking(body: CreateIn, x_rider: Annotated[str | None, Header()] = None,
+                         authorization: Annotated[str | None, Header()] = None,
+                         idempotency_key: Annotated[str | None, Header()] = None) -> Response:
+    rider = rider_of(x_rider, authorization)
+    if rider is None:
+        return answer(401, {"code": "unauthorized"})
+    trip_key = f"{body.route_id}:{body.travel_date}"
+    command_id = f"{rider}/{idempotency_key or os.urandom(8).hex()}"
+    command = CreateBooking(command_id, Actor(rider, Role.RIDER), body.origin_stop_id, body.destination_stop_id,
+                            body.seats_booked)
+    kept = Idempotency(rider, idempotency_key, "POST", "/v1/bookings", body.model_dump(by_alias=True))
+    async with app.state.pool.connection() as conn, conn.transaction():
+        response = await book(conn, trip_key, rider, idempotency_key, command, kept)
+    return audited(rider, "create_booking", response, tripKey=trip_key)
+
+
+async def book(conn: psycopg.AsyncConnection, trip_key: str, rider: str, idempotency_key: str | None,
+               command: CreateBooking, kept: Idempotency) -> Response:
+    row = await (await conn.execute(
+        "SELECT trip, legs, booked FROM baseline_trips WHERE trip_key = %s FOR UPDATE", (trip_key,))).fetchone()
+    if row is None:
+        return answer(404, {"code": "trip_not_found"})
+    if LIKE_FOR_LIKE:
+        replay = await kept.recall(conn)
+        if replay is not None:
+            return replay
+    elif idempotency_key is not None:
+        seen = await (await conn.execute(
+            "SELECT id, seat_numbers, status FROM baseline_bookings WHERE rider_id = %s AND idempotency_key = %s",
+            (rider, idempotency_key))).fetchone()
+        if seen is not None:
+            return answer(201, {"booking": {"id": seen[0], "seatNumbers": seen[1], "status": seen[2]}})
+    state = TripState(trip=trip_from_json(row[0]), trip_version=1, legs=list(row[1]), booked=row[2])
+    decision = decide(state, command, int(time.time() * 1000), policy)
+    if not isinstance(decision, Accepted):
+        refused = answer(409 if decision.code.value == "seats_unavailable" else 400, {"code": decision.code.value})
+        return await kept.remember(conn, refused) if LIKE_FOR_LIKE else refused
+    booking = decision.events[0].booking  # type: ignore[attr-defined]
+    inventory.occupy(state.legs, booking.first_leg, booking.last_leg, booking.seats)
+    await conn.execute(
+        "INSERT INTO baseline_bookings (id, trip_key, rider_id, idempotency_key, first_leg, last_leg,"
+        " seat_numbers, total_minor, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (booking.booking_id, trip_key, rider, idempotency_key, booking.first_leg, booking.last_leg,
+         list(booking.seats), booking.total, Status.HELD.value))
+    await conn.execute("UPDATE baseline_trips SET legs = %s, booked = booked + 1 WHERE trip_key = %s",
+                       (Jsonb(state.legs), trip_key))
+    created = answer(201, {"booking": {"id": booking.booking_id, "seatNumbers": list(booking.seats),
+                                       "status": Status.HELD.value}})
+    return await kept.remember(conn, created) if LIKE_FOR_LIKE else created
 
 
 @app.post("/v1/bookings/{booking_id}/cancel")
-async def cancel_booking(booking_id: str, body: CancelIn, x_rider: Annotated[str, Header()]) -> Response:
+async def cancel_booking(booking_id: str, body: CancelIn, x_rider: Annotated[str | None, Header()] = None,
+                         authorization: Annotated[str | None, Header()] = None,
+                         idempotency_key: Annotated[str | None, Header()] = None) -> Response:
+    rider = rider_of(x_rider, authorization)
+    if rider is None:
+        return answer(401, {"code": "unauthorized"})
+    kept = Idempotency(rider, idempotency_key, "POST", f"/v1/bookings/{booking_id}/cancel", body.model_dump())
     async with app.state.pool.connection() as conn, conn.transaction():
-        found = await (await conn.execute(
-            "SELECT trip_key, rider_id FROM baseline_bookings WHERE id = %s", (booking_id,))).fetchone()
-        if found is None or found[1] != x_rider:
-            return answer(404, {"code": "booking_not_found"})
-        # Lock order: trip row first, as in create, so the two never deadlock.
-        legs = (await (await conn.execute(
-            "SELECT legs FROM baseline_trips WHERE trip_key = %s FOR UPDATE", (found[0],))).fetchone())[0]
-        booking = await (await conn.execute(
-            "SELECT first_leg, last_leg, seat_numbers, status FROM baseline_bookings WHERE id = %s",
-            (booking_id,))).fetchone()
-        if booking[3] != Status.HELD.value:
-            return answer(409, {"code": "invalid_transition"})
-        inventory.release(legs, booking[0], booking[1], booking[2])
-        await conn.execute("UPDATE baseline_bookings SET status = %s WHERE id = %s",
-                           (Status.CANCELLED.value, booking_id))
-        await conn.execute("UPDATE baseline_trips SET legs = %s WHERE trip_key = %s", (Jsonb(legs), found[0]))
-    return answer(200, {"booking": {"id": booking_id, "status": Status.CANCELLED.value}})
+        response = await cancel(conn, booking_id, rider, kept)
+    return audited(rider, "cancel_booking", response, bookingId=booking_id)
+
+
+async def cancel(conn: psycopg.AsyncConnection, booking_id: str, rider: str, kept: Idempotency) -> Response:
+    found = await (await conn.execute(
+        "SELECT trip_key, rider_id FROM baseline_bookings WHERE id = %s", (booking_id,))).fetchone()
+    if found is None or found[1] != rider:
+        return answer(404, {"code": "booking_not_found"})
+    # Lock order: trip row first, as in create, so the two never deadlock.
+    legs = (await (await conn.execute(
+        "SELECT legs FROM baseline_trips WHERE trip_key = %s FOR UPDATE", (found[0],))).fetchone())[0]
+    if LIKE_FOR_LIKE:
+        replay = await kept.recall(conn)
+        if replay is not None:
+            return replay
+    booking = await (await conn.execute(
+        "SELECT first_leg, last_leg, seat_numbers, status FROM baseline_bookings WHERE id = %s",
+        (booking_id,))).fetchone()
+    if booking[3] != Status.HELD.value:
+        refused = answer(409, {"code": "invalid_transition"})
+        return await kept.remember(conn, refused) if LIKE_FOR_LIKE else refused
+    inventory.release(legs, booking[0], booking[1], booking[2])
+    await conn.execute("UPDATE baseline_bookings SET status = %s WHERE id = %s",
+                       (Status.CANCELLED.value, booking_id))
+    await conn.execute("UPDATE baseline_trips SET legs = %s WHERE trip_key = %s", (Jsonb(legs), found[0]))
+    cancelled = answer(200, {"booking": {"id": booking_id, "status": Status.CANCELLED.value}})
+    return await kept.remember(conn, cancelled) if LIKE_FOR_LIKE else cancelled
 
 
 def seed_trips(database_url: str, trips: list[tuple[str, dict[str, Any]]]) -> None:

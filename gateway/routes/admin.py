@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from app.domain.booking import Status
 from app.models.commands import CancelBookingIn, Name, RouteId
 from gateway import audit
+from gateway.command_path import CommandRouter
 from gateway.deps import Admin, AsAdmin, ReadsDep
 from gateway.errors import JsonResponse
 from gateway.routes.bookings import PAGE_MAX, BookingIdPath, booking_body, page_body, routable
@@ -17,6 +18,7 @@ from gateway.schemas import BookingOut, BookingPage, CancelRequest, StatisticsOu
 from sinks.queries import SearchFilters
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
+commands = CommandRouter(prefix="/v1/admin", tags=["admin"])
 
 STATISTICS_MAX_DAYS = 366
 
@@ -35,7 +37,8 @@ async def search(admin: Admin, reads: ReadsDep, request: Request,
     """Bookings matching every filter given (travel dates inclusive), newest first."""
     filters = SearchFilters(tuple(s.value for s in status or ()), route_id, travel_date_from, travel_date_to,
                             rider_id, driver_id, reference)
-    audit.note(request, admin, "search_bookings", filters={k: v for k, v in request.query_params.items()})
+    audit.note(request.scope["state"], admin, "search_bookings",
+               filters={k: v for k, v in request.query_params.items()})
     content, total = await reads.search(filters, page, size)
     return JsonResponse(page_body(content, total, page, size))
 
@@ -50,11 +53,11 @@ async def statistics(admin: Admin, reads: ReadsDep, request: Request,
     average paid booking. At most 366 days."""
     if last_day < first_day or last_day - first_day >= timedelta(days=STATISTICS_MAX_DAYS):
         raise_range_error()
-    audit.note(request, admin, "read_statistics", range=f"{first_day}..{last_day}")
+    audit.note(request.scope["state"], admin, "read_statistics", range=f"{first_day}..{last_day}")
     return JsonResponse(await reads.statistics(first_day, last_day))
 
 
-@router.post("/bookings/{bookingId}/cancel", response_model=BookingOut,
+@commands.post("/bookings/{bookingId}/cancel", response_model=BookingOut,
              responses=error_responses(400, 401, 403, 404, 409, 422, 429, 503))
 async def force_cancel(booking_id: BookingIdPath, body: Annotated[CancelRequest, Body()], send: AsAdmin) -> Any:
     """Cancels any live booking, whoever holds it, refunding everything paid."""

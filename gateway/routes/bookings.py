@@ -33,9 +33,9 @@ from app.models.commands import (
     RefundDoneIn,
 )
 from gateway import audit
+from gateway.command_path import CommandRouter
 from gateway.deps import AsPayer, AsRider, AsService, AsTripManager, CurrentPrincipal, ReadsDep, Rider
 from gateway.errors import ApiError, JsonResponse
-from gateway.idempotency import key_reused
 from gateway.schemas import (
     BookingCreate,
     BookingCreatedOut,
@@ -50,16 +50,15 @@ from gateway.schemas import (
 from gateway.security import Principal
 
 router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
+commands = CommandRouter(prefix="/v1/bookings", tags=["bookings"])
 
 BookingIdPath = Annotated[str, Path(alias="bookingId", max_length=200,
                                     examples=["LAG-IBD.20300115.M3ZQ7KX2B4TQJH6A"])]
-# What a retry with the same Idempotency-Key must repeat to get the original response.
-SAME_REQUEST_FIELDS = ("routeId", "travelDate", "originStopId", "destinationStopId", "seatsBooked")
 PAGE_MAX = 10_000  # deeper than any rider's history; keeps OFFSET bounded
 COMMAND_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
 
 
-@router.post("", status_code=201, response_model=BookingCreatedOut, responses=COMMAND_ERRORS)
+@commands.post("", status_code=201, response_model=BookingCreatedOut, responses=COMMAND_ERRORS)
 async def create_booking(body: BookingCreate, send: AsRider) -> Any:
     """Holds seats from the pickup to the drop-off stop (the lowest seat numbers free on
     every leg) for HOLD_MINUTES. The same Idempotency-Key (header, or `idempotencyKey` in
@@ -73,13 +72,9 @@ async def create_booking(body: BookingCreate, send: AsRider) -> Any:
                              booking_id_for(body.route_id, body.travel_date, command.command_id)):
         raise ApiError(409, Code.HOLD_LIMIT_REACHED, "You hold as many unpaid seats as one rider may; "
                                                      "pay for or cancel a booking first.")
-    expected = command.model_dump(mode="json", by_alias=True)
-    keyed = send.idempotency_key is not None
 
     def created(reply: dict[str, Any]) -> JsonResponse:
         booking = reply["booking"]
-        if keyed:
-            ensure_same_request(booking, expected)
         return JsonResponse(created_body(booking), status_code=201,
                             headers={"Location": f"/v1/bookings/{booking['id']}"})
 
@@ -128,7 +123,7 @@ async def get_booking(booking_id: BookingIdPath, principal: CurrentPrincipal, re
     return JsonResponse(booking)
 
 
-@router.post("/{bookingId}/payment", response_model=BookingOut, responses=COMMAND_ERRORS)
+@commands.post("/{bookingId}/payment", response_model=BookingOut, responses=COMMAND_ERRORS)
 async def initiate_payment(booking_id: BookingIdPath, send: AsPayer,
                            body: Annotated[PaymentRequest | None, Body()] = None) -> Any:
     """Payment starts: HELD -> PAYMENT_INITIATED, the hold extended to PAYMENT_HOLD_MINUTES
@@ -139,7 +134,7 @@ async def initiate_payment(booking_id: BookingIdPath, send: AsPayer,
     return await send.send(command, booking_body, {"paymentId": payment_id}, bookingId=booking_id)
 
 
-@router.post("/{bookingId}/confirm", response_model=BookingOut, responses=COMMAND_ERRORS)
+@commands.post("/{bookingId}/confirm", response_model=BookingOut, responses=COMMAND_ERRORS)
 async def confirm(booking_id: BookingIdPath, body: ConfirmRequest, send: AsService) -> Any:
     """The payments service reports the payment. SUCCESS with the exact total while the
     hold is live confirms the booking (a late payment gets 409 hold_expired and a
@@ -154,7 +149,7 @@ async def confirm(booking_id: BookingIdPath, body: ConfirmRequest, send: AsServi
     return await send.send(command, booking_body, body.model_dump(mode="json"), bookingId=booking_id)
 
 
-@router.post("/{bookingId}/cancel", response_model=BookingOut, responses=COMMAND_ERRORS)
+@commands.post("/{bookingId}/cancel", response_model=BookingOut, responses=COMMAND_ERRORS)
 async def cancel(booking_id: BookingIdPath, body: CancelRequest, send: AsRider) -> Any:
     """The rider cancels. Paid bookings are refunded by how long before departure: 100 %
     from 24 hours, 50 % from 6 hours, else nothing (`refundAmount`, `refundStatus`)."""
@@ -162,21 +157,21 @@ async def cancel(booking_id: BookingIdPath, body: CancelRequest, send: AsRider) 
     return await send.send(command, booking_body, body.model_dump(mode="json"), bookingId=booking_id)
 
 
-@router.post("/{bookingId}/check-in", response_model=BookingOut, responses=COMMAND_ERRORS)
+@commands.post("/{bookingId}/check-in", response_model=BookingOut, responses=COMMAND_ERRORS)
 async def check_in(booking_id: BookingIdPath, send: AsTripManager) -> Any:
     """The rider boarded: CONFIRMED -> CHECKED_IN (the trip's driver, route service, admin)."""
     command = send.command(CheckInIn, "check_in", booking_id=routable(booking_id))
     return await send.send(command, booking_body, None, bookingId=booking_id)
 
 
-@router.post("/{bookingId}/complete", response_model=BookingOut, responses=COMMAND_ERRORS)
+@commands.post("/{bookingId}/complete", response_model=BookingOut, responses=COMMAND_ERRORS)
 async def complete(booking_id: BookingIdPath, send: AsTripManager) -> Any:
     """The ride is done: CHECKED_IN -> COMPLETED (the trip's driver, route service, admin)."""
     command = send.command(CompleteIn, "complete", booking_id=routable(booking_id))
     return await send.send(command, booking_body, None, bookingId=booking_id)
 
 
-@router.post("/{bookingId}/refund-done", response_model=BookingOut, responses=COMMAND_ERRORS)
+@commands.post("/{bookingId}/refund-done", response_model=BookingOut, responses=COMMAND_ERRORS)
 async def refund_done(booking_id: BookingIdPath, body: RefundDoneRequest, send: AsService) -> Any:
     """The payments service returned money: a cancelled booking's refund (the exact amount
     owed), or part or all of a paid booking's total. -> REFUNDED."""
@@ -193,13 +188,6 @@ def routable(booking_id: str) -> str:
 
 def booking_body(reply: dict[str, Any]) -> JsonResponse:
     return JsonResponse(reply["booking"])
-
-
-def ensure_same_request(booking: dict[str, Any], command: dict[str, Any]) -> None:
-    """A retry's key found the original booking (after the store forgot the key, the
-    worker still may not): it must be for the same request."""
-    if any(booking.get(field) != command.get(field) for field in SAME_REQUEST_FIELDS):
-        raise key_reused()
 
 
 def created_body(booking: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +215,8 @@ def may_see(principal: Principal, booking: dict[str, Any]) -> bool:
 def audit_read_by_others(request: Request, principal: Principal, booking: dict[str, Any]) -> None:
     """A rider's personal data read by the trip's driver, a service or an admin is on the record."""
     if principal.user_id != booking.get("riderId"):
-        audit.note(request, principal.acting_as(tuple(Role)), "read_booking", bookingId=booking.get("id"))
+        audit.note(request.scope["state"], principal.acting_as(tuple(Role)), "read_booking",
+                   bookingId=booking.get("id"))
 
 
 def booking_not_found() -> ApiError:

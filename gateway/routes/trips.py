@@ -14,6 +14,7 @@ from app.domain.rejections import MESSAGES, Code
 from app.models.commands import ROUTE_ID_PATTERN, CancelTripIn, PublishTripIn, QueryAvailabilityIn, TripIn
 from app.tables.codec import trip_to_json
 from gateway import audit
+from gateway.command_path import CommandRouter
 from gateway.deps import AsAnyone, AsTripManager, ReadsDep, acting_as
 from gateway.errors import ApiError, JsonResponse
 from gateway.schemas import (
@@ -26,6 +27,7 @@ from gateway.schemas import (
 )
 
 router = APIRouter(prefix="/v1/trips", tags=["trips"])
+commands = CommandRouter(prefix="/v1/trips", tags=["trips"])
 
 RouteIdPath = Annotated[str, Path(alias="routeId", pattern=ROUTE_ID_PATTERN, examples=["LAG-IBD"])]
 TravelDatePath = Annotated[date, Path(alias="travelDate", description="YYYY-MM-DD", examples=["2030-01-15"])]
@@ -33,7 +35,7 @@ ManifestReader = Annotated[Actor, Depends(acting_as(Role.ADMIN, Role.DRIVER))]
 COMMAND_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
 
 
-@router.put("/{routeId}/{travelDate}", response_model=TripPublishedOut, responses=COMMAND_ERRORS)
+@commands.put("/{routeId}/{travelDate}", response_model=TripPublishedOut, responses=COMMAND_ERRORS)
 async def publish_trip(route_id: RouteIdPath, travel_date: TravelDatePath, trip: TripIn, send: AsTripManager) -> Any:
     """Publishes a trip, or updates it (stops and capacity stay fixed once booked). A driver
     may only manage a trip that names them as its driver."""
@@ -46,7 +48,7 @@ async def publish_trip(route_id: RouteIdPath, travel_date: TravelDatePath, trip:
     return await send.send(command, published, trip.model_dump(mode="json", by_alias=True), tripKey=command.key())
 
 
-@router.post("/{routeId}/{travelDate}/cancel", response_model=TripCancelledOut, responses=COMMAND_ERRORS)
+@commands.post("/{routeId}/{travelDate}/cancel", response_model=TripCancelledOut, responses=COMMAND_ERRORS)
 async def cancel_trip(route_id: RouteIdPath, travel_date: TravelDatePath, body: TripCancelRequest,
                       send: AsTripManager) -> Any:
     """Cancels the trip: every live booking is cancelled with a full refund of what was
@@ -61,7 +63,7 @@ async def cancel_trip(route_id: RouteIdPath, travel_date: TravelDatePath, body: 
     return await send.send(command, cancelled, body.model_dump(mode="json"), tripKey=command.key())
 
 
-@router.get("/{routeId}/{travelDate}/availability", response_model=AvailabilityOut,
+@commands.get("/{routeId}/{travelDate}/availability", response_model=AvailabilityOut,
             responses=error_responses(400, 401, 404, 429, 503))
 async def availability(route_id: RouteIdPath, travel_date: TravelDatePath, send: AsAnyone) -> JsonResponse:
     """Free, held and sold seats on every leg, as the trip's owner holds them right now
@@ -78,7 +80,7 @@ async def manifest(route_id: RouteIdPath, travel_date: TravelDatePath, reader: M
     """Who boards where: per stop in route order, the paid passengers (confirmed, checked
     in, completed) boarding there and the seats freed. For the trip's driver and admins;
     read from Postgres, so it trails the command log by the sink's delay."""
-    audit.note(request, reader, "read_manifest", tripKey=f"{route_id}:{travel_date.isoformat()}")
+    audit.note(request.scope["state"], reader, "read_manifest", tripKey=f"{route_id}:{travel_date.isoformat()}")
     trip = await reads.trip(route_id, travel_date)
     if reader.role is not Role.ADMIN and (trip is None or trip["driverId"] != reader.user_id):
         raise ApiError(403, Code.FORBIDDEN, "Only the trip's driver and admins may read its manifest.")

@@ -24,8 +24,9 @@ K8S_EXAMPLE = ROOT / "k8s" / "overlays" / "example"
 
 # Python shipped in the image; its environment reads count as settings too.
 SHIPPED_PYTHON = ("app", "gateway", "sinks", "deploy")
-# faust settings we configure through faust's own environment variables (faust reads
-# them over the values the code passes). Checked against faust's settings table.
+# faust's own environment variables that we set (faust reads them over the values the
+# code passes). Checked against faust's settings table. TOPIC_REPLICATION_FACTOR is also
+# a setting of ours, on purpose: the worker passes faust the same value.
 LIBRARY_ENV = frozenset({"TOPIC_REPLICATION_FACTOR"})
 # Variables of the Python runtime itself, which the image sets and no setting mirrors.
 RUNTIME_ENV = frozenset({"PATH", "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"})

@@ -11,8 +11,10 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer
+from prometheus_client import CollectorRegistry
 
 from app.config import ROOT, get_settings
+from app.monitoring import serve
 from tests.deploy.support import DOCKERIGNORE, ENTRYPOINT, ROLES, dockerfile_instructions, final_stage
 
 HEALTHCHECK_FILE = ROOT / "deploy" / "healthcheck.py"
@@ -94,6 +96,22 @@ def test_healthcheck_tells_roles_apart_by_command_line():
     assert healthcheck.role_of(["python", "-m", "sinks.main"]) == "sink"
     assert healthcheck.role_of(["/opt/venv/bin/python", "/opt/venv/bin/uvicorn", "gateway.main:app"]) == "gateway"
     assert healthcheck.role_of(["bash"]) == "unknown"
+
+
+def test_healthcheck_asks_the_worker_whether_it_is_ready():
+    """The worker's check is its own /health/ready (app.agents.monitor), on WORKER_HTTP_PORT."""
+    healthcheck = load_healthcheck()
+    health = {"ready": False}
+    server = serve(CollectorRegistry(), lambda: (True, health["ready"], {}), "127.0.0.1", 0, "test")
+    try:
+        settings = get_settings().model_copy(update={"worker_http_port": server.server_address[1]})
+        assert "503" in healthcheck.problem("worker", settings)
+        health["ready"] = True
+        assert healthcheck.problem("worker", settings) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "refused" in healthcheck.problem("worker", settings)
 
 
 @pytest.mark.integration

@@ -2,9 +2,13 @@
 strictly against Kubernetes' schemas (offline, from the kubernetes-validate wheel), and
 every name they refer to exists. (No cluster here: nothing was applied.)"""
 
+import httpx
 import pytest
 import kubernetes_validate
+from prometheus_client import CollectorRegistry
 
+from app.config import Settings
+from app.monitoring import serve
 from gateway.main import app as gateway_app
 from tests.deploy.support import (
     K8S_BASE, K8S_EXAMPLE, ROLES, all_containers, container_env_names, named, pod_owners, pod_spec, render,
@@ -110,6 +114,23 @@ def test_gateway_probes_exist_in_the_gateway():
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["path"] in paths
     assert named(render(K8S_EXAMPLE), "HorizontalPodAutoscaler")["openride-gateway"]
+
+
+def test_worker_probes_are_served_on_the_worker_s_port():
+    """The probes name paths the worker's own server answers (app.monitoring, a real
+    server here), on the port the worker listens on by default."""
+    worker = named(render(K8S_EXAMPLE), "StatefulSet")["openride-worker"]
+    container = next(c for c in pod_spec(worker)["containers"] if c["args"][0] == "worker")
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    server = serve(CollectorRegistry(), lambda: (True, True, {}), "127.0.0.1", 0, "test")
+    try:
+        for probe in ("readinessProbe", "livenessProbe"):
+            get = container[probe]["httpGet"]
+            assert ports[get["port"]] == Settings.model_fields["worker_http_port"].default
+            assert httpx.get(f"http://127.0.0.1:{server.server_address[1]}{get['path']}").status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_overlay_sets_its_image_everywhere():

@@ -13,7 +13,7 @@ core's own state:
 
 import copy
 from dataclasses import dataclass, replace
-from datetime import date, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, event, settings
@@ -55,6 +55,10 @@ BAD_REASONS = ["too short", "     short      ", "", "x" * 501]
 # Days around the UK clock changes of 2030, and two ordinary ones.
 TRAVEL_DATES = [date(2030, 3, 31), date(2030, 10, 27), date(2030, 6, 15), date(2030, 1, 10)]
 ZONES = ["UTC", "Europe/London", "Africa/Lagos", "America/New_York", "Australia/Sydney"]
+
+
+def utc_date(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, UTC).date()
 
 
 @dataclass
@@ -411,6 +415,8 @@ class BookingMachine(RuleBasedStateMachine):
             code = Code.FORBIDDEN
         elif self.trip_cancelled and by is DRIVER:
             code = Code.TRIP_CANCELLED
+        elif self.trip.travel_date < utc_date(self.now) - timedelta(days=self.policy.trip_days_behind_max):
+            code = Code.TRAVEL_DATE_OUT_OF_RANGE  # the clock has run past the trip
         elif self.model and change in ("currency", "timezone", "departure"):
             code = Code.TRIP_UPDATE_CONFLICT
         else:

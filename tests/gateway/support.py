@@ -2,6 +2,7 @@
 
 import asyncio
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -11,8 +12,12 @@ from typing import Any
 import jwt
 import orjson
 
+from app.agents.batch import InMemory
+from app.agents.processor import Record
 from app.config import get_settings
+from app.models import topics
 from app.models.commands import parse_command
+from gateway.kafka import ReplyTimeout
 from tests.sink.scenario import TRAVEL_DATE, TripLog, unique_prefix
 from tests.sink.test_store import apply
 
@@ -106,6 +111,55 @@ class FakeBus:
         self.published.append((topic, key, orjson.loads(value)))
 
 
+class Worker:
+    """The worker's own record handling (app.agents.batch.InMemory, over in-memory
+    tables) standing in for the command bus: each command becomes the next record of one
+    partition, handled in arrival order, whichever gateway (TestClient) sent it."""
+
+    def __init__(self) -> None:
+        self.processor = InMemory(get_settings().policy(), trips_cached=100)
+        self.lock = threading.Lock()
+        self.offset = 0
+        self.handled: list[dict[str, Any]] = []
+        self.delay = 0.0  # seconds each command takes
+        self.clock_ms = lambda: int(time.time() * 1000)  # the broker's record time
+        self.lose_replies = 0  # the next replies lost on the way back (the command applies)
+        self.replies_assigned = True
+        self.published: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def request(self, key: str, command: dict[str, Any], timeout: float) -> dict[str, Any]:
+        return await asyncio.to_thread(self.handle, key, command)
+
+    def handle(self, key: str, command: dict[str, Any]) -> dict[str, Any]:
+        sent: list[tuple[str, bytes, bytes, int | None, dict[str, bytes]]] = []
+        with self.lock:
+            time.sleep(self.delay)
+            record = Record(topics.COMMANDS, 0, self.offset, self.clock_ms(), key.encode(), orjson.dumps(command),
+                            {topics.REPLY_TO: b"replies", topics.REPLY_PARTITION: b"0"})
+            self.offset += 1
+            self.processor.process(record, lambda *out: sent.append(out))
+            self.processor.flush()
+            self.handled.append(command)
+            lost, self.lose_replies = self.lose_replies > 0, max(0, self.lose_replies - 1)
+        _, _, value, _, headers = next(out for out in sent if out[0] == "replies")
+        if lost:
+            raise ReplyTimeout(command["commandId"])
+        reply = orjson.loads(value)
+        if headers.get(topics.REPLAYED) == b"true":
+            reply[topics.REPLAYED] = True
+        return reply
+
+    def bookings(self) -> int:
+        """Bookings created on every trip."""
+        return sum(loaded.state.booked for loaded in self.processor.processor.store.cache.values())
+
+    def kafka_reachable(self, timeout: float) -> bool:
+        return True
+
+    def publish(self, topic: str, key: str, value: bytes) -> None:
+        self.published.append((topic, key, orjson.loads(value)))
+
+
 class FakePool:
     """Enough of psycopg_pool.AsyncConnectionPool for /health/ready."""
 
@@ -125,6 +179,12 @@ class FakePool:
 
     async def execute(self, _sql: str) -> None:
         return None
+
+
+def audited(client, bus) -> list[tuple[str, str, dict[str, Any]]]:
+    """What the audit trail has published, once its pending batch is written."""
+    client.portal.call(client.app.state.audit.flush)
+    return bus.published
 
 
 def token(sub: str = "rider-1", role: str | list[str] | None = "RIDER", ttl: int = 3600, **claims: Any) -> str:

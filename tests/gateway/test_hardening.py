@@ -15,10 +15,20 @@ from fastapi.testclient import TestClient
 from app.config import DEVELOPMENT_JWT_SECRET, get_settings
 from app.domain.ids import booking_id_for
 from app.models import topics
-from gateway.commands import command_id_for
+from gateway.dispatch import command_id_for
 from gateway.main import create_app
 from gateway.security import TokenVerifier
-from tests.gateway.support import BOOKING_REQUEST, accepted, auth, booking_snapshot, mixed, store_log, token, trip_log
+from tests.gateway.support import (
+    BOOKING_REQUEST,
+    accepted,
+    audited,
+    auth,
+    booking_snapshot,
+    mixed,
+    store_log,
+    token,
+    trip_log,
+)
 
 BOOKING_ID = "R1.20300115.ABCDEFGHIJKLMNOP"
 
@@ -71,11 +81,11 @@ def test_line_breaks_in_a_reason_are_fine(client, bus):
 
 
 def test_the_command_id_join_cannot_be_forged_with_its_separator():
-    assert command_id_for("create_booking", "vic", "k1") != command_id_for("create_booking", "vic", "k2")
+    assert command_id_for("vic", "k1", "R1:2030-01-15") != command_id_for("vic", "k2", "R1:2030-01-15")
     with pytest.raises(ValueError):
-        command_id_for("create_booking", "vic", "x\x1fk1")
+        command_id_for("vic", "x\x1fk1", "R1:2030-01-15")
     with pytest.raises(ValueError):
-        command_id_for("create_booking", "vic\x1fx", "k1")
+        command_id_for("vic\x1fx", "k1", "R1:2030-01-15")
 
 
 def test_a_subject_with_control_characters_is_not_a_user(client):
@@ -193,7 +203,7 @@ def test_refusals_for_the_callers_role_are_audited(client, bus):
     response = client.post(f"/v1/bookings/{BOOKING_ID}/confirm", headers=auth("rider-1"),
                            json={"paymentId": "p", "paymentStatus": "FAILED"})
     assert response.status_code == 403
-    [(topic, key, entry)] = bus.published
+    [(topic, key, entry)] = audited(client, bus)
     assert (topic, key) == (topics.AUDIT, "rider-1")
     assert (entry["status"], entry["outcome"], entry["action"]) == (403, "refused",
                                                                     "POST /v1/bookings/{bookingId}/confirm")
@@ -207,8 +217,8 @@ def booked(database_url):
 def test_reads_of_a_riders_booking_by_others_are_audited(client, bus, booked):
     booking = next(b for b in booked.state.bookings.values() if b.rider_id == "rider-a")
     assert client.get(f"/v1/bookings/{booking.booking_id}", headers=auth("rider-a")).status_code == 200
-    assert bus.published == []  # the rider reading their own booking
+    assert audited(client, bus) == []  # the rider reading their own booking
     assert client.get(f"/v1/bookings/{booking.booking_id}", headers=auth("ops", "ADMIN")).status_code == 200
-    [(_, key, entry)] = bus.published
+    [(_, key, entry)] = audited(client, bus)
     assert (key, entry["action"], entry["bookingId"], entry["role"]) == ("ops", "read_booking", booking.booking_id,
                                                                         "ADMIN")

@@ -1,18 +1,37 @@
-"""Idempotency-Key: replay, conflicting body, in flight, concurrent duplicates, across
-gateway processes (two apps sharing the Postgres store), and the retry after a 503."""
+"""Idempotency-Key, end to end through the gateway and the worker's own record handling
+(tests.gateway.support.Worker): replay of the original status and body, another request
+under the key, duplicates in flight on one gateway process and on two, a lost reply, a
+gateway gone, keys kept past 24 hours, and the key's scope (user and trip). No Postgres is
+involved: the trip's writer remembers the keys."""
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from app.config import get_settings
-from gateway.kafka import ReplyTimeout
 from gateway.main import create_app
-from tests.gateway.support import BOOKING_REQUEST, FakeBus, auth, new_key, rejected
+from tests.gateway.support import BOOKING_REQUEST, TRIP, Worker, auth, new_key
 
 pytestmark = pytest.mark.integration
+
+TRAVEL_DATE = (date.today() + timedelta(days=30)).isoformat()  # within the window trips may be published in
+REQUEST = {**BOOKING_REQUEST, "travelDate": TRAVEL_DATE}
+OTHER_TRIP_REQUEST = {**REQUEST, "routeId": "R2"}
+
+
+@pytest.fixture
+def bus() -> Worker:
+    return Worker()
+
+
+@pytest.fixture(autouse=True)
+def trips(client) -> None:
+    for route in ("R1", "R2"):
+        published = client.put(f"/v1/trips/{route}/{TRAVEL_DATE}", json=TRIP, headers=auth("route-svc", "SERVICE"))
+        assert published.status_code == 200, published.text
 
 
 def keyed(key: str, user: str = "rider-1") -> dict[str, str]:
@@ -20,44 +39,64 @@ def keyed(key: str, user: str = "rider-1") -> dict[str, str]:
 
 
 def post(client: TestClient, key: str, body: dict | None = None, user: str = "rider-1"):
-    return client.post("/v1/bookings", json=body or BOOKING_REQUEST, headers=keyed(key, user))
+    return client.post("/v1/bookings", json=body or REQUEST, headers=keyed(key, user))
+
+
+def without_timestamp(response) -> dict:
+    return {name: value for name, value in response.json().items() if name != "timestamp"}
 
 
 def test_same_key_same_body_replays_the_original_status_and_body(client, bus):
     key = new_key()
-    first, again = post(client, key), post(client, key, {**BOOKING_REQUEST, "idempotencyKey": key})
+    first, again = post(client, key), post(client, key, {**REQUEST, "idempotencyKey": key})
     assert first.status_code == again.status_code == 201
     assert again.content == first.content and again.headers["location"] == first.headers["location"]
     assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
-    assert len(bus.sent) == 1
+    assert bus.bookings() == 1
 
 
 def test_the_body_is_compared_as_json_not_as_bytes(client, bus):
     key = new_key()
     post(client, key)
     reordered = client.post("/v1/bookings", content=b'{"seatsBooked": 2, "destinationStopId": "C", "originStopId": "A",'
-                                                    b' "travelDate": "2030-01-15",   "routeId": "R1"}',
+                                                    b' "travelDate": "' + TRAVEL_DATE.encode() + b'",   "routeId": "R1"}',
                             headers={**keyed(key), "Content-Type": "application/json"})
     assert reordered.status_code == 201 and reordered.headers["idempotent-replayed"] == "true"
 
 
-def test_same_key_other_body_is_422(client, bus):
+def test_same_key_other_request_on_the_trip_is_422(client, bus):
     key = new_key()
-    post(client, key)
-    other = post(client, key, {**BOOKING_REQUEST, "seatsBooked": 1})
+    booking_id = post(client, key).json()["booking"]["id"]
+    other = post(client, key, {**REQUEST, "seatsBooked": 1})
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
-    elsewhere = client.post("/v1/bookings/R1.20300115.ABCDEFGHIJKLMNOP/payment", headers=keyed(key))
-    assert elsewhere.status_code == 422
-    assert len(bus.sent) == 1
+    elsewhere = client.post(f"/v1/bookings/{booking_id}/payment", headers=keyed(key))
+    assert elsewhere.status_code == 422 and elsewhere.json()["code"] == "idempotency_key_reused"
+    assert "idempotent-replayed" not in other.headers
+    assert bus.bookings() == 1
+    assert client.get(f"/v1/trips/R1/{TRAVEL_DATE}/availability", headers=auth()).json()["legs"][0]["held"] == 2
 
 
-def test_a_refusal_is_replayed_too(client, bus):
+def test_a_refusal_is_replayed_too_even_once_the_seats_are_free(client, bus):
+    first_two = post(client, new_key()).json()["booking"]["id"]
+    post(client, new_key())  # the trip's 4 seats are held
     key = new_key()
-    bus.answer = rejected("seats_unavailable")
-    first = post(client, key)
-    bus.answer = lambda *_: pytest.fail("a replay must not reach the worker")
+    refused = post(client, key)
+    assert refused.status_code == 409 and refused.json()["code"] == "seats_unavailable"
+    cancelled = client.post(f"/v1/bookings/{first_two}/cancel", json={"reason": "plans changed, sorry"},
+                            headers=auth())
+    assert cancelled.status_code == 200, cancelled.text
     again = post(client, key)
-    assert first.status_code == again.status_code == 409 and again.content == first.content
+    assert again.status_code == 409 and again.headers["idempotent-replayed"] == "true"
+    assert without_timestamp(again) == without_timestamp(refused)
+    assert post(client, new_key()).status_code == 201, "a new request gets the freed seats"
+
+
+def test_a_trip_publication_is_repeatable(client, bus):
+    headers = {**auth("ops", "ADMIN"), "Idempotency-Key": new_key()}
+    first, again = (client.put(f"/v1/trips/R1/{TRAVEL_DATE}", json=TRIP, headers=headers) for _ in range(2))
+    assert first.status_code == again.status_code == 200 and again.content == first.content
+    assert first.json()["tripVersion"] == 2 and again.headers["idempotent-replayed"] == "true"
+    assert client.put(f"/v1/trips/R1/{TRAVEL_DATE}", json=TRIP, headers=auth("ops", "ADMIN")).json()["tripVersion"] == 3
 
 
 def test_keys_are_per_user(client, bus):
@@ -65,96 +104,102 @@ def test_keys_are_per_user(client, bus):
     mine, theirs = post(client, key, user="rider-1"), post(client, key, user="rider-2")
     assert mine.status_code == theirs.status_code == 201
     assert mine.json()["booking"]["riderId"] == "rider-1" and theirs.json()["booking"]["riderId"] == "rider-2"
-    assert len(bus.sent) == 2
+    assert bus.bookings() == 2
 
 
-def test_still_in_flight_is_409_then_the_outcome(client, bus):
+def test_a_key_is_scoped_to_its_trip(client, bus):
+    """The same key for another trip is another request (gateway/dispatch.py says why):
+    each is applied once and each one's retries get its own outcome."""
     key = new_key()
-    bus.delay = 1.0
-    with ThreadPoolExecutor(2) as pool:
+    here, there = post(client, key), post(client, key, OTHER_TRIP_REQUEST)
+    assert here.status_code == there.status_code == 201 and bus.bookings() == 2
+    assert post(client, key).content == here.content and post(client, key, OTHER_TRIP_REQUEST).content == there.content
+
+
+def wait_until_handling(bus: Worker) -> None:
+    deadline = time.monotonic() + 10
+    while not bus.lock.locked():
+        assert time.monotonic() < deadline, "the first request never reached the worker"
+        time.sleep(0.005)
+
+
+def test_a_duplicate_while_the_first_is_in_flight_gets_its_outcome(client, bus):
+    key = new_key()
+    bus.delay = 0.5
+    with ThreadPoolExecutor(1) as pool:
         first = pool.submit(post, client, key)
-        while not bus.sent:  # the first one is with the "worker"
-            pass
+        wait_until_handling(bus)
         second = post(client, key)
-        assert second.status_code == 409 and second.json()["code"] == "request_in_flight"
-        assert "retry-after" in second.headers
+        assert first.result().status_code == second.status_code == 201
+    assert second.content == first.result().content and second.headers["idempotent-replayed"] == "true"
+    assert len(bus.handled) == 2 + 1, "the duplicate waited for the first one's reply (2 trips published)"
+
+
+def test_a_duplicate_with_another_body_in_flight_is_422(client, bus):
+    key = new_key()
+    bus.delay = 0.5
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, client, key)
+        wait_until_handling(bus)
+        other = post(client, key, {**REQUEST, "seatsBooked": 1})
         assert first.result().status_code == 201
-    assert post(client, key).content == first.result().content
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
 
 
-def test_concurrent_duplicates_reach_the_worker_once(client, bus):
+def test_concurrent_duplicates_are_sent_once_and_answered_alike(client, bus):
     key = new_key()
     bus.delay = 0.3
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda _: post(client, key), range(8)))
-    assert len(bus.sent) == 1
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses.count(201) >= 1 and set(statuses) <= {201, 409}
-    created = [r.content for r in responses if r.status_code == 201]
-    assert len(set(created)) == 1
+    assert [r.status_code for r in responses] == [201] * 8
+    assert len({r.content for r in responses}) == 1 and bus.bookings() == 1
+    assert sum("idempotent-replayed" in r.headers for r in responses) == 7
 
 
 @pytest.fixture
-def second_process(database_url):
-    """Another gateway process: its own app, bus and pool, the same Postgres."""
-    other_bus = FakeBus()
+def second_process(database_url, bus):
+    """Another gateway process: its own app and in-flight table, the same worker."""
     settings = get_settings().model_copy(update={"database_url": database_url})
-    with TestClient(create_app(settings, bus=other_bus), raise_server_exceptions=False) as other:
-        yield other, other_bus
+    with TestClient(create_app(settings, bus=bus), raise_server_exceptions=False) as other:
+        yield other
 
 
-def test_a_retry_on_another_process_sees_the_key(client, bus, second_process):
-    other, other_bus = second_process
+def test_a_duplicate_on_another_gateway_process_gets_the_same_outcome(client, bus, second_process):
     key = new_key()
-    bus.delay = 1.0
+    bus.delay = 0.5
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(post, client, key)
-        while not bus.sent:
-            pass
-        assert post(other, key).status_code == 409
-        first.result()
-    replay = post(other, key)
-    assert replay.content == first.result().content and other_bus.sent == []
+        wait_until_handling(bus)
+        elsewhere = post(second_process, key)
+    assert elsewhere.status_code == first.result().status_code == 201
+    assert elsewhere.content == first.result().content and elsewhere.headers["idempotent-replayed"] == "true"
+    assert bus.bookings() == 1
 
 
-def test_after_a_timeout_the_retry_sends_the_same_command_again(client, bus):
+def test_after_a_lost_reply_the_retry_gets_the_outcome_that_applied(client, bus):
     key = new_key()
-
-    def time_out(_key, command):
-        raise ReplyTimeout(command["commandId"])
-
-    bus.answer = time_out
+    bus.lose_replies = 1
     timed_out = post(client, key)
-    assert timed_out.status_code == 503 and timed_out.json()["commandId"] == bus.sent[0][1]["commandId"]
-    bus.answer = FakeBus().answer
+    assert timed_out.status_code == 503 and timed_out.json()["code"] == "reply_timeout"
     retried = post(client, key)
-    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
-    assert bus.sent[1][1]["commandId"] == bus.sent[0][1]["commandId"]
+    assert retried.status_code == 201 and retried.headers["idempotent-replayed"] == "true"
+    assert timed_out.json()["commandId"] == bus.handled[-1]["commandId"] and bus.bookings() == 1
 
 
-def age_key(database_url: str, key: str, column: str, interval: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"UPDATE idempotency_keys SET {column} = now() - %s::interval WHERE idempotency_key = %s",
-                     (interval, key))
-
-
-def test_a_claim_left_by_a_dead_gateway_is_taken_over_once_its_lock_ends(client, bus, database_url):
+def test_the_key_outlives_the_gateway_that_answered(database_url, bus, client):
     key = new_key()
-    bus.delay = 1.0
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(post, client, key)
-        while not bus.sent:
-            pass
-        age_key(database_url, key, "locked_until", "1 second")  # as if its gateway died long ago
-        taken_over = post(client, key)
-    assert taken_over.status_code == 201 and len(bus.sent) == 2
-    assert bus.sent[0][1]["commandId"] == bus.sent[1][1]["commandId"]
+    settings = get_settings().model_copy(update={"database_url": database_url})
+    with TestClient(create_app(settings, bus=bus)) as gone:
+        first = post(gone, key)
+    again = post(client, key)
+    assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
+    assert post(client, key, {**REQUEST, "seatsBooked": 1}).status_code == 422
 
 
-def test_keys_are_kept_24_hours(client, bus, database_url):
+def test_keys_are_kept_past_24_hours(client, bus):
     key = new_key()
-    post(client, key)
-    age_key(database_url, key, "created_at", "23 hours")
-    assert post(client, key, {**BOOKING_REQUEST, "seatsBooked": 1}).status_code == 422
-    age_key(database_url, key, "created_at", "25 hours")
-    assert post(client, key, {**BOOKING_REQUEST, "seatsBooked": 1}).status_code == 201
+    first = post(client, key)
+    bus.clock_ms = lambda: int(time.time() * 1000) + 25 * 3600 * 1000
+    again = post(client, key)
+    assert again.status_code == 201 and again.content == first.content
+    assert post(client, key, {**REQUEST, "seatsBooked": 1}).status_code == 422

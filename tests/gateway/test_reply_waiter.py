@@ -1,21 +1,36 @@
-"""The ReplyWaiter's matching of replies to waiting requests, without a broker."""
+"""The ReplyWaiter's matching of replies to waiting requests, the reply partition a process
+takes, and a command the producer gave up on: without a broker."""
 
 import asyncio
 import functools
+import os
+import tempfile
 
 import orjson
 import pytest
+from confluent_kafka import KafkaError
 
 from app.config import get_settings
-from gateway.kafka import ReplyWaiter, RequestInFlight, choose_reply_partition
+from app.models import topics
+from gateway.kafka import (
+    CommandBus,
+    KafkaUnavailable,
+    ReplyWaiter,
+    RequestInFlight,
+    choose_reply_partition,
+    claim_reply_partition,
+)
 
 
 class FakeMessage:
-    def __init__(self, key: bytes | None, value: bytes, error=None):
-        self._key, self._value, self._error = key, value, error
+    def __init__(self, key: bytes | None, value: bytes, error=None, headers=None):
+        self._key, self._value, self._error, self._headers = key, value, error, headers
 
     def key(self):
         return self._key
+
+    def headers(self):
+        return self._headers
 
     def value(self):
         return self._value
@@ -70,6 +85,15 @@ async def test_reply_resolves_the_waiting_request():
     future = waiter.expect("c1")
     await deliver(waiter, FakeMessage(b"c1", reply("c1", tripVersion=2)))
     assert future.result()["tripVersion"] == 2
+
+
+@in_event_loop
+async def test_a_replay_is_marked_as_such():
+    waiter = ReplyWaiter(get_settings(), partition=0)
+    first, again = waiter.expect("r1"), waiter.expect("r2")
+    await deliver(waiter, FakeMessage(b"r1", reply("r1")), FakeMessage(b"r2", reply("r2"), headers=[
+        ("other", b"x"), (topics.REPLAYED, b"true")]))
+    assert topics.REPLAYED not in first.result() and again.result()[topics.REPLAYED] is True
 
 
 @in_event_loop
@@ -130,3 +154,34 @@ async def test_reply_whose_body_is_not_an_object_is_skipped():
     future = waiter.expect("c7")
     await deliver(waiter, FakeMessage(b"c7", b"[1, 2]"), FakeMessage(b"c7", b'{"commandId": ["c7"]}'))
     assert not future.done()
+
+
+def test_processes_of_one_host_read_different_reply_partitions(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    held = [claim_reply_partition(3, "replies", "broker:9092", "host:1") for _ in range(3)]
+    assert sorted(partition for partition, _ in held) == [0, 1, 2] and all(lock is not None for _, lock in held)
+    assert claim_reply_partition(3, "replies", "broker:9092", "host:1")[1] is None, "all taken: shared"
+    assert claim_reply_partition(3, "other-replies", "broker:9092", "host:1")[1] is not None
+    partition, lock = held[1]
+    os.close(lock)  # as when its process ends, however it ends
+    assert claim_reply_partition(3, "replies", "broker:9092", "host:2")[0] == partition
+
+
+class Undelivered(FakeMessage):
+    def __init__(self, topic: str, value: bytes):
+        super().__init__(b"k", value)
+        self._topic = topic
+
+    def topic(self):
+        return self._topic
+
+
+@in_event_loop
+async def test_a_command_the_producer_gave_up_on_fails_its_request_at_once():
+    bus = CommandBus(get_settings(), reply_partition=0)
+    bus._loop = asyncio.get_running_loop()
+    future = bus._replies.expect("lost")
+    bus._undelivered(KafkaError(KafkaError._MSG_TIMED_OUT), Undelivered(topics.AUDIT, b"{}"))
+    bus._undelivered(KafkaError(KafkaError._MSG_TIMED_OUT), Undelivered(bus.commands_topic, reply("lost")))
+    with pytest.raises(KafkaUnavailable):
+        await asyncio.wait_for(future, 1)

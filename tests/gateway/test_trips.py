@@ -3,7 +3,7 @@
 import orjson
 
 from app.models.commands import parse_command
-from tests.gateway.support import TRIP, auth, new_key, rejected
+from tests.gateway.support import TRIP, auth, rejected
 
 
 def test_publish_trip_returns_the_trip_and_its_version(client, bus):
@@ -35,10 +35,3 @@ def test_update_conflict_is_409(client, bus):
     bus.answer = rejected("trip_update_conflict")
     response = client.put("/v1/trips/R1/2030-01-15", json=TRIP, headers=auth("ops", "ADMIN"))
     assert response.status_code == 409 and response.json()["code"] == "trip_update_conflict"
-
-
-def test_idempotency_key_makes_the_publication_repeatable(client, bus):
-    headers = {**auth("ops", "ADMIN"), "Idempotency-Key": new_key()}
-    first, again = (client.put("/v1/trips/R1/2030-01-15", json=TRIP, headers=headers) for _ in range(2))
-    assert (first.status_code, first.content) == (again.status_code, again.content)
-    assert len(bus.sent) == 1

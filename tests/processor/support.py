@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -93,6 +94,27 @@ class Namespace:
         for name in names:
             process = self.workers[name].process
             assert process is not None and process.poll() is None, self.workers[name].log_tail()
+
+
+@contextmanager
+def worker_namespace(workdir: Path, env: dict[str, str] | None = None,
+                     worker: str | None = "worker-1") -> Iterator[Namespace]:
+    """A namespace with `worker` started (None: no worker yet); its workers stopped after."""
+    namespace = Namespace(workdir, env or {})
+    if worker is not None:
+        namespace.start_worker(worker)
+    try:
+        yield namespace
+    finally:
+        namespace.stop()
+
+
+def answers(ns: Namespace, *commands: dict[str, Any], deadline_s: float = 120) -> list[dict[str, Any]]:
+    """The reply to each command, sent in turn and resent until answered."""
+    async def in_turn() -> list[dict[str, Any]]:
+        async with ns.client() as client:
+            return [await send_until_answered(client, command, deadline_s) for command in commands]
+    return asyncio.run(in_turn())
 
 
 # -- commands ----------------------------------------------------------------------------

@@ -3,7 +3,6 @@ upstream client (app.client): replies, lifecycle events, duplicates, malformed r
 and log-driven expiry with a one-minute hold. The module ends by replaying its whole
 command log into a fresh processor (determinism)."""
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,6 +18,7 @@ from tests.processor.support import (
     SERVICE,
     TICK_SECONDS,
     Namespace,
+    answers,
     as_json,
     assert_replay_matches,
     create_booking,
@@ -30,8 +30,8 @@ from tests.processor.support import (
     read_topic,
     replies_by_command,
     rider,
-    send_until_answered,
     wait_for,
+    worker_namespace,
 )
 
 pytestmark = pytest.mark.integration
@@ -40,22 +40,14 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
     # One-minute holds (the shortest the policy's minutes allow) for the expiry test.
-    namespace = Namespace(tmp_path_factory.mktemp("processor"), {"HOLD_MINUTES": "1", "PAYMENT_HOLD_MINUTES": "1"})
-    namespace.start_worker("worker-1")
-    try:
+    with worker_namespace(tmp_path_factory.mktemp("processor"),
+                          {"HOLD_MINUTES": "1", "PAYMENT_HOLD_MINUTES": "1"}) as namespace:
         send(namespace, on_trip("query_availability", "warm-up"), deadline_s=120)
         yield namespace
-    finally:
-        namespace.stop()
-
-
-async def _send(ns: Namespace, commands: list[dict[str, Any]], deadline_s: float) -> list[dict[str, Any]]:
-    async with ns.client() as client:
-        return [await send_until_answered(client, c, deadline_s) for c in commands]
 
 
 def send(ns: Namespace, *commands: dict[str, Any], deadline_s: float = 30) -> list[dict[str, Any]] | dict[str, Any]:
-    replies = asyncio.run(_send(ns, list(commands), deadline_s))
+    replies = answers(ns, *commands, deadline_s=deadline_s)
     return replies[0] if len(replies) == 1 else replies
 
 
@@ -142,6 +134,7 @@ def test_a_duplicate_gets_the_identical_reply_and_re_emits_identical_events(ns: 
     replies = replies_by_command(ns)
     assert len(replies[command["commandId"]]) == 2 and len(set(replies[command["commandId"]])) == 1
     assert len(replies[rejected["commandId"]]) == 2 and len(set(replies[rejected["commandId"]])) == 1
+    assert again.pop(topics.REPLAYED) is True and topics.REPLAYED not in first  # the reply's header says so
     assert first == again
     created = wait_for("the event twice", lambda: at_least(2, lifecycle(ns)[f"{booking_id}:1"]))
     assert created[0].value == created[1].value

@@ -2,14 +2,11 @@
 health, Postgres going away and coming back, and a rebuild of the read model from the
 whole log. Deadlines are generous and only bound a wait: nothing here measures time."""
 
-import os
-import subprocess
-
 import httpx
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
-from app.config import ROOT, get_settings
+from app.config import get_settings
+from bench.systems import our_postgres, postgres
 from sinks.events import SUBSCRIBED
 from sinks.migrate import migrate
 from tests.sink import support
@@ -63,14 +60,8 @@ def test_lag_per_partition_and_health_are_served(sink_process):
 
 def own_postgres() -> None:
     """Stopping Postgres is only for the one scripts/test.sh started for this run."""
-    port = conninfo_to_dict(get_settings().database_url).get("port")
-    if "OPENRIDE_HOME" not in os.environ or os.environ.get("PGPORT") != port:
+    if not our_postgres(get_settings().database_url):
         pytest.skip("needs the Postgres of scripts/test.sh (OPENRIDE_HOME and PGPORT of this run)")
-
-
-def postgres(action: str) -> None:
-    subprocess.run([str(ROOT / "scripts" / "postgres.sh"), action], check=True, timeout=300,
-                   stdout=subprocess.DEVNULL)
 
 
 def test_postgres_stopped_mid_stream_then_started_the_sink_catches_up_without_loss_or_repeat(sink_process):

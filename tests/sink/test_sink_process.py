@@ -109,9 +109,10 @@ def test_poison_records_are_dead_lettered_and_the_sink_goes_on(sink_process):
     assert garbage.value() == b"{not json"
     assert headers["trace-id"] == b"abc-123"  # the original headers are kept
     assert headers["dlq-topic"] == topics.CREATED.encode()
-    assert headers["dlq-reason"].startswith(b"not JSON")
+    assert headers["dlq-reason"].startswith(b"not JSON") and headers["dlq-code"] == b"invalid_event"
     assert int(headers["dlq-offset"]) >= 0 and int(headers["dlq-partition"]) >= 0
     assert b"refused by Postgres" in dict(by_key[refused].headers())["dlq-reason"]
+    assert dict(by_key[refused].headers())["dlq-code"] == b"refused_by_postgres"
     oversized = by_key[oversized_key]
     assert oversized.value() is None and "dlq-value-dropped" in dict(oversized.headers())
     found, _ = support.read_back(url, sorted(kept))

@@ -22,8 +22,8 @@ class StoreOverDict:
         self.store = TripStore(trips_cached)
         self.writes: list[tuple[bytes, bytes | None]] = []
 
-    def handle(self, key: bytes, command, now: int, offset: int, policy: Policy):
-        state, outcome, _ = self.store.handle(self.staged, key, command, now, offset, policy)
+    def handle(self, key: bytes, command, now: int, offset: int, policy: Policy, fingerprint: str | None = None):
+        state, outcome, _ = self.store.handle(self.staged, key, command, now, offset, policy, fingerprint)
         return state, outcome
 
     def flush(self) -> list[bytes]:

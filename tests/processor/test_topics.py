@@ -1,0 +1,50 @@
+"""Every topic the project creates takes the configured replication and min.insync.replicas
+(app.topics), the worker's own included; a setting no write could meet is refused. (The
+three-broker chaos run checks the topics on a real cluster: tests/chaos.)"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import Settings
+from app.models import topics
+from app.topics import internal_topic_specs, topic_specs
+from tests.stack import ROOT
+
+LEADER_TOPIC = """
+from app.agents.worker import app
+print(app._leader_assignor._leader_topic_name, *(t.changelog_topic_name for t in app.tables.values()))
+"""
+
+
+def declared_topic_names() -> set[str]:
+    """Every topic name app.models.topics declares."""
+    return {value for name, value in vars(topics).items() if name.isupper() and isinstance(value, str)
+            and name not in ("NAMESPACE", "REPLY_TO", "REPLY_PARTITION")}
+
+
+@pytest.mark.parametrize("replicas, min_insync, expected_min", [(1, 0, 1), (3, 0, 2), (3, 3, 3), (5, 0, 3)])
+def test_every_topic_takes_the_configured_replicas_and_min_insync(replicas, min_insync, expected_min) -> None:
+    settings = Settings(topic_replication_factor=replicas, topic_min_insync_replicas=min_insync)
+    specs = topic_specs(settings) + internal_topic_specs(settings, ["w-trip-state-changelog"], "w-__assignor-__leader")
+    assert {spec.topic for spec in specs} >= declared_topic_names() | {topics.AUDIT}
+    for spec in specs:
+        assert spec.replication_factor == replicas, spec.topic
+        assert spec.config["min.insync.replicas"] == str(expected_min), spec.topic
+
+
+def test_a_min_insync_above_the_replicas_is_refused() -> None:
+    with pytest.raises(ValidationError, match="TOPIC_MIN_INSYNC_REPLICAS"):
+        Settings(topic_replication_factor=1, topic_min_insync_replicas=2)
+
+
+def test_the_worker_declares_faust_s_own_topics_by_faust_s_names(tmp_path) -> None:
+    """The leader topic's name comes from faust; the changelogs' too."""
+    env = {**os.environ, "WORKER_ID": "named", "WORKER_DATADIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", LEADER_TOPIC], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert sorted(done.stdout.split()) == ["named-__assignor-__leader", "named-hold-due-changelog",
+                                           "named-trip-state-changelog"]
