@@ -96,9 +96,11 @@ class Settings(BaseSettings):
     # TRIP_DAYS_AHEAD_MAX days after it.
     trip_days_ahead_max: int = 400
     trip_days_behind_max: int = 1
-    # How long a re-sent command id gets its remembered outcome (a rejection, a trip
-    # command, a refund demand); ticks delete these an hour after (app.tables.store).
-    outcome_retention_hours: int = 24
+    # How long a re-sent command id (a retried Idempotency-Key) gets its remembered outcome
+    # (a rejection, a trip command, a refund demand, any outcome of a keyed request); ticks
+    # delete these an hour after (app.tables.store), so rejected requests cannot grow the
+    # tables for ever.
+    outcome_retention_hours: int = 48
 
     # Gateway
     gateway_host: str = "127.0.0.1"

@@ -33,7 +33,7 @@ class Policy:
     trip_days_behind_max: int = 1
     # How long a command id re-sent gets the outcome it got first, when that outcome is a
     # remembered one (a rejection, a trip command, a refund demand: app.domain.state.Remembered).
-    outcome_retention_hours: int = 24
+    outcome_retention_hours: int = 48
 
     @property
     def outcome_retention_ms(self) -> int:

@@ -11,6 +11,7 @@ from app.tables.partition import decode_index, index_key
 from tests.processor.support import (
     PARTITION,
     PAYMENTS,
+    POLICY,
     T0,
     TRAVEL_DATE,
     Log,
@@ -22,8 +23,8 @@ from tests.processor.support import (
     trip_key,
 )
 
-HOUR_MS = 60 * MS_PER_MINUTE
-DAY_MS = 24 * HOUR_MS
+GRACE_MS = 60 * MS_PER_MINUTE  # app.tables.store.FORGET_GRACE_MS
+WINDOW_MS = POLICY.outcome_retention_ms
 
 
 def index_of(log: Log):
@@ -48,7 +49,7 @@ def test_a_tick_expires_a_hold_once_its_time_is_up_and_not_before() -> None:
     assert events[0]["occurredAt"] == events[0]["booking"]["expiresAt"], "expired at the tick that found it due"
     # No live hold left: the trip is next visited to delete the outcomes it remembers,
     # from the trip's publication on.
-    assert index_of(log).due == {"R1:" + TRAVEL_DATE: T0 + DAY_MS + HOUR_MS}
+    assert index_of(log).due == {"R1:" + TRAVEL_DATE: T0 + WINDOW_MS + GRACE_MS}
     assert expired_events(log.tick(due + 1000)) == []
 
 
@@ -98,7 +99,7 @@ def test_many_trips_on_a_partition_expire_in_trip_key_order() -> None:
 def test_rejected_commands_are_remembered_for_the_retention_window_then_deleted() -> None:
     """Each command on a made-up booking id of a real trip is refused, and its outcome
     remembered so that a retry gets the same reply: without an end, anyone could grow the
-    worker's tables for ever. The ticks delete them after the window (24 h) and its grace."""
+    worker's tables for ever. The ticks delete them after the window (48 h) and its grace."""
     log = Log()
     log.command(publish_trip("R9"), T0)
     before = len(log.states)
@@ -108,10 +109,10 @@ def test_rejected_commands_are_remembered_for_the_retention_window_then_deleted(
     for n, probe in enumerate(probes):
         assert log.command(probe, T0 + n)["code"] == "booking_not_found"
     assert len(log.states) >= before + len(probes)
-    assert log.command(probes[0], T0 + DAY_MS - 1)["code"] == "booking_not_found"  # a retry: recalled
+    assert log.command(probes[0], T0 + WINDOW_MS - 1)["code"] == "booking_not_found"  # a retry: recalled
 
-    log.tick(T0 + DAY_MS + HOUR_MS - 1)
+    log.tick(T0 + WINDOW_MS + GRACE_MS - 1)
     assert len(log.states) >= before + len(probes), "deleted before the window and its grace"
-    log.tick(T0 + len(probes) + DAY_MS + HOUR_MS)
+    log.tick(T0 + len(probes) + WINDOW_MS + GRACE_MS)
     assert set(log.states) == {trip_key("R9")}, "only the trip itself is left"
     assert index_of(log).due == {}
