@@ -7,8 +7,9 @@ checker (bench/checker.py) over the command log, topics, tables and Postgres.
 
 With `--postgres-outage-s 30` Postgres is stopped once, `--postgres-outage-after-s` into
 the load, and started again after that long; meanwhile a read and a booking are tried
-over HTTP every second: reads must answer 503 with Retry-After, bookings 201 or a 503
-with Retry-After within FAIL_FAST_S (counts outage_reads_wrong, outage_commands_wrong).
+over HTTP every second: reads must answer 503 with Retry-After, bookings must be answered
+by the worker as always (201, or its refusal: commands need no Postgres), and the
+gateway must stay ready (counts outage_reads_wrong, outage_commands_wrong, outage_not_ready).
 
 With `--brokers 3` the run has a three-node cluster (scripts/kafka.sh; every topic with 3
 replicas and min.insync.replicas 2), and a second killer SIGKILLs brokers, in turn the
@@ -35,6 +36,7 @@ from typing import Any
 import aiohttp
 
 from app.config import Settings, get_settings
+from app.domain.rejections import Code
 from app.models import topics
 from app.topics import ensure_topics, topic_specs
 from bench import load
@@ -53,10 +55,8 @@ ATTEMPT_TIMEOUT_S = 5.0
 GIVE_UP_AFTER_S = 300.0
 
 
-# A booking refused during a Postgres outage must be refused this fast (with 503 and
-# Retry-After) to count as failing fast rather than hanging.
-FAIL_FAST_S = 5.0
 BROKER_ROLES = ("controller", "leader", "coordinator")
+DOMAIN_CODES = frozenset(code.value for code in Code)  # refusals only the worker gives
 # A command sent this soon after a broker kill counts towards what the kill cost clients.
 AFTER_KILL_S = 10.0
 
@@ -76,17 +76,19 @@ class BrokerKill:
 class Probe:
     """One HTTP request made while Postgres was down."""
 
-    kind: str  # "read" or "command"
+    kind: str  # "read", "command" or "ready"
     status: int  # 0: no HTTP answer
     retry_after: str | None
     seconds: float
+    code: str | None = None  # an error answer's code
 
     @property
     def as_expected(self) -> bool:
-        refused = self.status == 503 and self.retry_after is not None
         if self.kind == "read":
-            return refused
-        return self.status == 201 or refused and self.seconds <= FAIL_FAST_S
+            return self.status == 503 and self.retry_after is not None
+        if self.kind == "ready":
+            return self.status == 200
+        return self.status == 201 or self.code in DOMAIN_CODES  # the worker's answer, as without the outage
 
 
 @dataclass
@@ -117,6 +119,7 @@ class Chaos:
         self.restarting = asyncio.Lock()
         self.probes: list[Probe] = []
         self.outage_over = asyncio.Event()
+        self.probed: list[load.TripSpec] = []  # the trip the Postgres outage's probes book on
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -178,25 +181,31 @@ class Chaos:
 
     async def postgres_outage(self, args: argparse.Namespace, session: aiohttp.ClientSession, identify) -> None:
         await asyncio.sleep(args.postgres_outage_after_s)
+        # A trip of its own, with seats left, so that the bookings tried meanwhile can be accepted.
+        self.probed = load.make_trips(f"probe{uuid.uuid4().hex[:6]}", 1)
+        await load.publish_trips(self.direct, self.probed)
         await asyncio.to_thread(postgres, "stop")
         stopped = time.monotonic()
         print(f"  postgres stopped (commands sent so far {self.sent})", flush=True)
         try:
             while time.monotonic() - stopped < args.postgres_outage_s:
-                await asyncio.gather(self.probe(session, identify, "read"), self.probe(session, identify, "command"),
+                await asyncio.gather(*(self.probe(session, identify, kind) for kind in ("read", "command", "ready")),
                                      asyncio.sleep(1.0))
         finally:
             await asyncio.to_thread(postgres, "start")
+            self.trips.extend(self.probed)  # its state is checked with the others' at the end
             self.outage_over.set()
         print(f"  postgres started again after {time.monotonic() - stopped:.0f} s", flush=True)
 
     async def probe(self, session: aiohttp.ClientSession, identify, kind: str) -> None:
-        op = load.Scenario("probe", self.trips, 0.0, seed=self.rng.randrange(1 << 30)).next_op()
+        op = load.Scenario("probe", self.probed, 0.0, seed=self.rng.randrange(1 << 30)).next_op()
         started = time.monotonic()
         status, retry_after, payload = 0, None, {}
         try:
             if kind == "read":
                 request = session.get(f"{self.stack.base_url}/v1/bookings", headers=identify(op.rider))
+            elif kind == "ready":
+                request = session.get(f"{self.stack.base_url}/health/ready")
             else:
                 request = session.post(f"{self.stack.base_url}/v1/bookings", json=load.create_body(op),
                                        headers={**identify(op.rider), "Idempotency-Key": op.key})
@@ -205,16 +214,18 @@ class Chaos:
                 payload = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError):
             pass
-        self.probes.append(Probe(kind, status, retry_after, time.monotonic() - started))
+        code = payload.get("code") if isinstance(payload, dict) else None
+        self.probes.append(Probe(kind, status, retry_after, time.monotonic() - started, code))
         if kind == "command" and status == 201:  # accepted: the checker must find it
             self.clients.http.append((command_id_for(op.rider, op.key, op.trip.key), 201, payload["booking"]["id"]))
 
     def outage_report(self) -> list[str]:
         lines = []
-        for kind in ("read", "command"):
+        for kind in ("read", "command", "ready"):
             probes = [p for p in self.probes if p.kind == kind]
             by_status = {status: sum(p.status == status for p in probes) for status in sorted({p.status for p in probes})}
-            lines.append(f"  {kind}s: {len(probes)}, by status {by_status}, with Retry-After "
+            codes = sorted({p.code for p in probes if p.code})
+            lines.append(f"  {kind}s: {len(probes)}, by status {by_status} (codes {codes}), with Retry-After "
                          f"{sum(p.retry_after is not None for p in probes)}, answered in median "
                          f"{statistics.median(p.seconds for p in probes) if probes else 0:.2f} s, max "
                          f"{max((p.seconds for p in probes), default=0):.2f} s")
@@ -424,6 +435,7 @@ def run(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, i
     counts["unexpected_exits"] = sum(chaos.exits.values())
     counts["outage_reads_wrong"] = sum(not p.as_expected for p in chaos.probes if p.kind == "read")
     counts["outage_commands_wrong"] = sum(not p.as_expected for p in chaos.probes if p.kind == "command")
+    counts["outage_not_ready"] = sum(not p.as_expected for p in chaos.probes if p.kind == "ready")
     print(" ".join(f"{name}={value}" for name, value in counts.items()), flush=True)
     return counts
 

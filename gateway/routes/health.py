@@ -59,13 +59,16 @@ async def live() -> JsonResponse:
     return JsonResponse({"status": "UP"})
 
 
-@router.get("/ready", responses={503: {"description": "a dependency is down; `checks` says which"}})
+@router.get("/ready", responses={503: {"description": "Kafka is down; `checks` says what"}})
 async def ready(request: Request, bus: BusDep, pool: Annotated[AsyncConnectionPool, Depends(get_pool)]) -> JsonResponse:
-    """Kafka answers metadata requests, the reply partition is assigned, Postgres answers."""
+    """Ready when Kafka answers metadata requests and the reply partition is assigned:
+    commands need nothing else. Postgres down makes the gateway DEGRADED, still ready:
+    reads answer 503 with Retry-After meanwhile, and taking the gateway out of service
+    would refuse the commands it can still take."""
     within_allowance(request)
     checks = await request.app.state.readiness.get(lambda: readiness(bus, pool))
-    if all(checks.values()):
-        return JsonResponse({"status": "UP", "checks": checks})
+    if checks["kafka"] and checks["replyConsumer"]:
+        return JsonResponse({"status": "UP" if checks["postgres"] else "DEGRADED", "checks": checks})
     down = ", ".join(name for name, up in checks.items() if not up)
     body = error_body(503, "not_ready", f"Not ready: {down}.", checks=checks)
     return JsonResponse(body, status_code=503, headers={"Retry-After": "5"})

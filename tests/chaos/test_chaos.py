@@ -7,8 +7,8 @@
   min.insync.replicas 2), while brokers are SIGKILLed too: the active controller, a
   command partition's leader and the group coordinator, the last kept down 20 s;
 - Postgres stopped for 30 s under load and started again: reads answer 503 with
-  Retry-After meanwhile, bookings are accepted or refused fast with 503 and Retry-After,
-  and the sink catches up with nothing lost.
+  Retry-After meanwhile, bookings are answered by the worker as always and the gateway
+  stays ready, and the sink catches up with nothing lost.
 
 `make chaos` runs the long versions (100,000 commands, 30 worker kills; with
 `ARGS="--brokers 3"`, at least 10 broker kills)."""

@@ -15,6 +15,16 @@ def test_ready_when_everything_answers(client):
     assert response.json()["checks"] == {"kafka": True, "replyConsumer": True, "postgres": True}
 
 
+def test_postgres_down_leaves_the_gateway_ready_for_commands(client):
+    pool = FakePool()
+    client.app.dependency_overrides[deps.get_pool] = lambda: pool
+    pool.up = False
+    response = client.get("/health/ready")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "DEGRADED", "checks": {"kafka": True, "replyConsumer": True,
+                                                                "postgres": False}}
+
+
 def test_not_ready_names_what_is_down(client, bus):
     pool = FakePool()
     client.app.dependency_overrides[deps.get_pool] = lambda: pool
