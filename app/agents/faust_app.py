@@ -205,7 +205,8 @@ class FairIntake:
         stream.add_processor(self._keep)
         stream._enable_passive(aiter(stream.channel))  # faust's, as its `take` drains a stream
 
-    async def _keep(self, value: object) -> object:
+    def _keep(self, value: object) -> object:
+        """A plain function: faust awaits a processor only when it returns an awaitable."""
         event = self.stream.current_event
         assert event is not None
         tp = TP(event.message.topic, event.message.partition)  # faust's own type, which its consumer asserts
@@ -244,7 +245,14 @@ class FairIntake:
 
 
 class WorkerTableManager(TableManager):
-    """faust's table manager, recovering with `BulkRecovery`."""
+    """faust's table manager, recovering with `BulkRecovery`, and starting without
+    faust's one-second sleep (there for tables an app declares after it starts: the
+    worker declares its own when its module is imported)."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
     @property
     def recovery(self) -> Recovery:
@@ -304,7 +312,17 @@ class WorkerConsumer(faust_aiokafka.Consumer):
         committed = await self._commit(offsets)
         if committed:
             self._committed_offset.update(offsets)
+            self._forget_acks_below(offsets)
         return committed
+
+    def _forget_acks_below(self, offsets: Mapping[TP, int]) -> None:
+        """faust keeps each acknowledged offset until its own commit takes it; the
+        worker's commits do that instead, or the lists would grow with every record."""
+        for tp, offset in offsets.items():
+            acked = self._acked.get(tp)
+            if acked:
+                self._acked[tp] = [each for each in acked if each >= offset]
+                self._acked_index[tp] = set(self._acked[tp])
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -90,7 +90,7 @@ def load_changelogs(bootstrap: str, ranges: Mapping[tuple[str, int], tuple[int, 
     offset it reaches. Blocking: run it in a thread."""
     started = time.monotonic()
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"load-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10,
                          "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024 * 1024})
     remaining = {place: last for place, (first, last) in ranges.items() if last >= first}
     progress.records_total += sum(last - first + 1 for place, (first, last) in ranges.items() if last >= first)

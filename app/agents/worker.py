@@ -63,7 +63,9 @@ app = WorkerApp(
     consumer_group_instance_id=settings.worker_instance_id or None,
     broker_session_timeout=settings.worker_session_timeout_seconds,
     broker_heartbeat_interval=settings.worker_heartbeat_seconds,
-    stream_recovery_delay=0.5,
+    # How long faust waits after a rebalance before it recovers (its own default is 3 s):
+    # a rebalance that follows at once restarts the recovery anyway.
+    stream_recovery_delay=0.1,
     web_enabled=False,
     TableManager=WorkerTableManager,
     fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,

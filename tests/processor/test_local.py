@@ -83,6 +83,30 @@ def test_the_worker_consumer_never_commits_what_faust_would_from_its_acknowledge
     assert did is False and committed == []
 
 
+def test_the_worker_s_commits_take_faust_s_acknowledgements_with_them(tmp_path: Path) -> None:
+    """faust keeps each acknowledged offset until its own commit takes it: with that
+    commit off, the worker's must, or the lists grow with every record handled."""
+    app = faust.App(f"acks-{uuid.uuid4().hex[:6]}", datadir=str(tmp_path),
+                    broker=f"kafka://{get_settings().kafka_bootstrap}")
+    app.topics._acking_topics.add("commands")
+    tp = TP("commands", 0)
+
+    async def scenario() -> list[int]:
+        consumer = WorkerConsumer(app.transport, callback=lambda message: None, on_partitions_revoked=None,
+                                  on_partitions_assigned=None)
+
+        async def accepted(offsets):
+            return True
+
+        consumer._commit = accepted
+        for offset in range(10, 20):
+            consumer.ack(Acked(tp, offset))
+        assert await consumer.commit_handled({tp: 17})
+        return sorted(consumer._acked[tp]), sorted(consumer._acked_index[tp])
+
+    assert asyncio.run(scenario()) == ([17, 18, 19], [17, 18, 19])
+
+
 @pytest.mark.integration
 def test_a_changelog_is_loaded_in_bulk_as_faust_s_replay_would_leave_it(tmp_path: Path) -> None:
     ns = Namespace(tmp_path, {})
