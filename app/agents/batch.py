@@ -212,7 +212,7 @@ class Durable:
 class Guard(Protocol):
     """app.agents.gaps.ContiguousCommands."""
 
-    async def through(self, record: Record) -> list[Record]: ...
+    async def all_through(self, records: Sequence[Record]) -> list[Record]: ...
 
     def expected(self, topic: str, partition: int) -> int: ...
 
@@ -251,13 +251,11 @@ class Batches:
             if topic == topics.DEAD_LETTERS and self.on_dead_letter is not None:
                 self.on_dead_letter(headers)
 
-        places: set[tuple[str, int]] = set()
-        handled = 0
-        for record in records:
-            for each in await self.guard.through(record):
-                self.processor.process(each, send)
-                handled += 1
-            places.add((record.topic, record.partition))
+        places = {(record.topic, record.partition) for record in records}
+        in_order = await self.guard.all_through(records)
+        for record in in_order:
+            self.processor.process(record, send)
+        handled = len(in_order)
         await self.durable.commit(self.processor.flush(), outputs)
         self.positions.advance({place: self.guard.expected(*place) for place in places})
         self.stats.batches += 1

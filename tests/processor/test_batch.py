@@ -206,9 +206,10 @@ class InOrder:
     def __init__(self) -> None:
         self.next: dict[tuple[str, int], int] = {}
 
-    async def through(self, record: Record) -> list[Record]:
-        self.next[record.topic, record.partition] = record.offset + 1
-        return [record]
+    async def all_through(self, records: list[Record]) -> list[Record]:
+        for record in records:
+            self.next[record.topic, record.partition] = record.offset + 1
+        return list(records)
 
     def expected(self, topic: str, partition: int) -> int:
         return self.next[topic, partition]
