@@ -107,6 +107,7 @@ class WorkerMonitor(faust.Sensor):
         self.registry.register(SnapshotGauge("openride_worker_lag",
                                               "Records on an owned command partition not handled yet",
                                               ["topic", "partition"], lambda: self._lag.items()))
+        self._counted: dict[tuple[str, str], Any] = {}
         self._heartbeat = time.monotonic()
         self._rebalances_ended = 0
         self._server: Any = None
@@ -114,7 +115,11 @@ class WorkerMonitor(faust.Sensor):
     # -- called by the worker, per record ------------------------------------------------
 
     def handled(self, record: Record, handled: Handled | None, seconds: float) -> None:
-        self.commands.labels(*outcome_of(record, handled)).inc()
+        labels = outcome_of(record, handled)
+        counted = self._counted.get(labels)
+        if counted is None:  # the child per label pair, looked up once (a batch calls this per record)
+            counted = self._counted[labels] = self.commands.labels(*labels)
+        counted.inc()
         self.handle_seconds.observe(seconds)
         self.wait_seconds.observe(max(time.time() - record.timestamp_ms / 1000, 0.0))
 
