@@ -229,6 +229,11 @@ class FairIntake:
                 self.arrived.clear()
             yield batch
 
+    def forget(self, tps: set[TP]) -> None:
+        """Partitions revoked: faust fetches them again if they come back (it resets what it
+        fetches at every assignment)."""
+        self.not_fetched -= tps
+
     def take(self, max_records: int) -> list[faust.EventT]:
         batch: list[faust.EventT] = []
         while self.waiting and len(batch) < max_records:

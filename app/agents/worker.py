@@ -124,9 +124,13 @@ def record_of(event: faust.EventT) -> Record:
     )
 
 
+intakes: list[FairIntake] = []  # the agent's (one: concurrency 1)
+
+
 @app.agent(commands, concurrency=1)
 async def process_commands(stream: faust.StreamT) -> None:
     intake = FairIntake(stream, app.consumer, per_partition=2 * settings.worker_batch_records)
+    intakes[:] = [intake]
     async for events in intake.batches(settings.worker_batch_records):
         await run_or_die([record_of(event) for event in events])
         for event in events:
@@ -188,6 +192,8 @@ async def hand_over(sender: faust.App, revoked: set[TP], **_: object) -> None:
     await consumer.commit_handled({TP(*place): offset for place, offset in positions.take(places).items()})
     positions.forget(places)
     guard.forget(places)
+    for intake in intakes:
+        intake.forget({TP(*place) for place in places})
     batches.processor.forget([partition for topic, partition in places if topic == commands.get_topic_name()])
 
 
