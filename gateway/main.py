@@ -58,6 +58,14 @@ with `Retry-After`; `RateLimit-*` headers on every authenticated response.
 """
 
 
+def log_to_stderr() -> None:
+    """uvicorn configures its own loggers only: without this the gateway's INFO lines (the
+    audit trail's record of last resort among them) would go nowhere. A process that
+    configured logging itself (a test runner) keeps its own."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
 def create_pool(settings: Settings) -> AsyncConnectionPool:
     # open=False: opened in the lifespan; wait=False there so that a gateway started
     # before Postgres still starts (it reports not ready until Postgres answers).
@@ -68,6 +76,7 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    log_to_stderr()
     own_bus = app.state.given_bus is None
     bus = CommandBus(settings) if own_bus else app.state.given_bus
     pool = create_pool(settings)
