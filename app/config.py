@@ -50,18 +50,20 @@ class Settings(BaseSettings):
     # Per partition DB and table (faust opens one RocksDB per partition it holds).
     rocksdb_block_cache_bytes: int = 32 * 1024 * 1024
     rocksdb_write_buffer_bytes: int = 8 * 1024 * 1024
-    worker_commit_interval_seconds: float = 1.0
+    # A batch of commands (app.agents.batch): what the worker's agent has been handed, up to
+    # this many records, the partitions in turn. A command waits for the batch in hand,
+    # then is in the next one.
+    worker_batch_records: int = 500
     # The longest a worker's fetch waits on the broker for records (faust's own is 1.5 s):
     # also how long a busy partition can stall behind a fetch of idle ones
     # (app.agents.faust_app.ShortFetchConsumerThread).
     worker_fetch_max_wait_ms: int = 50
-    # How much of one partition a worker fetches at a time (faust's own is 1 MiB, at
-    # least one producer batch whatever this says). Whatever is fetched is handled before
-    # anything fetched later, on any partition: with 1 MiB a worker catching up pulled its
-    # whole backlog at once, and a command on a partition with nothing waiting sat behind
-    # it all (12 s median, 21 s at worst, behind 21,000 commands; docs/processor.md).
-    # Not while recovering: the changelogs are read in faust's 1 MiB (app.agents.faust_app).
-    worker_fetch_partition_bytes: int = 8192
+    # How much of one partition a worker fetches at a time (faust's own is 1 MiB; at least
+    # one producer batch whatever this says). Much less than a batch of commands starves a
+    # busy trip; much more fills the worker's memory with the backlog of every partition
+    # when it catches up (docs/processor.md, "Catching up"). Not while recovering: then
+    # faust's (app.agents.faust_app).
+    worker_fetch_partition_bytes: int = 65536
     # Decoded trip states kept in memory between commands (an LRU), per worker process.
     worker_trips_cached: int = 10_000
     worker_standby_replicas: int = 1
@@ -100,6 +102,11 @@ class Settings(BaseSettings):
     # many entries (waiting or holding an offer) one trip's list takes.
     offer_minutes: int = 15
     waitlist_entries_max: int = 500
+    # How long a re-sent command id (a retried Idempotency-Key) gets its remembered outcome
+    # (a rejection, a trip command, a refund demand, any outcome of a keyed request); ticks
+    # delete these an hour after (app.tables.store), so rejected requests cannot grow the
+    # tables for ever.
+    outcome_retention_hours: int = 48
 
     # Gateway
     gateway_host: str = "127.0.0.1"
@@ -159,6 +166,7 @@ class Settings(BaseSettings):
             trip_capacity_max=self.trip_capacity_max,
             offer_minutes=self.offer_minutes,
             waitlist_entries_max=self.waitlist_entries_max,
+            outcome_retention_hours=self.outcome_retention_hours,
         )
 
 

@@ -119,6 +119,7 @@ class Chaos:
         self.clients = ClientLog()
         self.sent = 0
         self.answered = 0
+        self.worker_back_s: list[float] = []  # per worker kill: until it answered again
         self.kills: dict[str, int] = {"worker": 0, "sink": 0, "gateway": 0, "broker": 0}
         self.waitlist: Counter[str] = Counter()  # what riders on waiting lists got
         self.broker_kills: list[BrokerKill] = []
@@ -281,14 +282,18 @@ class Chaos:
             count += 1
             victims = ["worker"] + (["sink"] if count % sink_every == 0 else []) \
                 + (["gateway"] if count % gateway_every == 0 else [])
+            killed_at = time.monotonic()
             for name in victims:
                 service = self.stack.services[name]
                 async with self.restarting:
                     await asyncio.to_thread(service.kill)
                     self.kills[name] += 1
                     service.start()
-            print(f"  kill {count}: {', '.join(victims)} (commands sent so far {self.sent})", flush=True)
-            await self.back_at_work(done)
+            back = await self.back_at_work(done)
+            if back is not None:
+                self.worker_back_s.append(back - killed_at)
+            print(f"  kill {count}: {', '.join(victims)} (commands sent so far {self.sent}); the worker answered "
+                  f"again after {'?' if back is None else f'{back - killed_at:.1f}'} s", flush=True)
 
     async def restart_exited(self, done: asyncio.Event) -> None:
         """Restarts a service that exited by itself within a second, as an orchestrator
@@ -376,12 +381,27 @@ class Chaos:
                              f"{statistics.median(self.longest_wait_after(k) for k in kills):.1f} s")
         return lines
 
-    async def back_at_work(self, done: asyncio.Event, answers: int = 20, timeout_s: float = 90) -> None:
+    async def back_at_work(self, done: asyncio.Event, answers: int = 20, timeout_s: float = 90) -> float | None:
         """The next kill waits until the restarted worker answers again, so each kill
-        hits a worker that was doing work (not one still recovering)."""
+        hits a worker that was doing work (not one still recovering). Returns when its
+        first answer came (monotonic), None if none came."""
         mark, deadline = self.answered, time.monotonic() + timeout_s
+        first = None
         while self.answered < mark + answers and not done.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+            if first is None and self.answered > mark:
+                first = time.monotonic()
+            await asyncio.sleep(0.05)
+        if first is None and self.answered > mark:
+            first = time.monotonic()
+        return first
+
+    def restart_report(self) -> str:
+        times = sorted(self.worker_back_s)
+        if not times:
+            return "worker restarts: none timed"
+        return (f"worker restarts (from the SIGKILL to the first answer after it, {len(times)}): median "
+                f"{statistics.median(times):.1f} s, 90th percentile {times[int(0.9 * (len(times) - 1))]:.1f} s, "
+                f"max {times[-1]:.1f} s; each: {', '.join(f'{t:.1f}' for t in times)}")
 
     async def table_queries(self) -> None:
         """The processor's table state, read through query_availability (its replies are
@@ -453,6 +473,7 @@ def run(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, i
         chaos, elapsed = asyncio.run(drive(settings, stack, args, cluster if args.brokers > 1 else None))
         print(f"load done: {chaos.sent} sends (retries included) in {elapsed:.0f} s, kills {chaos.kills}, "
               f"services that exited by themselves {chaos.exits}, waiting lists {dict(chaos.waitlist)}", flush=True)
+        print(chaos.restart_report(), flush=True)
         if chaos.broker_kills:
             print("broker kills:\n" + "\n".join(chaos.broker_report()), flush=True)
         if chaos.probes:

@@ -1,6 +1,6 @@
 """Micro-benchmark of the pure booking core on one hot trip (not a test).
 
-    .venv/bin/python bench/core_bench.py [--commands 10000] [--runs 5] [--seed 7] [--seats 50 1000]
+    .venv/bin/python bench/core_bench.py [--commands 10000] [--runs 5] [--seed 7] [--seats 50 1000] [--batch 100]
 
 A seeded generator first plays a realistic mix against a trip of 10 stops and 50 seats
 (creates on random legs, payment initiation and success, rider cancels that free seats,
@@ -11,11 +11,12 @@ recorded for each capacity (the same mix and seed), and their runs alternate, so
 capacities are compared side by side on the same machine state.
 
 It prints markdown tables of commands/s, as the median of the runs with the min-max
-spread, for three paths: `handle` alone with the whole state in memory; `TripStore.handle`
+spread, for four paths: `handle` alone with the whole state in memory; `TripStore.handle`
 over a dict standing in for the RocksDB table, as the agent runs it (decoded state cached
-between commands, only changed entries encoded and written); and the same with nothing
-cached, as after a restart or a rebalance. Then what the table holds and what a command
-writes: the bytes that go into changelog records.
+between commands, what changed written once per batch of `--batch` commands); the same,
+written after every command; and with nothing cached, as after a restart or a rebalance.
+Then what the table holds and what a command writes: the bytes that go into changelog
+records.
 """
 
 import argparse
@@ -47,6 +48,7 @@ from app.domain.handle import handle  # noqa: E402
 from app.domain.policy import Policy  # noqa: E402
 from app.domain.state import TripState, availability  # noqa: E402
 from app.domain.trip import Stop, Trip  # noqa: E402
+from app.tables.staged import Staged, apply  # noqa: E402
 from app.tables.store import TripStore  # noqa: E402
 
 POLICY = Policy()
@@ -131,25 +133,33 @@ def time_core(stream) -> float:
 
 
 class CountingTable(dict):
-    """A dict standing in for the table, counting what is written to it."""
+    """A dict standing in for the table, counting what is written to it (the changelog)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.written = 0
         self.writes = 0
 
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.written += len(value)
-        self.writes += 1
-        super().__setitem__(key, value)
+    def apply(self, writes: dict[bytes, bytes | None]) -> None:
+        self.written += sum(len(value) for value in writes.values() if value is not None)
+        self.writes += len(writes)
+        apply(writes, self)
 
 
-def time_store(stream, key: bytes, trips_cached: int) -> tuple[float, CountingTable]:
-    store = TripStore(CountingTable(), trips_cached)
+def time_store(stream, key: bytes, trips_cached: int, batch: int) -> tuple[float, CountingTable]:
+    """The commands through the table store, `batch` of them between two writes of what
+    they changed (a worker's batch)."""
+    table = CountingTable()
+    staged, store = Staged(table), TripStore(trips_cached)
     started = time.perf_counter()
-    for command, now in stream:
-        store.handle(key, command, now, POLICY)
-    return len(stream) / (time.perf_counter() - started), store.table
+    for offset, (command, now) in enumerate(stream):
+        store.handle(staged, key, command, now, offset, POLICY)
+        if offset % batch == batch - 1:
+            store.write_trips()
+            table.apply(staged.take())
+    store.write_trips()
+    table.apply(staged.take())
+    return len(stream) / (time.perf_counter() - started), table
 
 
 def summary(samples: list[float]) -> str:
@@ -162,31 +172,37 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--seats", type=int, nargs="+", default=[50, 1000], help="trip capacities, side by side")
+    parser.add_argument("--batch", type=int, default=100, help="commands between two writes of the table")
     args = parser.parse_args()
 
     recorded = {seats: record_stream(args.commands, args.seed, seats) for seats in args.seats}
-    timings: dict[int, dict[str, list[float]]] = {seats: {"core": [], "cached": [], "uncached": []}
-                                                  for seats in args.seats}
+    paths = {
+        "core": ("`handle`, the whole state in memory", lambda stream, key: time_core(stream)),
+        "cached": (f"`TripStore.handle`, the trip cached, written every {args.batch} commands (the agent's path)",
+                   lambda stream, key: time_store(stream, key, 1, args.batch)[0]),
+        "one each": ("`TripStore.handle`, the trip cached, written every command",
+                     lambda stream, key: time_store(stream, key, 1, 1)[0]),
+        "uncached": ("`TripStore.handle`, nothing cached (read back every command)",
+                     lambda stream, key: time_store(stream, key, 0, 1)[0]),
+    }
+    timings: dict[int, dict[str, list[float]]] = {seats: {path: [] for path in paths} for seats in args.seats}
     for _ in range(args.runs):  # alternate the capacities, run by run
         for seats, (stream, seen) in recorded.items():
-            timings[seats]["core"].append(time_core(stream))
-            timings[seats]["cached"].append(time_store(stream, seen["key"], 1)[0])
-            timings[seats]["uncached"].append(time_store(stream, seen["key"], 0)[0])
+            for path, (_, timed) in paths.items():
+                timings[seats][path].append(timed(stream, seen["key"]))
     print(f"Hot trip: {STOPS} stops, {' and '.join(map(str, args.seats))} seats; {args.commands:,} commands each "
           f"(same mix and seed); Python {sys.version.split()[0]}; median of {args.runs} runs, alternating.\n")
     print("| path | " + " | ".join(f"{seats} seats: commands/s (min – max)" for seats in args.seats) + " |")
     print("|---|" + "---:|" * len(args.seats))
-    for path, label in (("core", "`handle`, the whole state in memory"),
-                        ("cached", "`TripStore.handle`, the trip cached (the agent's path)"),
-                        ("uncached", "`TripStore.handle`, nothing cached (read back every command)")):
+    for path, (label, _) in paths.items():
         print(f"| {label} | " + " | ".join(summary(timings[seats][path]) for seats in args.seats) + " |")
     for seats, (stream, seen) in recorded.items():
-        report_table(seats, stream, seen)
+        report_table(seats, stream, seen, args.batch)
 
 
-def report_table(seats: int, stream, seen: dict) -> None:
-    table = time_store(stream, seen["key"], 1)[1]
+def report_table(seats: int, stream, seen: dict, batch: int) -> None:
     key = seen["key"]
+    table = time_store(stream, key, 1, batch)[1]
     trip_entry = len(table[key])
     bookings = [len(v) for k, v in table.items() if b"/b/" in k]
     outcomes = [len(v) for k, v in table.items() if b"/c/" in k]
@@ -195,9 +211,10 @@ def report_table(seats: int, stream, seen: dict) -> None:
     print(f"| trip entry | {trip_entry:,} bytes |")
     print(f"| booking entries | {len(bookings):,}, median {statistics.median(bookings):,.0f} bytes |")
     print(f"| live bookings (held or confirmed) | {seen['live']:,} |")
-    print(f"| remembered outcome entries | {len(outcomes):,}, median {statistics.median(outcomes):,.0f} bytes |")
-    print(f"| written per command (changelog payload), mean | {table.written / len(stream):,.0f} bytes "
-          f"in {table.writes / len(stream):.2f} records |")
+    print(f"| remembered outcome entries (and as many queue entries) | {len(outcomes):,}, "
+          f"median {statistics.median(outcomes):,.0f} bytes |")
+    print(f"| written per command (changelog payload), mean, every {batch} commands | "
+          f"{table.written / len(stream):,.0f} bytes in {table.writes / len(stream):.2f} records |")
     print(f"| seat-legs sold at the end | {seen['sold']:,} of {seats * (STOPS - 1):,} |")
     print(f"\nMix as played on {seats} seats (command: outcome → count):\n")
     for outcome, count in sorted(seen["codes"].items()):

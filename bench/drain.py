@@ -2,8 +2,8 @@
 same cores. (`make bench` drives the whole system open loop; on a 2-core machine its
 generator, gateway and sink take CPU from the worker too.)
 
-    make bench-worker ARGS="[--scenario hot|spread] [--commands 20000] [--runs 3]
-                            [--variant NAME:VARIABLE=VALUE,...]..."
+    make bench-worker ARGS="[--scenario hot|spread] [--commands 20000] [--runs 3] [--profile]
+                            [--variant NAME[@COMMIT]:VARIABLE=VALUE,...]..."
 
 Each run writes a backlog of commands (the bench's scenario: creates, and cancels of the
 bookings those creates would make) into a topic namespace of its own, on every command
@@ -16,24 +16,29 @@ partition, where nothing waits: its reply time is how long a trip whose partitio
 caught up waits for what the worker fetched of the others (docs/processor.md,
 "Catching up").
 
-A variant is environment the worker runs with: a setting (`commit5s:
-WORKER_COMMIT_INTERVAL_SECONDS=5`), or, to try one out before making it a setting, one
-of faust's own variables (`linger5:PRODUCER_LINGER=0.005`; faust reads them over what
-the code passes). Runs of the variants alternate, after one warm-up run (a fresh broker
-spends its first minutes compiling), and the medians are printed.
+A variant is the worker's code and environment (bench/variants.py): a setting
+(`wait5:WORKER_BATCH_WAIT_MS=5`), one of faust's own variables (`linger5:
+PRODUCER_LINGER=0.005`; faust reads them over what the code passes), or another commit
+of the project (`main@40f411a:`). Runs of the variants alternate, after one warm-up run
+(a fresh broker spends its first minutes compiling), and the medians are printed, with
+each variant's ratio to the first.
 """
 
 import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from app.config import get_settings
+from bench.systems import openride_home, profile_summary
+from bench.variants import ROOT, Variant, parse_variant
 
 WINDOW = (0.10, 0.90)
 TIMEOUT_S = 600.0
@@ -41,7 +46,7 @@ QUIET_PARTITION = 0  # the backlog leaves it empty
 PROBE_EVERY_S = 0.25
 
 
-def run_once(scenario_name: str, commands: int) -> dict[str, float]:
+def run_once(scenario_name: str, commands: int, tree: Path, profile: Path | None) -> dict[str, float]:
     """In a process whose TOPIC_NAMESPACE is the run's own (topic names are fixed at import)."""
     import orjson
     import psutil
@@ -51,7 +56,7 @@ def run_once(scenario_name: str, commands: int) -> dict[str, float]:
     from app.models import topics
     from app.topics import ensure_topics, topic_specs
     from bench import load
-    from bench.systems import infra_pids, openride_home
+    from bench.systems import infra_pids
     from gateway.kafka import producer_config, reply_consumer_config
     from tests.stack import worker_service
 
@@ -111,9 +116,10 @@ def run_once(scenario_name: str, commands: int) -> dict[str, float]:
     workdir = openride_home() / "drain-run" / settings.topic_namespace
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    worker = worker_service("worker", workdir, {"WORKER_ID": f"drain-{settings.topic_namespace}"})
+    worker = worker_service("worker", workdir, {"WORKER_ID": f"drain-{settings.topic_namespace}"}, tree)
     kafka = psutil.Process(infra_pids(openride_home())["kafka"])
     worker.start()
+    sampler = None
     try:
         process = psutil.Process(worker.process.pid)
         marks: dict[float, tuple[float, float, float]] = {}  # share -> (time, worker cpu, kafka cpu)
@@ -129,6 +135,8 @@ def run_once(scenario_name: str, commands: int) -> dict[str, float]:
             for share in WINDOW:
                 if share not in marks and answered >= share * total:
                     marks[share] = (time.monotonic(), sum(process.cpu_times()[:2]), sum(kafka.cpu_times()[:2]))
+                    if profile is not None:
+                        sampler = sample(worker.process.pid, profile, sampler)
             probe()
             time.sleep(0.05)
         if len(marks) < len(WINDOW):
@@ -136,6 +144,8 @@ def run_once(scenario_name: str, commands: int) -> dict[str, float]:
         while len(probe_waits) < len(probes_sent) and time.monotonic() < deadline:
             probe()
     finally:
+        if sampler is not None and sampler.poll() is None:
+            sampler.terminate()
         worker.stop()
         replies.close()
         probe_replies.close()
@@ -148,19 +158,27 @@ def run_once(scenario_name: str, commands: int) -> dict[str, float]:
             "load_avg": os.getloadavg()[0]}
 
 
-def run_in_namespace(args: argparse.Namespace, settings_env: dict[str, str], commands: int) -> dict[str, float]:
+def sample(pid: int, out: Path, running: subprocess.Popen | None) -> subprocess.Popen | None:
+    """Starts py-spy on the worker at the window's start; stops it (it writes then) at its end."""
+    if running is None:
+        return subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate",
+                                 "200", "--idle", "--threads", "--format", "raw", "-o", str(out)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    running.send_signal(signal.SIGINT)
+    running.wait(60)
+    return running
+
+
+def run_in_namespace(args: argparse.Namespace, variant: Variant, commands: int,
+                     profile: Path | None = None) -> dict[str, float]:
     namespace = f"drain{uuid.uuid4().hex[:6]}."
-    env = {**os.environ, **settings_env, "TOPIC_NAMESPACE": namespace}
-    argv = [sys.executable, "-m", "bench.drain", "--one", "--scenario", args.scenario, "--commands", str(commands)]
+    env = {**os.environ, **variant.env, "TOPIC_NAMESPACE": namespace}
+    argv = [sys.executable, "-m", "bench.drain", "--one", "--scenario", args.scenario, "--commands", str(commands),
+            "--tree", str(variant.tree), *(["--profile-to", str(profile)] if profile else [])]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"run failed:\n{done.stdout}\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    name, _, assignments = text.partition(":")
-    return name, dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
 
 
 def main() -> None:
@@ -169,19 +187,26 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3, help="runs per variant")
     parser.add_argument("--variant", action="append", default=[],
-                        help="NAME:SETTING=VALUE,... settings the worker runs with (default: one, as configured)")
+                        help="NAME[@COMMIT]:SETTING=VALUE,... the worker's code and settings (default: one, as "
+                             "configured)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true",
+                        help="one more run of each variant, the worker sampled by py-spy over the measured window "
+                             "(its figures not counted)")
+    parser.add_argument("--tree", type=Path, default=ROOT, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_once(args.scenario, args.commands)))
+        print(json.dumps(run_once(args.scenario, args.commands, args.tree, args.profile_to)))
         return
-    variants = [parse_variant(v) for v in args.variant] or [("as configured", {})]
+    variants = [parse_variant(v) for v in args.variant] or [Variant("as configured")]
     print(f"warm-up run ({args.scenario}, {args.commands // 4} commands)...", flush=True)
-    run_in_namespace(args, variants[0][1], args.commands // 4)
-    results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
+    run_in_namespace(args, variants[0], args.commands // 4)
+    results: dict[str, list[dict[str, float]]] = {variant.name: [] for variant in variants}
     for run in range(args.runs):
-        for name, settings_env in variants:
-            result = run_in_namespace(args, settings_env, args.commands)
+        for variant in variants:
+            name = variant.name
+            result = run_in_namespace(args, variant, args.commands)
             results[name].append(result)
             print(f"run {run + 1} {name:>16}: {result['commands_per_s']:7.0f} commands/s, "
                   f"{result['commands_per_worker_cpu_s']:7.0f} per worker CPU-second, worker "
@@ -189,14 +214,22 @@ def main() -> None:
                   f"p50 {result['quiet_p50_s']:.2f} s max {result['quiet_max_s']:.2f} s, "
                   f"load {result['load_avg']:.1f}", flush=True)
     print(f"\n| variant ({args.scenario}, {args.commands} commands, median of {args.runs}) | commands/s | "
-          "commands per worker CPU-second | worker CPU % | kafka CPU % | quiet partition p50 / max s | "
-          "runs (commands/s) |\n|---|---:|---:|---:|---:|---:|---|")
+          "worker CPU per command | worker CPU % | kafka CPU % | quiet partition p50 / max s | "
+          "runs (commands/s) | ratio to the first (commands/s, run by run) |\n|---|---:|---:|---:|---:|---:|---|---|")
+    first = results[variants[0].name]
     for name, runs in results.items():
         median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         each = ", ".join(f"{r['commands_per_s']:.0f}" for r in runs)
-        print(f"| {name} | {median['commands_per_s']:.0f} | {median['commands_per_worker_cpu_s']:.0f} | "
+        ratios = [r["commands_per_s"] / f["commands_per_s"] for r, f in zip(runs, first, strict=True)]
+        print(f"| {name} | {median['commands_per_s']:.0f} | {1e6 / median['commands_per_worker_cpu_s']:.0f} µs | "
               f"{median['worker_cpu_pct']:.0f} | "
-              f"{median['kafka_cpu_pct']:.0f} | {median['quiet_p50_s']:.2f} / {median['quiet_max_s']:.2f} | {each} |")
+              f"{median['kafka_cpu_pct']:.0f} | {median['quiet_p50_s']:.2f} / {median['quiet_max_s']:.2f} | {each} | "
+              f"{statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)}) |")
+    if args.profile:
+        for variant in variants:
+            folded = openride_home() / "drain-run" / f"{variant.name}.{args.scenario}.folded"
+            run_in_namespace(args, variant, args.commands, folded)
+            print(f"\nprofile of {variant.name} (py-spy, {folded}):\n{profile_summary(folded)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from app.config import Settings
 from app.domain.trip import trip_key
@@ -157,6 +157,18 @@ def create_body(op: Create) -> dict[str, Any]:
 # -- targets ------------------------------------------------------------------------------
 
 
+def reply_end(consumer: Consumer, partition: TopicPartition, timeout_s: float = 60) -> int:
+    """Where the replies end; a topic created moments ago may have no leader yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=10)[1]
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 class DirectKafka:
     """Produces commands to booking.commands (murmur2 keys, like the gateway) with reply
     headers naming one partition of booking.replies, which a thread reads."""
@@ -189,7 +201,7 @@ class DirectKafka:
     def _read_replies(self) -> None:
         consumer = Consumer(reply_consumer_config(self._settings))
         partition = TopicPartition(topics.REPLIES, self.reply_partition)
-        _, end = consumer.get_watermark_offsets(partition, timeout=10)
+        end = reply_end(consumer, partition)
         consumer.assign([TopicPartition(topics.REPLIES, self.reply_partition, end)])
         consumer.consume(1, 0)
         self._assigned.set()

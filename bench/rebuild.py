@@ -1,35 +1,43 @@
 """`make bench-rebuild`: how long a worker holding many trips and bookings takes to answer
-commands again after a restart, on an empty data dir (its state rebuilt from the
-changelog) and on its own data dir after a clean stop (SIGTERM).
+commands again: on an empty data dir (its state loaded from the changelogs), on its own
+data dir after a clean stop (SIGTERM), started again at once after a SIGKILL, and when
+one of two workers is killed and the other takes its partitions over.
 
     bench/infra.sh rebuild [--trips 10000] [--bookings 100000] [--runs 3] [--profile] [--compact]
+                           [--session-timeout 6] [--standby-wait 60] [--variant NAME[@COMMIT]:...]...
 
-One worker is loaded through the command topic (commands produced in bulk, every reply
-awaited), then stopped. Each run starts a worker in the same group under the same static
-member id, so it takes every partition at once; queries for a few trips of every
-partition are produced as the process starts, and the run's time is from the process's
-start to the last of their replies. Each reply must show the availability the loaded
-worker reported: a rebuild that answers fast but wrong fails the bench.
+Each run, in a topic namespace and worker group of its own (so variants can run side by
+side, alternating): one worker is loaded through the command topic (commands produced
+in bulk, every reply awaited), then stopped; then, on the same changelogs, each kind of
+start once (`KINDS`), under the same static member id for a start of the same worker.
+Queries for a few trips of every partition are produced as the process starts (or as
+the kill happens), and the start's time is until every partition has answered one.
+Each reply must show the availability the loaded worker reported: a start that answers
+fast but wrong fails the bench. A killed worker's partitions go to the other only once
+the group gives it up (`--session-timeout`, the broker's least by default); the failover
+line also says how long after the survivor noticed.
 
 The changelog is as the load left it: every write, uncompacted (the broker does not
 compact a log's active segment), as after a burst of commands. `--compact` lets the
 broker compact it during the load instead: about one record per key, as a changelog
-settles in over time. `--profile` adds a rebuild under py-spy, whose folded stacks go
+settles in over time. `--profile` runs the rebuild under py-spy, whose folded stacks go
 to the run's directory.
 """
 
 import argparse
+import json
 import os
 import random
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,9 +49,11 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from app.config import Settings, get_settings
 from app.models import topics
 from bench import load
-from bench.systems import openride_home
+from app.topics import ensure_topics, topic_specs
+from bench.systems import openride_home, profiled
+from bench.variants import ROOT, Variant, parse_variant
 from gateway.kafka import producer_config, reply_consumer_config
-from tests.stack import WORKER_ARGV, Service, worker_service
+from tests.stack import Service, worker_service
 
 # Holds outlive the run: an expiry during a measurement would write to the tables.
 LONG_HOLDS = {"HOLD_MINUTES": "1440", "PAYMENT_HOLD_MINUTES": "1440"}
@@ -108,7 +118,7 @@ class Replies:
             got = len(command_ids & self.received.keys())
             if progress_every and got // progress_every > printed[0]:
                 printed[0] = got // progress_every
-                print(f"  {got} of {len(command_ids)} replies", flush=True)
+                print(f"  {got} of {len(command_ids)} replies", flush=True, file=sys.stderr)
 
         if not self.read_until(lambda: command_ids <= self.received.keys(), timeout_s, progress):
             missing = command_ids - self.received.keys()
@@ -201,7 +211,7 @@ def load_worker(settings: Settings, commands: Commands, replies: Replies, trips:
         raise RuntimeError(f"{len(refused(created))} bookings refused, e.g. {refused(created)[0]}")
     elapsed = time.monotonic() - started
     print(f"loaded {len(trips)} trips and {args.bookings} bookings in {elapsed:.0f} s "
-          f"({(len(trips) + args.bookings) / elapsed:.0f} commands/s)", flush=True)
+          f"({(len(trips) + args.bookings) / elapsed:.0f} commands/s)", flush=True, file=sys.stderr)
 
 
 def queried_trips(commands: Commands, trips: list[load.TripSpec]) -> list[load.TripSpec]:
@@ -264,40 +274,6 @@ def broker_bytes(topic: str) -> int:
     return sum(path.stat().st_size for path in data.glob(f"{topic}-*/*.log"))
 
 
-@dataclass
-class PlainRead:
-    seconds: float
-    records: int
-    keys: int  # distinct keys: what a fully compacted changelog would hold
-
-
-def plain_read(settings: Settings, names: list[str]) -> PlainRead:
-    """Reads the changelogs end to end with a plain librdkafka consumer: what the broker
-    and the loopback can do, with no faust and no RocksDB."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"bench-{uuid.uuid4()}",
-                         "enable.auto.commit": False})
-    try:
-        started = time.monotonic()
-        ends = {}
-        for name in names:
-            for partition in range(settings.command_partitions):
-                low, high = watermarks(consumer, TopicPartition(name, partition))
-                if high > low:
-                    ends[(name, partition)] = high
-        consumer.assign([TopicPartition(name, partition, 0) for name, partition in ends])
-        records, keys = 0, set()
-        while ends:
-            for message in consumer.consume(10_000, 1.0):
-                if message.error() is None:
-                    records += 1
-                    keys.add((message.topic(), message.key()))
-                    if message.offset() + 1 >= ends.get((message.topic(), message.partition()), sys.maxsize):
-                        del ends[(message.topic(), message.partition())]
-        return PlainRead(time.monotonic() - started, records, len(keys))
-    finally:
-        consumer.close()
-
-
 def compact_soon(settings: Settings) -> None:
     """Small segments and an eager cleaner on the changelogs, so that the broker compacts
     them while the load runs (it never compacts a log's active segment): the state a
@@ -316,89 +292,131 @@ def compact_soon(settings: Settings) -> None:
 
 @dataclass
 class Start:
-    kind: str  # "rebuild" (empty data dir) or "restart" (own data dir, after a clean stop)
-    answered_s: float  # process start -> every partition answered (its first query's reply)
+    kind: str  # see KINDS
+    answered_s: float  # from the start (or the kill) until every partition answered (its first query's reply)
     first_answer_s: float
-    faust: dict[str, float]  # faust's log milestones, seconds after process start
+    faust: dict[str, float]  # faust's log milestones, seconds after the start
     load: float  # 1-minute load average when the run ended
     lost: list[str]  # queries never answered
     duplicated: int  # replies beyond the first to a query
+    after_rebalance_s: float | None = None  # failover: from the survivor noticing until every partition answered
 
 
-def timed_start(worker: Service, commands: Commands, replies: Replies, trips: list[load.TripSpec],
-                expected: dict[str, Any], kind: str) -> Start:
-    started = time.time()
-    worker.start()
-    try:
-        command_ids = commands.send(query_documents(trips, uuid.uuid4().hex[:8]))
-        by_partition: dict[int, set[str]] = {}
-        for command_id in command_ids:
-            by_partition.setdefault(commands.partition_of[trip_key_of(command_id)], set()).add(command_id)
-        if not replies.read_until(lambda: all(ids & replies.received.keys() for ids in by_partition.values()),
-                                  ANSWER_TIMEOUT_S):
-            raise TimeoutError(f"{kind}: a partition never answered; {replies.position()}")
-        replies.read_until(lambda: command_ids <= replies.received.keys(), STRAGGLERS_S)
-    finally:
-        worker.stop()
-    if worker.process.returncode not in (0, -15):
-        raise RuntimeError(f"{worker.name} stopped with {worker.process.returncode}:\n{worker.log_tail()}")
+KINDS = {
+    "rebuild": "a worker on an empty data dir: its tables loaded from the changelogs",
+    "restart": "the same worker on its own data dir after a clean stop (SIGTERM), from the process start",
+    "sigkill": "the same worker killed (SIGKILL) and started again at once on its data dir, from the kill",
+    "failover": "two workers with standby replicas: one killed (SIGKILL), from the kill until the other answers "
+                "for all its partitions",
+}
+
+
+def ask_every_partition(commands: Commands, trips: list[load.TripSpec]) -> tuple[set[str], dict[int, set[str]]]:
+    command_ids = commands.send(query_documents(trips, uuid.uuid4().hex[:8]))
+    by_partition: dict[int, set[str]] = {}
+    for command_id in command_ids:
+        by_partition.setdefault(commands.partition_of[trip_key_of(command_id)], set()).add(command_id)
+    return command_ids, by_partition
+
+
+def answered(kind: str, commands: Commands, replies: Replies, trips: list[load.TripSpec], expected: dict[str, Any],
+             started: float, log_path: Path) -> Start:
+    """Queries for every partition, produced now; once each partition answered one, the
+    start is done (the rest may straggle). Every answer must be what it was before."""
+    command_ids, by_partition = ask_every_partition(commands, trips)
+    if not replies.read_until(lambda: all(ids & replies.received.keys() for ids in by_partition.values()),
+                              ANSWER_TIMEOUT_S):
+        raise TimeoutError(f"{kind}: a partition never answered; {replies.position()}")
+    replies.read_until(lambda: command_ids <= replies.received.keys(), STRAGGLERS_S)
     answers = availability(replies.bodies(command_ids))
     wrong = [key for key, value in answers.items() if value != expected.get(key)]
     if wrong:
-        raise RuntimeError(f"{kind}: {len(wrong)} trips answered other than before the restart, e.g. {wrong[0]}")
+        raise RuntimeError(f"{kind}: {len(wrong)} trips answered other than before, e.g. {wrong[0]}")
     answered_at = [min(replies.received_at(i) for i in ids if i in replies.received) for ids in by_partition.values()]
     return Start(kind, max(answered_at) - started, min(answered_at) - started,
-                 faust_milestones(worker.log_path, started), os.getloadavg()[0],
+                 faust_milestones(log_path, started), os.getloadavg()[0],
                  lost=sorted(command_ids - replies.received.keys()),
                  duplicated=sum(replies.copies[i] - 1 for i in command_ids if replies.copies[i] > 1))
 
 
-def faust_milestones(log_path: Path, started: float) -> dict[str, float]:
-    """Seconds after `started` of the first line of each milestone in this start's log."""
-    found: dict[str, float] = {}
+def timed_start(worker: Service, commands: Commands, replies: Replies, trips: list[load.TripSpec],
+                expected: dict[str, Any], kind: str, killed_at: float | None = None) -> Start:
+    """From the process start (or, for a kill, the kill) until every partition answered."""
+    started = killed_at or time.time()
+    worker.start()
+    try:
+        return answered(kind, commands, replies, trips, expected, started, worker.log_path)
+    finally:
+        worker.stop()
+        if worker.process.returncode not in (0, -15):
+            raise RuntimeError(f"{worker.name} stopped with {worker.process.returncode}:\n{worker.log_tail()}")
+
+
+def killed_and_started(worker: Service, commands: Commands, replies: Replies, trips: list[load.TripSpec],
+                       expected: dict[str, Any]) -> Start:
+    worker.start()
+    answered("warm-up", commands, replies, trips, expected, time.time(), worker.log_path)
+    killed_at = time.time()
+    worker.kill()
+    return timed_start(worker, commands, replies, trips, expected, "sigkill", killed_at)
+
+
+def failed_over(first: Service, second: Service, commands: Commands, replies: Replies, trips: list[load.TripSpec],
+                expected: dict[str, Any], standby_wait_s: float) -> Start:
+    """Both workers up, the second's standby copies given `standby_wait_s` to catch up,
+    then the first killed; timed from the kill until every partition answered."""
+    first.start()
+    answered("first alone", commands, replies, trips, expected, time.time(), first.log_path)
+    second.start()
+    try:
+        time.sleep(standby_wait_s)
+        answered("both", commands, replies, trips, expected, time.time(), second.log_path)
+        killed_at = time.time()
+        first.kill()
+        start = answered("failover", commands, replies, trips, expected, killed_at, second.log_path)
+        noticed = log_times(second.log_path, "(Re-)joining group", after=killed_at)
+        if noticed:
+            start.after_rebalance_s = start.answered_s - (noticed[0] - killed_at)
+        return start
+    finally:
+        first.stop()
+        second.stop()
+
+
+def log_times(log_path: Path, text: str, after: float) -> list[float]:
+    found = []
     for line in log_path.read_text(errors="replace").splitlines():
         match = FAUST_LOG_TIME.match(line)
-        if not match:
-            continue
-        at = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        for name, text in FAUST_MILESTONES.items():
-            if name not in found and text in line and at >= started - 1:
-                found[name] = round(at - started, 2)
+        if match and text in line:
+            at = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if at >= after:
+                found.append(at)
     return found
 
 
-class Profiled(Service):
-    """The worker under py-spy (the bench extra): raw folded stacks, idle included."""
-
-    def stop(self) -> None:
-        """The worker first: py-spy writes its stacks once the worker is gone (a signal to
-        py-spy itself would leave the worker running and write nothing)."""
-        import psutil  # the bench extra
-
-        for child in psutil.Process(self.process.pid).children():
-            child.terminate()
-        self.process.wait(60)
+def faust_milestones(log_path: Path, started: float) -> dict[str, float]:
+    """Seconds after `started` of the first line of each milestone in this start's log."""
+    return {name: round(times[0] - started, 2) for name, text in FAUST_MILESTONES.items()
+            if (times := log_times(log_path, text, started))}
 
 
-def profiled(worker: Service, out: Path) -> Profiled:
-    argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--rate", "50", "--idle", "--threads", "--format", "raw",
-            "-o", str(out), "--", *WORKER_ARGV]
-    return Profiled(worker.name, argv, worker.env, worker.log_path)
+# -- one run ------------------------------------------------------------------------------------
 
 
-# -- the run ------------------------------------------------------------------------------------
-
-
-def run(args: argparse.Namespace) -> list[Start]:
+def run_once(args: argparse.Namespace) -> list[Start]:
+    """Every kind of start once, in a topic namespace and worker group of this run's own."""
     settings = get_settings()
     run_id = uuid.uuid4().hex[:8]
     workdir = openride_home() / "rebuild-run" / run_id
     workdir.mkdir(parents=True)
-    env = {**LONG_HOLDS, "WORKER_ID": settings.worker_id, "WORKER_INSTANCE_ID": f"bench-worker-{run_id}"}
+    env = {**LONG_HOLDS, "WORKER_ID": settings.worker_id, "WORKER_INSTANCE_ID": f"bench-worker-{run_id}",
+           "WORKER_SESSION_TIMEOUT_SECONDS": str(args.session_timeout),
+           "WORKER_HEARTBEAT_SECONDS": str(min(3.0, args.session_timeout / 3))}
+    ensure_topics(settings, topic_specs(settings))
     replies = Replies(settings, settings.reply_partitions - 1)
     commands = Commands(settings, replies.partition)
     trips = load.make_trips(f"rb{run_id}", args.trips)
-    loaded = worker_service("loaded", workdir, env)
+    loaded = worker_service("loaded", workdir, env, args.tree)
     loaded.start()
     try:
         load_worker(settings, commands, replies, trips, args)
@@ -407,63 +425,107 @@ def run(args: argparse.Namespace) -> list[Start]:
     finally:
         loaded.stop()
     if args.compact:
-        print(f"waiting {COMPACTION_WAIT_S} s for the log cleaner", flush=True)
+        print(f"waiting {COMPACTION_WAIT_S} s for the log cleaner", flush=True, file=sys.stderr)
         time.sleep(COMPACTION_WAIT_S)
     logs = changelogs(settings)
     for log in logs:
         print(f"changelog {log.topic}: {log.records} records (offsets), {log.bytes / 1e6:.1f} MB on the broker",
-              flush=True)
-    read = plain_read(settings, [log.topic for log in logs])
-    print(f"plain consumer read {read.records} changelog records ({read.keys} distinct keys) in {read.seconds:.1f} s "
-          f"({read.records / read.seconds:.0f}/s)", flush=True)
-
-    starts = []
-    for i in range(args.runs + args.profile):
-        name = f"worker-{i}"
-        worker = worker_service(name, workdir, env)
-        if i == args.runs:
-            worker = profiled(worker, workdir / f"{name}.rebuild.folded")
-        for kind in ("rebuild", "restart"):
-            start = timed_start(worker, commands, replies, sample, expected, kind)
-            print(f"{name} {kind}: answered after {start.answered_s:.1f} s (first partition {start.first_answer_s:.1f} s), "
-                  f"faust {start.faust}, load {start.load:.1f}; queries lost {len(start.lost)} {start.lost[:3]}, "
-                  f"duplicate replies {start.duplicated}", flush=True)
-            if i < args.runs:
-                starts.append(start)
-            elif kind == "rebuild":
-                print(f"profile (py-spy folded stacks): {workdir / f'{name}.rebuild.folded'}", flush=True)
-                break
-        shutil.rmtree(workdir / name, ignore_errors=True)
+              flush=True, file=sys.stderr)
+    worker = worker_service("worker", workdir, env, args.tree)
+    if args.profile:
+        worker = profiled(worker, workdir / "worker.rebuild.folded")
+    starts = [timed_start(worker, commands, replies, sample, expected, "rebuild")]
+    if args.profile:
+        print(f"profile (py-spy folded stacks): {workdir / 'worker.rebuild.folded'}", flush=True, file=sys.stderr)
+        worker = worker_service("worker", workdir, env, args.tree)
+    starts.append(timed_start(worker, commands, replies, sample, expected, "restart"))
+    starts.append(killed_and_started(worker, commands, replies, sample, expected))
+    second = worker_service("standby", workdir, {**env, "WORKER_INSTANCE_ID": f"bench-standby-{run_id}"}, args.tree)
+    starts.append(failed_over(worker, second, commands, replies, sample, expected, args.standby_wait))
     replies.close()
-    shutil.rmtree(workdir / "loaded", ignore_errors=True)  # the logs stay, the RocksDB copies go
-    summarize(starts)
+    for name in ("loaded", "worker", "standby"):
+        shutil.rmtree(workdir / name, ignore_errors=True)  # the logs stay, the RocksDB copies go
     return starts
 
 
-def summarize(starts: list[Start]) -> None:
-    for kind in ("rebuild", "restart"):
-        mine = [s for s in starts if s.kind == kind]
-        if not mine:
-            continue
-        faust = {name: statistics.median(s.faust[name] for s in mine if name in s.faust)
-                 for name in FAUST_MILESTONES if any(name in s.faust for s in mine)}
-        print(f"{kind}: median {statistics.median(s.answered_s for s in mine):.1f} s to answer on every partition "
-              f"(runs: {', '.join(f'{s.answered_s:.1f}' for s in mine)}); faust milestones (median s): {faust}; "
-              f"load {', '.join(f'{s.load:.1f}' for s in mine)}; queries lost {sum(len(s.lost) for s in mine)}, "
-              f"duplicate replies {sum(s.duplicated for s in mine)}", flush=True)
+def run_in_namespace(args: argparse.Namespace, variant: Variant) -> list[Start]:
+    namespace = f"rb{uuid.uuid4().hex[:6]}."
+    env = {**os.environ, **variant.env, "TOPIC_NAMESPACE": namespace, "WORKER_ID": f"bench-{namespace[:-1]}"}
+    argv = [sys.executable, "-m", "bench.rebuild", "--one", "--tree", str(variant.tree), "--trips", str(args.trips),
+            "--bookings", str(args.bookings), "--session-timeout", str(args.session_timeout),
+            "--standby-wait", str(args.standby_wait), "--seed", str(args.seed),
+            *(["--compact"] if args.compact else []), *(["--profile"] if args.profile else [])]
+    done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{variant.name}: run failed:\n{done.stdout}")
+    return [Start(**start) for start in json.loads(done.stdout.strip().splitlines()[-1])]
+
+
+def describe(start: Start) -> str:
+    extra = f", {start.after_rebalance_s:.1f} s after the survivor noticed" if start.after_rebalance_s else ""
+    return (f"{start.kind}: every partition answered after {start.answered_s:.1f} s{extra} (first "
+            f"{start.first_answer_s:.1f} s), faust {start.faust}, load {start.load:.1f}; queries lost "
+            f"{len(start.lost)}, duplicate replies {start.duplicated}")
+
+
+def run(args: argparse.Namespace) -> dict[str, list[list[Start]]]:
+    variants = [parse_variant(v) for v in args.variant] or [Variant("as configured")]
+    results: dict[str, list[list[Start]]] = {variant.name: [] for variant in variants}
+    for number in range(args.runs):
+        for variant in variants:
+            starts = run_in_namespace(args, variant)
+            results[variant.name].append(starts)
+            for start in starts:
+                print(f"run {number + 1} {variant.name}: {describe(start)}", flush=True)
+    summarize(results, variants[0].name)
+    return results
+
+
+def summarize(results: dict[str, list[list[Start]]], first: str) -> None:
+    print("\n| variant | " + " | ".join(KINDS) + " |\n|---|" + "---:|" * len(KINDS))
+    for name, runs in results.items():
+        cells = []
+        for kind in KINDS:
+            times = [start.answered_s for starts in runs for start in starts if start.kind == kind]
+            mine = statistics.median(times)
+            theirs = statistics.median(start.answered_s for starts in results[first] for start in starts
+                                       if start.kind == kind)
+            cells.append(f"{mine:.1f} s ({', '.join(f'{t:.1f}' for t in times)}; {mine / theirs:.2f}x)")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\nmedians, the runs, and the ratio to the first variant; " + "; ".join(f"{k}: {v}" for k, v in KINDS.items()))
+    lost = sum(len(start.lost) for runs in results.values() for starts in runs for start in starts)
+    print(f"queries lost in all: {lost}")
 
 
 def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     result.add_argument("--trips", type=int, default=10_000)
     result.add_argument("--bookings", type=int, default=100_000)
-    result.add_argument("--runs", type=int, default=3, help="timed rebuilds (each followed by a timed restart)")
-    result.add_argument("--profile", action="store_true", help="one more rebuild under py-spy (not timed)")
+    result.add_argument("--runs", type=int, default=3, help="runs of each variant, alternating")
+    result.add_argument("--variant", action="append", default=[],
+                        help="NAME[@COMMIT]:SETTING=VALUE,... the worker's code and settings (bench/variants.py)")
+    result.add_argument("--profile", action="store_true", help="the rebuild under py-spy (then not a fair time)")
     result.add_argument("--compact", action="store_true", help="let the broker compact the changelogs during the load")
+    result.add_argument("--session-timeout", type=float, default=6.0,
+                        help="WORKER_SESSION_TIMEOUT_SECONDS: how soon the group gives a killed worker up "
+                             "(the broker's least, by default)")
+    result.add_argument("--standby-wait", type=float, default=60.0,
+                        help="seconds the second worker's standby copies get before the first is killed")
     result.add_argument("--seed", type=int, default=7)
+    result.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    result.add_argument("--tree", type=Path, default=ROOT, help=argparse.SUPPRESS)
     return result
 
 
+def main() -> None:
+    args = parser().parse_args()
+    if args.one:
+        print(json.dumps([asdict(start) for start in run_once(args)]))
+        return
+    results = run(args)
+    # A query a worker never answered is a lost command: the run's figures stand, but it fails.
+    sys.exit(1 if any(start.lost for runs in results.values() for starts in runs for start in starts) else 0)
+
+
 if __name__ == "__main__":
-    # A query the worker never answered is a lost command: the run's figures stand, but it fails.
-    sys.exit(1 if any(start.lost for start in run(parser().parse_args())) else 0)
+    main()

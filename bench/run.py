@@ -12,6 +12,12 @@ ramp. `--runs` repeats the phases (alternating), and the report gives medians. T
 
     bench/infra.sh run [--quick] [--runs 3] [--rtt-ms 0,0.5] [--targets http,baseline,baseline-lfl]
                        [--step-seconds 6] [--out docs/benchmarks]
+    bench/infra.sh run --compare NAME[@COMMIT]:... NAME:... [--scenario hot|spread] [--runs 3]
+
+`--compare` runs the direct path only, for worker variants side by side (bench/variants.py):
+each run of each variant in a process and topic namespace of its own, one worker, the
+same warm-up and ramp; the sustained rate, its ratio to the first variant run by run,
+and the latencies at each rate.
 """
 
 import argparse
@@ -20,9 +26,11 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +44,7 @@ from bench import load
 from bench.baseline.app import seed_trips
 from bench.invariants import availability_problems, baseline_oversold, postgres_oversold
 from bench.systems import CpuMeter, Network, SinkLag, infra_pids, openride_home, start_baseline, start_openride
+from bench.variants import parse_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 # Steps close together up to 1,000/s, where every target has saturated so far on the
@@ -220,6 +229,77 @@ async def bench(args: argparse.Namespace, stack, baselines: dict[str, Any], lag:
                            for key, v in sink.items()}}
 
 
+# -- worker variants side by side, the direct path only --------------------------------------
+
+
+async def direct_ramp(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One worker (of this process's variant) in this process's topic namespace, the
+    direct path ramped on one scenario, after the same warm-up as the full bench."""
+    from app.topics import ensure_topics, topic_specs
+    from tests.stack import worker_service
+
+    settings = get_settings()
+    ensure_topics(settings, topic_specs(settings))
+    workdir = openride_home() / "bench-run" / settings.topic_namespace
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    worker = worker_service("worker", workdir, {"WORKER_ID": f"bench-{settings.topic_namespace[:-1]}",
+                                                "WORKER_INSTANCE_ID": "bench-worker"}, args.tree)
+    worker.start()
+    direct = load.DirectKafka(settings)
+    try:
+        await direct.start()
+        meter = CpuMeter({"worker": worker.process.pid, "generator": os.getpid(), **infra_pids(openride_home())})
+        warm = load.Scenario("warm-up", load.make_trips("warmup", WARMUP_TRIPS), cancel_share=0.3)
+        await load.publish_trips(direct, warm.trips)
+        await load.run_step(direct, warm, WARMUP_RATE, args.warmup_seconds)
+        scenario = (load.hot_trip if args.scenario == "hot" else load.spread)(f"direct-{args.scenario}")
+        await load.publish_trips(direct, scenario.trips)
+        steps = await ramp(direct, scenario, (QUICK_RATES if args.quick else RATES)["direct"], args.step_seconds,
+                           meter, [])
+        return [asdict(step) for step in steps]
+    finally:
+        await direct.stop()
+        worker.stop()
+
+
+def compare_workers(args: argparse.Namespace) -> None:
+    """Each variant's ramp in a process and topic namespace of its own, the variants
+    alternating run by run; the sustained rate and the latencies side by side."""
+    variants = [parse_variant(text) for text in args.compare]
+    results: dict[str, list[list[dict[str, Any]]]] = {variant.name: [] for variant in variants}
+    for number in range(args.runs or 3):
+        for variant in variants:
+            env = {**os.environ, **variant.env, "TOPIC_NAMESPACE": f"cmp{uuid.uuid4().hex[:6]}."}
+            argv = [sys.executable, "-m", "bench.run", "--direct-only", "--tree", str(variant.tree), "--scenario",
+                    args.scenario, "--step-seconds", str(args.step_seconds), "--warmup-seconds",
+                    str(args.warmup_seconds), *(["--quick"] if args.quick else [])]
+            done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"{variant.name}: run failed:\n{done.stdout}")
+            steps = orjson.loads(done.stdout.strip().splitlines()[-1])
+            results[variant.name].append(steps)
+            print(f"run {number + 1} {variant.name}: sustained {sustained_rate(steps):.0f}/s", flush=True)
+    print(f"\n| variant ({args.scenario}, direct, median of {args.runs or 3}) | sustained answers/s (runs) | ratio to "
+          f"the first (run by run) | p50 / p99 ms at each rate (median) |\n|---|---:|---|---|")
+    first = results[variants[0].name]
+    for name, runs in results.items():
+        rates = [sustained_rate(steps) for steps in runs]
+        ratios = [mine / max(theirs, 1) for mine, theirs in zip(rates, map(sustained_rate, first), strict=True)]
+        latencies = {}
+        for steps in runs:
+            for step in steps:
+                latencies.setdefault(step["rate"], []).append((step["p50_ms"], step["p99_ms"]))
+        shown = ", ".join(f"{rate:.0f}/s {statistics.median(p[0] for p in ps):.0f} / {statistics.median(p[1] for p in ps):.0f}"
+                          for rate, ps in sorted(latencies.items()) if len(ps) == len(runs))
+        print(f"| {name} | {statistics.median(rates):.0f} ({', '.join(f'{r:.0f}' for r in rates)}) | "
+              f"{statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)}) | {shown} |")
+
+
+def sustained_rate(steps: list[dict[str, Any]]) -> float:
+    return max((step["rate"] for step in steps if step["sustained"]), default=0.0)
+
+
 def machine() -> dict[str, Any]:
     cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("model name")), platform.processor())
@@ -307,8 +387,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     parser.add_argument("--phase-out", type=Path, help=argparse.SUPPRESS)  # set for a phase's own process
     parser.add_argument("--run", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--compare", nargs="+", metavar="NAME[@COMMIT]:SETTING=VALUE,...",
+                        help="instead of the phases: the direct path only, ramped once per run for each of these "
+                             "worker variants (bench/variants.py), alternating")
+    parser.add_argument("--scenario", choices=("hot", "spread"), default="hot", help="with --compare")
+    parser.add_argument("--direct-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tree", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.step_seconds = args.step_seconds or (3.0 if args.quick else 6.0)
+    if args.direct_only:
+        print(orjson.dumps(asyncio.run(direct_ramp(args))).decode())
+        return
+    if args.compare:
+        compare_workers(args)
+        return
     args.targets = args.targets.split(",")
     if args.phase_out is not None:
         args.rtt_ms = float(args.rtt_ms)

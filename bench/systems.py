@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,3 +251,44 @@ def infra_pids(home: Path) -> dict[str, int]:
         except (OSError, ValueError, IndexError):
             continue
     return pids
+
+
+class Profiled(Service):
+    """A worker under py-spy (the bench extra): raw folded stacks, idle included."""
+
+    def stop(self) -> None:
+        """The worker first: py-spy writes its stacks once the worker is gone (a signal to
+        py-spy itself would leave the worker running and write nothing)."""
+        import psutil  # the bench extra
+
+        for child in psutil.Process(self.process.pid).children():
+            child.terminate()
+        self.process.wait(60)
+
+
+def profiled(worker: Service, out: Path, rate: int = 50) -> Profiled:
+    argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--rate", str(rate), "--idle", "--threads",
+            "--format", "raw", "-o", str(out), "--", *worker.argv]
+    return Profiled(worker.name, argv, worker.env, worker.log_path, tree=worker.tree)
+
+
+def profile_summary(folded: Path, top: int = 25) -> str:
+    """Where the worker's main thread spent its samples: the functions with the most time
+    of their own, and the most time under them, as shares of the thread's busy samples."""
+    own: Counter[str] = Counter()
+    under: Counter[str] = Counter()
+    busy = 0
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if "MainThread" not in frames[0] or "select (selectors.py" in frames[-1]:
+            continue  # other threads, and the event loop waiting
+        samples = int(count)
+        busy += samples
+        own[frames[-1]] += samples
+        for frame in set(frames[1:]):
+            under[frame] += samples
+    lines = [f"{busy} busy samples of the main thread"]
+    lines += [f"{100 * n / busy:5.1f} % own   {frame}" for frame, n in own.most_common(top)]
+    lines += [f"{100 * n / busy:5.1f} % under {frame}" for frame, n in under.most_common(2 * top)]
+    return "\n".join(lines)

@@ -56,10 +56,11 @@ class Service:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen | None = None
+    tree: Path = ROOT  # the source tree it runs from (the benchmarks compare another commit's)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.argv, cwd=self.tree, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook, no flush, no commit."""
@@ -115,12 +116,14 @@ class Stack:
 WORKER_ARGV = [sys.executable, "-m", "app.agents.worker", "worker", "-l", "info"]
 
 
-def worker_service(name: str, workdir: Path, env: dict[str, str]) -> Service:
+def worker_service(name: str, workdir: Path, env: dict[str, str], tree: Path = ROOT) -> Service:
     """A worker process with a data dir of its own (workdir/name) unless env names one.
-    Unbuffered, so that a worker killed with SIGKILL leaves its last log lines."""
+    Unbuffered, so that a worker killed with SIGKILL leaves its last log lines. `tree`:
+    another checkout of the project to run the worker from (its `app` package is found
+    first, from the working directory; the virtualenv is this one's)."""
     env = {**os.environ, "WORKER_DATADIR": str(workdir / name), "PYTHONUNBUFFERED": "1", "WORKER_HTTP_PORT": "0",
            **env}
-    return Service(name, WORKER_ARGV, env, workdir / f"{name}.log")
+    return Service(name, WORKER_ARGV, env, workdir / f"{name}.log", tree=tree)
 
 
 def own_topics(env: Mapping[str, str]) -> None:

@@ -68,6 +68,23 @@ class ContiguousCommands:
                                           record.offset)
         return [*skipped, record]
 
+    async def all_through(self, records: Iterable[Record]) -> list[Record]:
+        """`through` for each record, in order; a record that is the next one expected
+        (nearly all of them) without a trip through the event loop."""
+        handled: list[Record] = []
+        for record in records:
+            where = (record.topic, record.partition)
+            if self._next.get(where) == record.offset:
+                self._next[where] = record.offset + 1
+                handled.append(record)
+            else:
+                handled.extend(await self.through(record))
+        return handled
+
+    def expected(self, topic: str, partition: int) -> int:
+        """The next offset to handle on the partition."""
+        return self._next[topic, partition]
+
     def positions(self) -> dict[tuple[str, int], int]:
         """The next offset to handle, per partition seen since its assignment."""
         return dict(self._next)

@@ -5,8 +5,9 @@ WORKER_HTTP_HOST:WORKER_HTTP_PORT, 9109 by default):
   - `openride_worker_commands_total{type,outcome}`: records of the command topic handled,
     by command type (`tick` for a clock tick, `unknown` for a dead-lettered record) and
     outcome (`accepted`, `rejected`, `duplicate`, `dead_letter`); commands/s is its rate;
-  - `openride_worker_handle_seconds`: time to handle one record (decide, write the table,
-    queue the events and reply), on the worker's event loop;
+  - `openride_worker_handle_seconds`: time to handle one record in its batch (decide,
+    stage the table writes, render the events and reply), on the worker's event loop; the
+    batch then waits for the broker once for all its records (app.agents.batch);
   - `openride_worker_command_wait_seconds`: from the broker appending a command to the
     worker starting on it: queueing, lag and rebalances, as a client feels them;
   - `openride_worker_lag{topic,partition}`: records on an owned command partition after
@@ -16,9 +17,9 @@ WORKER_HTTP_HOST:WORKER_HTTP_PORT, 9109 by default):
     partitions kept warm for another worker (`standby`);
   - `openride_worker_recovering`, `openride_worker_recovery_remaining_records{role}`,
     `openride_worker_recovery_seconds` (the recovery under way, else the last one) and
-    `openride_worker_rebuilt_tables` (1: this process dropped its tables at start, the
-    last one having died, and rebuilds them from the whole changelog): recovery and
-    rebuild progress;
+    `openride_worker_recovery_loaded_records_total` (changelog records this process
+    loaded into its local store in bulk: all of them on an empty data dir, the tail its
+    store lacked after a crash; app.agents.faust_app.BulkRecovery): recovery progress;
   - `openride_worker_rebalances_total`, `openride_worker_dead_letters_total{code}`,
     `openride_worker_send_errors_total` (records the producer failed to deliver);
 - `GET /health/live`: 200 while the event loop turns (a timer of this monitor beats on
@@ -28,12 +29,12 @@ WORKER_HTTP_HOST:WORKER_HTTP_PORT, 9109 by default):
   tables are recovered, until the next rebalance starts: it is handling commands.
 
 faust calls a sensor (`faust.Sensor`) at rebalances and failed sends, and starts it with
-the app, before recovery; the worker calls `handled` and `dead_lettered` (app.agents.worker).
+the app, before recovery; the worker's batches call `handled` for each record and
+`dead_lettered` for each dead letter (app.agents.batch).
 """
 
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -97,8 +98,8 @@ class WorkerMonitor(faust.Sensor):
         self.recovery_seconds = Gauge("openride_worker_recovery_seconds",
                                       "Duration of the recovery under way, else of the last one",
                                       registry=self.registry)
-        self.rebuilt_tables = Gauge("openride_worker_rebuilt_tables",
-                                    "1 if this process started by rebuilding its tables from the whole changelog",
+        self.loaded_records = Gauge("openride_worker_recovery_loaded_records_total",
+                                    "Changelog records loaded into the local store in bulk by this process",
                                     registry=self.registry)
         self.ready_gauge = Gauge("openride_worker_ready", "1 while partitions are assigned and recovered",
                                  registry=self.registry)
@@ -106,6 +107,7 @@ class WorkerMonitor(faust.Sensor):
         self.registry.register(SnapshotGauge("openride_worker_lag",
                                               "Records on an owned command partition not handled yet",
                                               ["topic", "partition"], lambda: self._lag.items()))
+        self._counted: dict[tuple[str, str], Any] = {}
         self._heartbeat = time.monotonic()
         self._rebalances_ended = 0
         self._server: Any = None
@@ -113,15 +115,16 @@ class WorkerMonitor(faust.Sensor):
     # -- called by the worker, per record ------------------------------------------------
 
     def handled(self, record: Record, handled: Handled | None, seconds: float) -> None:
-        self.commands.labels(*outcome_of(record, handled)).inc()
+        labels = outcome_of(record, handled)
+        counted = self._counted.get(labels)
+        if counted is None:  # the child per label pair, looked up once (a batch calls this per record)
+            counted = self._counted[labels] = self.commands.labels(*labels)
+        counted.inc()
         self.handle_seconds.observe(seconds)
         self.wait_seconds.observe(max(time.time() - record.timestamp_ms / 1000, 0.0))
 
     def dead_lettered(self, headers: Mapping[str, bytes]) -> None:
         self.dead_letters.labels(headers.get("dlq-code", b"unknown").decode(errors="replace")).inc()
-
-    def started_by_rebuild(self, tabledir: Path) -> None:
-        self.rebuilt_tables.set(1)
 
     # -- faust's sensor callbacks --------------------------------------------------------
 
@@ -163,8 +166,11 @@ class WorkerMonitor(faust.Sensor):
         self._lag = lag
         self.partitions.labels("active").set(len(owned))
         self.partitions.labels("standby").set(len({tp.partition for tp in recovery.standby_tps}))
+        loading = recovery.progress  # BulkRecovery's
         self.recovering.set(1 if recovery.in_recovery else 0)
-        self.recovery_remaining.labels("active").set(recovery.active_remaining_total())
+        self.recovery_remaining.labels("active").set(recovery.active_remaining_total() + loading.records_total
+                                                     - loading.records_loaded)
+        self.loaded_records.set(loading.records_loaded)
         self.recovery_remaining.labels("standby").set(recovery.standby_remaining_total())
         self.recovery_seconds.set(recovery_duration(recovery, time.monotonic()))
         self.ready_gauge.set(1 if self.health()[1] else 0)

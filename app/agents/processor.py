@@ -1,14 +1,14 @@
-"""One command record in, one state write and its replies, events or dead letter out.
+"""One command record in, its staged table writes and its replies, events or dead letter out.
 
 Free of faust so that tests and the deterministic replay drive it with a plain dict as
 the table. For each record, in this order:
 1. Decode and validate; a bad record goes to the dead-letter topic (and, if it names a
    reply address and a command id, gets an error reply), and never stops the worker.
 2. Handle the command against the trip's state, with the broker-stamped record time,
-   and write what changed to the table (`app.tables.store` says in which order, and why
-   a duplicate rewrites it).
-3. Queue the lifecycle events, then the reply, behind that changelog record in the
-   producer's buffer, so nothing is announced ahead of the state it came from.
+   and stage what changed in the table (`app.tables.store`).
+3. Hand the lifecycle events, then the reply, to `send`. The worker holds them until the
+   batch's table writes are in the changelog (`app.agents.batch`), so nothing is
+   announced ahead of the state it came from.
 
 Dead-letter codes: `invalid_json` (not a JSON document), `unknown_type` (no or an unknown
 `type`), `unsupported_version` (a `v` this processor does not read), `invalid_command`
@@ -31,6 +31,7 @@ from app.domain.state import TripState
 from app.models import topics
 from app.models.commands import TRIP_RECORD, parse_command
 from app.models.outbound import lifecycle_events, reply
+from app.tables.staged import Staged
 from app.tables.store import TripStore
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,10 @@ class Handled:
     state: TripState
     outcome: Outcome
     command_type: str
+    next_visit: int | None  # when the trip next needs a tick's visit (`TripStore.handle`)
 
 
-def process_command(record: Record, store: TripStore, send: Send, policy: Policy) -> Handled | None:
+def process_command(record: Record, table: Staged, store: TripStore, send: Send, policy: Policy) -> Handled | None:
     """None when the record went to the dead-letter topic."""
     try:
         wire = parse_command(record.value or b"")
@@ -69,12 +71,13 @@ def process_command(record: Record, store: TripStore, send: Send, policy: Policy
     if record.key is None or wire.key().encode() != record.key:
         return dead_letter(record, send, "wrong_key", f"expected key {wire.key()!r}")
     command = wire.to_domain()
-    state, outcome = store.handle(record.key, command, record.timestamp_ms, policy, wire.fingerprint)
+    state, outcome, next_visit = store.handle(table, record.key, command, record.timestamp_ms, record.offset, policy,
+                                              wire.fingerprint)
     for topic, key, value in lifecycle_events(state, outcome):
         send(topic, key.encode(), value, None, {})
     send_reply(record, send, wire.command_id, reply(state, outcome, command),
                replayed=outcome.duplicate and outcome.code is not Code.IDEMPOTENCY_KEY_REUSED)
-    return Handled(record.key, state, outcome, wire.type)
+    return Handled(record.key, state, outcome, wire.type, next_visit)
 
 
 def forward_trip(record: Record, send: Send) -> None:

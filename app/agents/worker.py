@@ -1,8 +1,12 @@
 """The stream processor: a faust worker whose agent owns the command topic's partitions
 and the trip states on them. Run: `python -m app.agents.worker worker -l info`.
 
-Each agent keeps concurrency 1: it writes tables, and faust may commit past an in-flight
-message otherwise (faust-streaming issue #606).
+The agent takes the commands a batch at a time (what has come, up to
+WORKER_BATCH_RECORDS, the partitions in turn: app.agents.faust_app.FairIntake) and makes
+each batch durable before anything of it is acknowledged or committed (app.agents.batch); the tables are read and written in
+their RocksDB directly (app.agents.local), and the offsets are committed by the worker,
+not by faust (app.agents.faust_app.WorkerConsumer). Each agent keeps concurrency 1:
+the partitions' order is the order of the log.
 
 Several workers share the partitions (same WORKER_ID, one WORKER_DATADIR each). The
 group's leader also emits the clock ticks (app.agents.expiry): faust already elects one
@@ -14,26 +18,27 @@ second tick expires nothing new); no leader means no worker consumes either.
 
 import asyncio
 import logging
-import shutil
+import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
 
 import faust
-from faust.exceptions import PartitionsMismatch
 from faust.types import TP
 
-from app.agents.expiry import process_record, tick_value
-from app.agents.faust_app import WorkerApp, WorkerTableManager
+from app.agents.batch import EXIT_BATCH_FAILED, Batches, Durable, Output, Positions, Processor
+from app.agents.expiry import tick_value
+from app.agents.faust_app import FairIntake, WorkerApp, WorkerConsumer, WorkerTableManager
 from app.agents.gaps import BrokerLog, ContiguousCommands
+from app.agents.local import RocksTables
 from app.agents.monitor import WorkerMonitor
-from app.agents.processor import Handled, Record, dead_letter, forward_trip
+from app.agents.processor import Record, forward_trip
+from app.agents.produce import BATCH_BYTES, BatchProducer
 from app.config import get_settings
 from app.models import topics
+from app.tables.partition import Partition
 from app.tables.store import TripStore
-from app.tables.trips import hold_due_table, trip_state_table
+from app.tables.trips import HOLD_DUE, TRIP_STATE, hold_due_table, trip_state_table
 from app.topics import ensure_topics, internal_topic_specs
 
 log = logging.getLogger(__name__)
@@ -48,7 +53,8 @@ app = WorkerApp(
     topic_partitions=settings.command_partitions,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
-    broker_commit_interval=settings.worker_commit_interval_seconds,
+    producer_max_batch_size=BATCH_BYTES,  # app.agents.produce
+    producer_max_request_size=4 * BATCH_BYTES,
     consumer_max_fetch_size=settings.worker_fetch_partition_bytes,
     table_standby_replicas=settings.worker_standby_replicas,
     topic_replication_factor=settings.topic_replication_factor,
@@ -57,7 +63,9 @@ app = WorkerApp(
     consumer_group_instance_id=settings.worker_instance_id or None,
     broker_session_timeout=settings.worker_session_timeout_seconds,
     broker_heartbeat_interval=settings.worker_heartbeat_seconds,
-    stream_recovery_delay=0.5,
+    # How long faust waits after a rebalance before it recovers (its own default is 3 s):
+    # a rebalance that follows at once restarts the recovery anyway.
+    stream_recovery_delay=0.1,
     web_enabled=False,
     TableManager=WorkerTableManager,
     fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
@@ -67,40 +75,39 @@ commands = app.topic(topics.COMMANDS, key_serializer="raw", value_serializer="ra
                      partitions=settings.command_partitions)
 trips_catalog = app.topic(topics.TRIPS, key_serializer="raw", value_serializer="raw",
                           partitions=settings.command_partitions)
-trip_states = TripStore(trip_state_table(app, settings), settings.worker_trips_cached)
-holds_due = hold_due_table(app, settings)
-_topics_by_name: dict[str, faust.TopicT] = {}
+tables = {TRIP_STATE: trip_state_table(app, settings), HOLD_DUE: hold_due_table(app, settings)}
+local = RocksTables(tables)
+
+
+def open_partition(number: int) -> Partition:
+    return Partition.over(number, local.stored(TRIP_STATE, number), local.stored(HOLD_DUE, number))
+
+
+positions = Positions()
+durable = Durable(BatchProducer(app), {name: table.changelog_topic_name for name, table in tables.items()}, local)
+guard = ContiguousCommands(BrokerLog(settings))
+monitor = WorkerMonitor(app, settings, guard.positions)
+app.sensors.add(monitor)
+batches = Batches(Processor(TripStore(settings.worker_trips_cached), policy, open_partition, monitor.handled), guard,
+                  durable, positions, monitor.dead_lettered)
 
 
 class Rate:
-    """Commands processed (ticks not counted), logged as commands/s now and then."""
+    """Commands processed (ticks included), logged as commands/s now and then."""
 
     def __init__(self) -> None:
-        self.commands = 0
-        self.since = time.monotonic()
-
-    def count(self, record: Record) -> None:
-        if record.key != topics.TICK_KEY:
-            self.commands += 1
+        self.records, self.batches, self.since = 0, 0, time.monotonic()
 
     def report(self) -> None:
         now = time.monotonic()
-        if self.commands:
-            log.info("processed %d commands in %.1f s: %.0f commands/s",
-                     self.commands, now - self.since, self.commands / (now - self.since))
-        self.commands, self.since = 0, now
+        records, count = batches.stats.records - self.records, batches.stats.batches - self.batches
+        if records:
+            log.info("processed %d commands in %.1f s: %.0f commands/s, %.0f per batch", records, now - self.since,
+                     records / (now - self.since), records / count)
+        self.records, self.batches, self.since = batches.stats.records, batches.stats.batches, now
 
 
 rate = Rate()
-
-
-def send_soon(topic: str, key: bytes, value: bytes, partition: int | None, headers: Mapping[str, bytes]) -> None:
-    """Into the same producer buffer as the table's changelog records, after them."""
-    if topic == topics.DEAD_LETTERS:
-        monitor.dead_lettered(headers)
-    if topic not in _topics_by_name:
-        _topics_by_name[topic] = app.topic(topic, key_serializer="raw", value_serializer="raw")
-    _topics_by_name[topic].send_soon(key=key, value=value, partition=partition, headers=list(headers.items()))
 
 
 def record_of(event: faust.EventT) -> Record:
@@ -117,57 +124,77 @@ def record_of(event: faust.EventT) -> Record:
     )
 
 
-contiguous = ContiguousCommands(BrokerLog(settings))
-monitor = WorkerMonitor(app, settings, contiguous.positions)
-app.sensors.add(monitor)
+intakes: list[FairIntake] = []  # the agent's (one: concurrency 1)
 
 
 @app.agent(commands, concurrency=1)
 async def process_commands(stream: faust.StreamT) -> None:
-    async for event in stream.events():
-        for record in await contiguous.through(record_of(event)):
-            await process_when_tables_ready(record)
+    intake = FairIntake(stream, app.consumer, per_partition=2 * settings.worker_batch_records)
+    intakes[:] = [intake]
+    async for events in intake.batches(settings.worker_batch_records):
+        await run_or_die([record_of(event) for event in events])
+        for event in events:
+            event.ack()  # only so that a rebalance waits for the batch in hand: see WorkerConsumer
 
 
-@app.on_partitions_revoked.connect
-async def forget_revoked(sender: faust.App, revoked: set[TP], **_: object) -> None:
-    contiguous.forget((tp.topic, tp.partition) for tp in revoked)
+async def run_or_die(records: list[Record]) -> None:
+    try:
+        await batches.run(records)
+    except asyncio.CancelledError:
+        raise  # stopping: nothing of the batch is acknowledged
+    except BaseException:
+        die(f"a batch of {len(records)} records of {sorted({(r.topic, r.partition) for r in records})} failed")
 
 
-async def process_when_tables_ready(record: Record, attempts: int = 60) -> None:
-    """faust checks a table's changelog partitions on the table's first write; just after
-    a (re)start its metadata may not list the changelog topic yet (PartitionsMismatch with
-    0 partitions). That is not the record's fault: wait and handle it again (a duplicate
-    by then if it got halfway, so nothing is applied twice) instead of dead-lettering it."""
-    for _ in range(attempts - 1):
-        try:
-            return process_safely(record)
-        except PartitionsMismatch as error:
-            log.warning("tables not ready for %s[%d]@%d (%s); retrying", record.topic, record.partition,
-                        record.offset, str(error).splitlines()[0])
-            await asyncio.sleep(0.5)
-    return process_safely(record)
+def die(what: str) -> None:
+    """Ends the process at once: no faust shutdown step may acknowledge or commit anything
+    more, and faust's supervisor would restart the agent past the batch instead."""
+    log.critical("%s: stopping; nothing of it is committed, it is handled again on restart", what, exc_info=True)
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
 
 
 @app.agent(trips_catalog, concurrency=1)
 async def forward_trips(stream: faust.StreamT) -> None:
     async for event in stream.events():
-        forward_trip(record_of(event), send_soon)
+        record = record_of(event)
+        outputs: list[Output] = []
+        forward_trip(record, lambda *sent: outputs.append(Output(*sent)))
+        for output in outputs:
+            if output.topic == topics.DEAD_LETTERS:
+                monitor.dead_lettered(output.headers)
+        try:
+            await durable.produce_all(outputs)
+        except Exception:
+            die(f"forwarding trips record {record.topic}[{record.partition}]@{record.offset} failed")
+        positions.advance({(record.topic, record.partition): record.offset + 1})
 
 
-def process_safely(record: Record) -> None:
-    """A bug met by one record must not stop the partition: it goes to dead letters."""
-    started = time.perf_counter()
-    handled: Handled | None = None
-    try:
-        handled = process_record(record, trip_states, holds_due, send_soon, policy)
-    except PartitionsMismatch:
-        raise
-    except Exception as error:  # noqa: BLE001 - the worker must keep going
-        log.exception("command at %s[%d]@%d failed", record.topic, record.partition, record.offset)
-        dead_letter(record, send_soon, "internal_error", f"{type(error).__name__}: {error}")
-    monitor.handled(record, handled, time.perf_counter() - started)
-    rate.count(record)
+@app.task
+async def commit_positions() -> None:
+    """Commits what the batches report done, as soon as they do (app.agents.batch)."""
+    consumer = app.consumer
+    assert isinstance(consumer, WorkerConsumer)
+    while True:
+        await positions.changed.wait()
+        positions.changed.clear()
+        await consumer.commit_handled({TP(*place): offset for place, offset in positions.take().items()})
+
+
+@app.on_partitions_revoked.connect
+async def hand_over(sender: faust.App, revoked: set[TP], **_: object) -> None:
+    """faust has waited for the batch in hand (its messages acknowledged); commit what
+    the partitions' batches did before another worker starts on them, and forget them."""
+    places = [(tp.topic, tp.partition) for tp in revoked if tp.topic in (commands.get_topic_name(),
+                                                                        trips_catalog.get_topic_name())]
+    consumer = app.consumer
+    assert isinstance(consumer, WorkerConsumer)
+    await consumer.commit_handled({TP(*place): offset for place, offset in positions.take(places).items()})
+    positions.forget(places)
+    guard.forget(places)
+    for intake in intakes:
+        intake.forget({TP(*place) for place in places})
+    batches.processor.forget([partition for topic, partition in places if topic == commands.get_topic_name()])
 
 
 @app.timer(interval=settings.tick_interval_seconds, on_leader=True)
@@ -185,41 +212,14 @@ async def log_rate() -> None:
 def declare_internal_topics() -> None:
     """The topics faust would create at start, created here instead (faust is told not to:
     topic_allow_declare). faust's consumer may not see a topic faust has just created
-    until a metadata refresh minutes later, and the first write to that table then fails
-    (PartitionsMismatch, 0 partitions); it sends its CreateTopics to the broker its client
-    takes for the controller, under KRaft any broker, and a worker started while that one
-    was down failed to start (a chaos run); and it sets no min.insync.replicas. The admin
-    client here asks any broker that answers, and creates only what is missing."""
+    until a metadata refresh minutes later: a worker whose first join missed its leader
+    topic had no ticks, and one that missed a changelog could not write its table; faust
+    sends its CreateTopics to the broker its client takes for the controller, under KRaft
+    any broker, and a worker started while that one was down failed to start (a chaos
+    run); and it sets no min.insync.replicas. The admin client here asks any broker that
+    answers, creates only what is missing, and waits until every broker lists it."""
     names = [table.changelog_topic_name for table in app.tables.values()]
     ensure_topics(settings, internal_topic_specs(settings, names, app._leader_assignor._leader_topic_name))
-
-
-@contextmanager
-def local_tables_kept_only_after_a_clean_stop(tabledir: Path, on_rebuild: Callable[[Path], None]) -> Iterator[None]:
-    """RocksDB keeps each table write at once, but faust records how far the changelog
-    holds them (the persisted offset) only as the broker acknowledges them. After a crash,
-    recovery replays the changelog from that offset over local tables that may already
-    hold later writes of the same keys; a trip's entries would then come from different
-    points in time, which app/tables/store.py cannot repair. The changelog alone is a
-    prefix of the writes, which it can. So:
-    1. A mark is left next to the tables while a worker runs.
-    2. It is removed only when faust stopped cleanly (exit code 0): its stop flushes the
-       producer, so the local tables equal the changelog.
-    3. A worker that finds the mark (the last one was killed or failed) deletes the local
-       tables and rebuilds them from the changelog, as on an empty data dir."""
-    mark = tabledir.with_name(tabledir.name + ".in-use")
-    if mark.exists():
-        log.warning("the last worker on %s did not stop cleanly: rebuilding its tables from the changelog", tabledir)
-        shutil.rmtree(tabledir, ignore_errors=True)
-        on_rebuild(tabledir)
-    mark.parent.mkdir(parents=True, exist_ok=True)
-    mark.touch()
-    try:
-        yield
-    except SystemExit as stop:
-        if stop.code in (0, None):
-            mark.unlink()
-        raise
 
 
 def main() -> None:
@@ -232,8 +232,7 @@ def main() -> None:
     if not any(arg.startswith("--with") for arg in sys.argv):
         sys.argv.append("--without-web")
     declare_internal_topics()
-    with local_tables_kept_only_after_a_clean_stop(Path(app.conf.tabledir), monitor.started_by_rebuild):
-        app.main()
+    app.main()
 
 
 if __name__ == "__main__":

@@ -101,13 +101,22 @@ class Booking(Recorded):
     total: int
     source: str
     transitions: tuple[Transition, ...]
+    # The view as of the last transition, folded once when the booking is made: it is
+    # read on every command that looks at the booking (status, expiry, refunds owed).
+    current: "BookingView" = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "current", fold(self.transitions))
 
     @property
     def status(self) -> Status:
-        return self.transitions[-1].target  # type: ignore[return-value]
+        return self.current.status
 
     def view(self, version: int | None = None) -> "BookingView":
-        return fold(self.transitions[: version or self.version])
+        """The booking as of `version` (the latest if None). Shared: do not change it."""
+        if not version or version == len(self.transitions):
+            return self.current
+        return fold(self.transitions[:version])
 
 
 @dataclass(slots=True)

@@ -260,14 +260,9 @@ def expiry_command_id(command_id: str) -> str:
     return f"expiry:{command_id}"
 
 
-def hold_ends_by(booking: Booking, now: int) -> bool:
-    expires_at = booking.view().expires_at
-    return expires_at is not None and expires_at <= now
-
-
 def expire_due_holds(state: TripState, now: int, command_id: str) -> tuple[Event, ...]:
     """Holds whose time is up by `now`, the time of the record being processed."""
-    due = [b for b in state.bookings.values() if b.status in HOLDING and hold_ends_by(b, now)]
+    due = [state.bookings[booking_id] for booking_id in state.holds.due(now)]
     return tuple(
         BookingMoved(booking.booking_id, (
             Transition(booking.status, Status.EXPIRED, "hold_expired", SYSTEM, now, expiry_command_id(command_id), {}),

@@ -3,9 +3,10 @@
 The order of steps matters:
 1. Recall: a command id seen before gets the outcome it got then, with the same events
    (rebuilt from the bookings' and entries' transitions and the remembered outcome), and
-   changes nothing. The caller loads into the state what recall needs: the booking or
-   waiting-list entry the command names or would create, the remembered outcome of its id
-   and the bookings and entries it touched.
+   changes nothing. A remembered outcome is recalled for
+   `Policy.outcome_retention_hours`. The caller loads into the state what recall needs:
+   the booking or waiting-list entry the command names or would create, the remembered
+   outcome of its id and the bookings and entries it touched.
    A command may carry the fingerprint of the request it stands for (an HTTP request
    with an Idempotency-Key): its outcome is then always remembered with it, and the same
    command id with another fingerprint is refused as `idempotency_key_reused`, changing
@@ -75,9 +76,10 @@ class Outcome:
 
 
 def handle(state: TripState, command: Command, now: int, policy: Policy, fingerprint: str | None = None) -> Outcome:
-    prior = recall(state, command)
+    prior = recall(state, command, now, policy)
     if prior is not None:
-        return prior if same_request(state, command, fingerprint) else key_reused(command)
+        known = remembered_by(state, command.command_id, now, policy)
+        return prior if same_request(known, fingerprint) else key_reused(command)
     expired = fold(state, expire_due_holds(state, now, command.command_id)
                    + (expire_due_offers(state, now, command.command_id) if state.entries else ()))
     offered = fold(state, offer_freed_seats(state, now, expiry_command_id(command.command_id), policy)) \
@@ -98,6 +100,7 @@ def handle(state: TripState, command: Command, now: int, policy: Policy, fingerp
             touched=tuple(sorted(touched_bookings(outcome.events))),
             touched_entries=tuple(sorted(touched_entries(outcome.events))),
             fingerprint=fingerprint,
+            at=now,
         )
     return outcome
 
@@ -108,10 +111,9 @@ def fold(state: TripState, events: tuple[Event, ...]) -> tuple[Event, ...]:
     return events
 
 
-def same_request(state: TripState, command: Command, fingerprint: str | None) -> bool:
+def same_request(known: Remembered | None, fingerprint: str | None) -> bool:
     """Whether a command id seen before stands for the same request now. Only two
     fingerprints can tell requests apart: without one on either side, it is a duplicate."""
-    known = state.remembered.get(command.command_id)
     return fingerprint is None or known is None or known.fingerprint in (None, fingerprint)
 
 
@@ -166,9 +168,9 @@ def touched_entries(events: tuple[Event, ...]) -> frozenset[str]:
 # -- recall -----------------------------------------------------------------------------
 
 
-def recall(state: TripState, command: Command) -> Outcome | None:
+def recall(state: TripState, command: Command, now: int, policy: Policy) -> Outcome | None:
     command_id = command.command_id
-    known = state.remembered.get(command_id)
+    known = remembered_by(state, command_id, now, policy)
     booking, version = booking_moved_by(state, command)
     entry, entry_version = entry_moved_by(state, command)
     if known is None and version is None and entry_version is None:
@@ -187,6 +189,16 @@ def recall(state: TripState, command: Command) -> Outcome | None:
         entry_id=getattr(command, "entry_id", None) if refused else entry.entry_id if entry else None,
         entry_version=entry_version,
     )
+
+
+def remembered_by(state: TripState, command_id: str, now: int, policy: Policy) -> Remembered | None:
+    """The outcome remembered for the command id, unless it is older than the retention
+    window at `now`: then the command is decided again, as if new. The window is read
+    from the record times, so every replay of the log forgets at the same records."""
+    known = state.remembered.get(command_id)
+    if known is None or now - known.at >= policy.outcome_retention_ms:
+        return None
+    return known
 
 
 def bookings_named(trip: Trip | None, command: Command) -> tuple[str, ...]:

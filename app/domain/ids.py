@@ -9,6 +9,7 @@ same reason.
 import base64
 import hashlib
 from datetime import date
+from functools import lru_cache
 
 from app.domain.trip import trip_key
 
@@ -16,9 +17,11 @@ _SEPARATOR = "."
 _TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")  # base32, as `_digest` writes it
 
 
+@lru_cache(maxsize=4096)
 def _digest(route_id: str, travel_date: date, command_id: str) -> str:
+    """The 22 characters ids and references use; a command asks for them several times."""
     raw = hashlib.sha256(f"{trip_key(route_id, travel_date)}|{command_id}".encode()).digest()
-    return base64.b32encode(raw).decode().rstrip("=")
+    return base64.b32encode(raw[:15]).decode()[:22]  # 15 bytes make 24 characters, as the whole digest begins
 
 
 def booking_id_for(route_id: str, travel_date: date, command_id: str) -> str:
@@ -30,7 +33,12 @@ def entry_id_for(route_id: str, travel_date: date, command_id: str) -> str:
 
 
 def booking_id_of(route_id: str, travel_date: date, token: str) -> str:
-    return _SEPARATOR.join((route_id, travel_date.strftime("%Y%m%d"), token))
+    return _SEPARATOR.join((route_id, _compact(travel_date), token))
+
+
+@lru_cache(maxsize=1024)
+def _compact(day: date) -> str:
+    return day.strftime("%Y%m%d")
 
 
 def token_of(booking_id: str) -> str:
@@ -39,7 +47,7 @@ def token_of(booking_id: str) -> str:
 
 
 def reference_for(route_id: str, travel_date: date, command_id: str) -> str:
-    return "BK" + travel_date.strftime("%Y%m%d") + _digest(route_id, travel_date, command_id)[16:22]
+    return "BK" + _compact(travel_date) + _digest(route_id, travel_date, command_id)[16:22]
 
 
 def trip_of_booking(booking_id: str) -> tuple[str, date] | None:

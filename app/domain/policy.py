@@ -38,3 +38,10 @@ class Policy:
     # Entries on one trip's waiting list (waiting or holding an offer): bounds the trip's
     # state and the work of finding who an offer goes to.
     waitlist_entries_max: int = 500
+    # How long a command id re-sent gets the outcome it got first, when that outcome is a
+    # remembered one (a rejection, a trip command, a refund demand: app.domain.state.Remembered).
+    outcome_retention_hours: int = 48
+
+    @property
+    def outcome_retention_ms(self) -> int:
+        return self.outcome_retention_hours * 3_600_000

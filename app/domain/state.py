@@ -25,7 +25,8 @@ class Remembered:
     """An outcome not recoverable from a booking's transitions (a rejection, a trip
     command, a refund demand), or any outcome of a command that names the request it
     stands for (`fingerprint`). Kept so a duplicate gets the same reply and events, and a
-    different request under the same command id is told apart."""
+    different request under the same command id is told apart, for
+    `Policy.outcome_retention_hours` after `at` (`app.domain.handle.recall`)."""
 
     code: Code | None
     booking_id: str | None = None
@@ -35,6 +36,50 @@ class Remembered:
     touched: tuple[str, ...] = ()  # the bookings its events moved, to rebuild them
     touched_entries: tuple[str, ...] = ()  # the waiting-list entries its events moved
     fingerprint: str | None = None  # of the request the command stands for (gateway.dispatch)
+    at: int = 0  # the time of the record that was decided
+
+
+@dataclass(slots=True)
+class HoldIndex:
+    """When each hold on the trip runs out (booking id -> epoch ms), so that finding the
+    holds due reads a dict, not every booking's history."""
+
+    expires: dict[str, int] = field(default_factory=dict)
+    _earliest: int | None = field(default=None, compare=False, repr=False)
+    _stale: bool = field(default=False, compare=False, repr=False)
+
+    def note(self, booking: Booking) -> None:
+        at = booking.current.expires_at if booking.status in HOLDING else None
+        if at is None:
+            self.discard(booking.booking_id)
+            return
+        before = self.expires.get(booking.booking_id)
+        self.expires[booking.booking_id] = at
+        if before is not None and before == self._earliest and at > before:
+            self._stale = True
+        elif not self._stale and (self._earliest is None or at < self._earliest):
+            self._earliest = at
+
+    def discard(self, booking_id: str) -> None:
+        at = self.expires.pop(booking_id, None)
+        if at is not None and at == self._earliest:
+            self._stale = True
+
+    def recompute(self) -> None:
+        """After `expires` was replaced whole."""
+        self._stale = True
+
+    def earliest(self) -> int | None:
+        if self._stale:
+            self._earliest = min(self.expires.values(), default=None)
+            self._stale = False
+        return self._earliest
+
+    def due(self, now: int) -> list[str]:
+        earliest = self.earliest()
+        if earliest is None or earliest > now:
+            return []
+        return [booking_id for booking_id, at in self.expires.items() if at <= now]
 
 
 @dataclass(slots=True)
@@ -57,8 +102,18 @@ class TripState:
     booked: int = 0  # bookings ever created on the trip, closed and forgotten ones too
     entries: dict[str, Entry] = field(default_factory=dict)
     joined: int = 0  # waiting-list entries ever made on the trip: the last join order given
+    holds: HoldIndex = field(default_factory=HoldIndex)  # of the bookings above
     # Derived from the live bookings and entries, on first use (`tally`): never stored.
     counted: Tally | None = None
+
+    def put(self, booking: Booking) -> None:
+        """Every booking enters the state here, so that the hold index follows it."""
+        self.bookings[booking.booking_id] = booking
+        self.holds.note(booking)
+
+    def drop(self, booking_id: str) -> None:
+        del self.bookings[booking_id]
+        self.holds.discard(booking_id)
 
 
 def is_closed(booking: Booking) -> bool:
@@ -91,12 +146,14 @@ def evolve(state: TripState, event: Event) -> TripState:
             state.trip_version += 1
         case BookingCreated(booking=booking):
             inventory.occupy(state.legs, booking.first_leg, booking.last_leg, booking.seats)
-            state.bookings[booking.booking_id] = booking
+            state.put(booking)
             state.booked += 1
             if state.counted is not None:
                 count_in(state.counted, booking, 1)
         case BookingMoved(booking_id=booking_id, moves=moves):
-            before, after = moved_on(state, state.bookings, booking_id, moves, count_in)
+            before = state.bookings[booking_id]
+            after = moved_on(state, before, moves, count_in)
+            state.put(after)
             if occupies_seats(before.status) and not occupies_seats(after.status):
                 inventory.release(state.legs, after.first_leg, after.last_leg, after.seats)
         case EntryJoined(entry=entry):
@@ -105,7 +162,9 @@ def evolve(state: TripState, event: Event) -> TripState:
             if state.counted is not None:
                 count_entry(state.counted, entry, 1)
         case EntryMoved(entry_id=entry_id, moves=moves):
-            move_offered_seats(state.legs, *moved_on(state, state.entries, entry_id, moves, count_entry))
+            before = state.entries[entry_id]
+            after = state.entries[entry_id] = moved_on(state, before, moves, count_entry)
+            move_offered_seats(state.legs, before, after)
         case RefundRequired():
             pass
     return state
@@ -114,16 +173,15 @@ def evolve(state: TripState, event: Event) -> TripState:
 Item = TypeVar("Item", Booking, Entry)
 
 
-def moved_on(state: TripState, items: dict[str, Item], item_id: str, moves: tuple[Transition, ...],
-             count: Callable[[Tally, Item, int], None]) -> tuple[Item, Item]:
-    """The booking or entry before and after the moves; the state holds the latter, and
-    its counts, if counted, follow."""
-    before = items[item_id]
-    after = items[item_id] = before.with_transitions(*moves)
+def moved_on(state: TripState, before: Item, moves: tuple[Transition, ...],
+             count: Callable[[Tally, Item, int], None]) -> Item:
+    """The booking or entry after the moves (the caller puts it in the state); the
+    state's counts, if counted, follow."""
+    after = before.with_transitions(*moves)
     if state.counted is not None:
         count(state.counted, before, -1)
         count(state.counted, after, 1)
-    return before, after
+    return after
 
 
 def move_offered_seats(legs: list[int], before: Entry, after: Entry) -> None:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 MS_PER_MINUTE = 60_000
@@ -57,12 +58,18 @@ class Trip:
     def departure_ms(self, stop_index: int) -> int:
         """Epoch ms of departure from a stop: local departure in the route's zone, then
         the stop's offset as elapsed time (so a DST change en route is counted right)."""
-        local = datetime.combine(self.travel_date, self.departure_time, ZoneInfo(self.timezone))
-        start_ms = int(local.astimezone(UTC).timestamp() * 1000)
+        start_ms = local_to_epoch_ms(self.travel_date, self.departure_time, self.timezone)
         return start_ms + self.stops[stop_index].offset_minutes * MS_PER_MINUTE
 
     def fare_between(self, first_leg: int, last_leg: int) -> int:
         return sum(self.leg_fares[first_leg : last_leg + 1])
+
+
+@lru_cache(maxsize=4096)
+def local_to_epoch_ms(day: date, at: time, timezone: str) -> int:
+    """Asked for every booking a command shows (zone rules are slow to apply): cached."""
+    local = datetime.combine(day, at, ZoneInfo(timezone))
+    return int(local.astimezone(UTC).timestamp() * 1000)
 
 
 def trip_key(route_id: str, travel_date: date) -> str:

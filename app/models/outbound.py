@@ -6,6 +6,7 @@ outcome is rebuilt from the state) yields byte-identical replies and events.
 """
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,18 +27,39 @@ from app.models.commands import SCHEMA_VERSION
 from app.tables.codec import trip_to_json
 
 
+@lru_cache(maxsize=8192)
 def iso(ms: int | None) -> str | None:
+    """A command's replies and events show the same few instants many times: cached."""
     if ms is None:
         return None
     moment = datetime.fromtimestamp(ms // 1000, UTC)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
+@lru_cache(maxsize=4096)
+def local_clock(ms: int, timezone: str) -> str:
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo(timezone)).strftime("%H:%M:%S")
+
+
+# The last snapshot made: a command's reply shows the booking as its event does.
+_last_snapshot: tuple[Trip, Booking, int | None, dict[str, Any]] | None = None
+
+
 def snapshot(trip: Trip, booking: Booking, version: int | None = None) -> dict[str, Any]:
-    """The booking body of the HTTP contract (DESIGN.md §8), as of `version`."""
+    """The booking body of the HTTP contract (DESIGN.md §8), as of `version`. The same
+    dict for the same trip, booking and version asked twice in a row: do not change it."""
+    global _last_snapshot
+    last = _last_snapshot
+    if last is not None and last[0] is trip and last[1] is booking and last[2] == version:
+        return last[3]
+    body = _snapshot(trip, booking, version)
+    _last_snapshot = (trip, booking, version, body)
+    return body
+
+
+def _snapshot(trip: Trip, booking: Booking, version: int | None) -> dict[str, Any]:
     view = booking.view(version)
     departs = trip.departure_ms(booking.first_leg)
-    local_departure = datetime.fromtimestamp(departs / 1000, ZoneInfo(trip.timezone))
     return {
         "id": booking.booking_id,
         "bookingReference": booking.reference,
@@ -47,7 +69,7 @@ def snapshot(trip: Trip, booking: Booking, version: int | None = None) -> dict[s
         "originStopId": trip.stops[booking.first_leg].stop_id,
         "destinationStopId": trip.stops[booking.last_leg + 1].stop_id,
         "travelDate": trip.travel_date.isoformat(),
-        "departureTime": local_departure.strftime("%H:%M:%S"),
+        "departureTime": local_clock(departs, trip.timezone),
         "departureAt": iso(departs),
         "seatsBooked": len(booking.seats),
         "seatNumbers": list(booking.seats),

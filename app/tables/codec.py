@@ -8,8 +8,10 @@ encoders (orjson among them) take: such a mask is written as a hex string. Masks
 fit stay plain ints, so a coach's entry costs what it did before.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, time
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -21,48 +23,52 @@ from app.domain.state import Remembered, TripState
 from app.domain.trip import Stop, Trip, TripStatus
 from app.domain.waitlist import Entry, EntryStatus
 
-# 3: the waiting list (join counter, live entry tokens) and hex masks. Entries of
-# format 2 (no waiting list) are still read: a changelog may hold them.
-FORMAT = 3
-READABLE = (2, FORMAT)
+# 4: the waiting list (join counter, live entry tokens and versions) and hex masks.
+# Entries of format 3 (no waiting list) are still read: a changelog may hold them.
+FORMAT = 4
+READABLE = (3, FORMAT)
 WIDEST_INT_MASK = (1 << 63) - 1
 
-# Which commit a booking or outcome entry was written by: (trip entry seq, command id).
-Mark = tuple[int, str]
+
+@dataclass(slots=True)
+class OutcomeQueue:
+    """The trip's remembered outcomes in the order they were written, numbered from 0:
+    entries `first` to `next - 1` are kept, `first_at` is when the oldest was decided."""
+
+    first: int = 0
+    next: int = 0
+    first_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TripEntry:
     state: TripState  # the trip, its inventory and counters; no bookings or entries yet
-    seq: int
-    last: str  # the command id of the commit that wrote it
-    live: list[str]  # the id tokens of the trip's working set of bookings (`app.domain.ids.token_of`)
-    listed: list[str]  # the id tokens of its live waiting-list entries
+    mark: int  # the log offset of the last command that changed the trip
+    live: dict[str, int]  # the trip's working set: id token (`app.domain.ids.token_of`) -> version
+    queue: OutcomeQueue
+    listed: dict[str, int]  # its live waiting-list entries: id token -> version
 
 
-def encode_trip_entry(state: TripState, seq: int, last: str, live: list[str], listed: list[str]) -> bytes:
-    return orjson.dumps([
-        FORMAT,
-        trip_to_json(state.trip) if state.trip else None,
-        state.trip_version,
-        [leg if leg <= WIDEST_INT_MASK else format(leg, "x") for leg in state.legs],  # see mask_from_json
-        state.booked,
-        seq,
-        last,
-        live,
-        state.joined,
-        listed,
-    ])
+def encode_trip_entry(state: TripState, mark: int, live: dict[str, int], queue: OutcomeQueue,
+                      trip_json: orjson.Fragment | None, listed: dict[str, int]) -> bytes:
+    """`trip_json`: the trip as `encode_trip`, encoded once while it does not change."""
+    legs = [leg if leg <= WIDEST_INT_MASK else format(leg, "x") for leg in state.legs]  # see mask_from_json
+    return orjson.dumps([FORMAT, trip_json, state.trip_version, legs, state.booked, mark, live,
+                         [queue.first, queue.next, queue.first_at], state.joined, listed])
+
+
+def encode_trip(trip: Trip) -> orjson.Fragment:
+    return orjson.Fragment(orjson.dumps(trip_to_json(trip)))
 
 
 def decode_trip_entry(raw: bytes) -> TripEntry:
-    fmt, trip, trip_version, legs, booked, seq, last, live, *waitlist = orjson.loads(raw)
+    fmt, trip, trip_version, legs, booked, mark, live, queue, *waitlist = orjson.loads(raw)
     if fmt not in READABLE:
         raise ValueError(f"unknown trip entry format {fmt}")
-    joined, listed = waitlist or (0, [])
+    joined, listed = waitlist or (0, {})
     state = TripState(trip=trip_from_json(trip) if trip else None, trip_version=trip_version,
                       legs=[mask_from_json(leg) for leg in legs], booked=booked, joined=joined)
-    return TripEntry(state, seq, last, live, listed)
+    return TripEntry(state, mark, live, OutcomeQueue(*queue), listed)
 
 
 def mask_from_json(value: int | str) -> int:
@@ -70,37 +76,43 @@ def mask_from_json(value: int | str) -> int:
     return int(value, 16) if isinstance(value, str) else value
 
 
-def encode_booking_entry(mark: Mark, prev: int, booking: Booking) -> bytes:
-    """`prev` is the booking's version before the commit `mark`: what it was if that
-    commit never completes."""
-    return orjson.dumps([*mark, prev, _booking_row(booking)])
+def encode_booking_entry(mark: int, booking: Booking) -> bytes:
+    return orjson.dumps([mark, _booking_row(booking)])
 
 
-def decode_booking_entry(raw: bytes) -> tuple[Mark, int, Booking]:
-    seq, command_id, prev, row = orjson.loads(raw)
-    return (seq, command_id), prev, _booking_from(row)
+def decode_booking_entry(raw: bytes) -> tuple[int, Booking]:
+    mark, row = orjson.loads(raw)
+    return mark, _booking_from(row)
 
 
-def encode_waitlist_entry(mark: Mark, prev: int, entry: Entry) -> bytes:
-    """As a booking's: `prev` is the entry's version before the commit `mark`."""
-    return orjson.dumps([*mark, prev, [entry.entry_id, entry.rider_id, entry.first_leg, entry.last_leg,
-                                       entry.seats_wanted, entry.join_order, entry.position,
-                                       [_transition_row(t) for t in entry.transitions]]])
+def encode_waitlist_entry(mark: int, entry: Entry) -> bytes:
+    return orjson.dumps([mark, [entry.entry_id, entry.rider_id, entry.first_leg, entry.last_leg,
+                                entry.seats_wanted, entry.join_order, entry.position,
+                                [_transition_row(t) for t in entry.transitions]]])
 
 
-def decode_waitlist_entry(raw: bytes) -> tuple[Mark, int, Entry]:
-    seq, command_id, prev, row = orjson.loads(raw)
+def decode_waitlist_entry(raw: bytes) -> tuple[int, Entry]:
+    mark, row = orjson.loads(raw)
     *head, transitions = row
-    return (seq, command_id), prev, Entry(*head, tuple(_transition_from(t, EntryStatus) for t in transitions))
+    return mark, Entry(*head, tuple(_transition_from(t, _ENTRY_STATUS) for t in transitions))
 
 
-def encode_outcome_entry(mark: Mark, remembered: Remembered) -> bytes:
-    return orjson.dumps([*mark, _remembered_row(remembered)])
+def encode_outcome_entry(mark: int, remembered: Remembered) -> bytes:
+    return orjson.dumps([mark, _remembered_row(remembered)])
 
 
-def decode_outcome_entry(raw: bytes) -> tuple[Mark, Remembered]:
-    seq, command_id, row = orjson.loads(raw)
-    return (seq, command_id), _remembered_from(row)
+def decode_outcome_entry(raw: bytes) -> tuple[int, Remembered]:
+    mark, row = orjson.loads(raw)
+    return mark, _remembered_from(row)
+
+
+def encode_queue_entry(at: int, command_id: str) -> bytes:
+    return orjson.dumps([at, command_id])
+
+
+def decode_queue_entry(raw: bytes) -> tuple[int, str]:
+    at, command_id = orjson.loads(raw)
+    return at, command_id
 
 
 def trip_to_json(trip: Trip) -> dict[str, Any]:
@@ -142,30 +154,34 @@ def _booking_from(row: list[Any]) -> Booking:
     *head, transitions = row
     booking_id, reference, rider_id, first, last, seats, per_seat, fare, fee, total, source = head
     return Booking(booking_id, reference, rider_id, first, last, tuple(seats), per_seat, fare, fee, total, source,
-                   tuple(_transition_from(t, Status) for t in transitions))
+                   tuple(_transition_from(t, _STATUS) for t in transitions))
 
 
 def _transition_row(t: Transition) -> list[Any]:
     return [t.source.value, t.target.value, t.reason, t.actor, t.at, t.command_id, t.data]
 
 
-def _transition_from(row: list[Any], status: type[Status] | type[EntryStatus]) -> Transition:
+# Status(value) goes through the enum machinery; a trip read back decodes thousands.
+_STATUS = {status.value: status for status in Status}
+_ENTRY_STATUS = {status.value: status for status in EntryStatus}
+
+
+def _transition_from(row: list[Any], statuses: Mapping[str, StrEnum]) -> Transition:
     source, target, reason, actor, at, command_id, data = row
-    return Transition(status(source), status(target), reason, actor, at, command_id, data)
+    return Transition(statuses[source], statuses[target], reason, actor, at, command_id, data)
 
 
 def _remembered_row(r: Remembered) -> list[Any]:
     refund = r.refund
     refund_row = [refund.booking_id, refund.payment_id, refund.amount, refund.reason, refund.at] if refund else None
     return [r.code.value if r.code else None, r.booking_id, refund_row, r.trip_version,
-            trip_to_json(r.trip) if r.trip else None, r.touched, r.fingerprint, r.touched_entries]
+            trip_to_json(r.trip) if r.trip else None, r.touched, r.fingerprint, r.at, r.touched_entries]
 
 
 def _remembered_from(row: list[Any]) -> Remembered:
-    # Entries written before fingerprints were kept have six fields, before the waiting
-    # list seven.
-    code, booking_id, refund, trip_version, trip, touched, *later = row
-    fingerprint, touched_entries = (*later, None, ())[:2]
+    # Entries written before the waiting list (format 3) have eight fields.
+    code, booking_id, refund, trip_version, trip, touched, fingerprint, at, *later = row
+    touched_entries = later[0] if later else ()
     return Remembered(
         code=Code(code) if code else None,
         booking_id=booking_id,
@@ -174,5 +190,6 @@ def _remembered_from(row: list[Any]) -> Remembered:
         trip=trip_from_json(trip) if trip else None,
         touched=tuple(touched),
         fingerprint=fingerprint,
+        at=at,
         touched_entries=tuple(touched_entries),
     )

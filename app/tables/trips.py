@@ -1,6 +1,8 @@
 """The processor's tables. Each is partitioned like the command topic, and written only
-while the agent processes a record of that topic, so an entry lives on (and its changelog
-record goes to) the partition of the commands that change it."""
+by the batches of that topic's records (app.agents.batch), so an entry lives on (and its
+changelog record goes to) the partition of the commands that change it. faust declares
+them, assigns their partitions, keeps their standby replicas and recovers them; the
+worker reads and writes their partitions' RocksDB itself (app.agents.local)."""
 
 from typing import Any
 
@@ -8,15 +10,18 @@ import faust
 
 from app.config import Settings
 
+TRIP_STATE = "trip-state"
+HOLD_DUE = "hold-due"
+
 
 def trip_state_table(app: faust.App, settings: Settings) -> faust.Table:
     """One RocksDB entry per trip, keyed by trip key: its state (app.tables.codec)."""
-    return _table(app, settings, "trip-state")
+    return _table(app, settings, TRIP_STATE)
 
 
 def hold_due_table(app: faust.App, settings: Settings) -> faust.Table:
-    """One entry per partition: the trips with holds due and when (app.agents.expiry)."""
-    return _table(app, settings, "hold-due")
+    """One entry per partition: the trips due a tick's visit and when (app.tables.partition)."""
+    return _table(app, settings, HOLD_DUE)
 
 
 def _table(app: faust.App, settings: Settings, name: str) -> faust.Table:

@@ -165,7 +165,7 @@ class BookingMachine(RuleBasedStateMachine):
         self.now = self.departure0 - data.draw(st.integers(0, 3 * DAY), label="lead")
         self.start_core()
         self.count = 0
-        self.history: list[tuple[object, object]] = []  # (command, outcome) of every new command
+        self.history: list[tuple[object, object, int]] = []  # (command, outcome, time) of every new command
         self.model: dict[str, Model] = {}
         self.entries: dict[str, EntryModel] = {}
         self.trip_cancelled = False
@@ -245,7 +245,7 @@ class BookingMachine(RuleBasedStateMachine):
         offers = [(e.entry_id, tuple(e.moves[-1].data["seats"])) for e in outcome.events
                   if isinstance(e, EntryMoved) and e.moves[-1].target is W.OFFERED]
         assert offers == expect.offers, "free seats are offered to the fitting entries, in join order, before walk-ins"
-        self.history.append((command, outcome))
+        self.history.append((command, outcome, self.now))
         event(f"{type(command).__name__}: {outcome.code or 'accepted'}")  # see --hypothesis-show-statistics
         if offers:
             event("offers made")
@@ -735,11 +735,13 @@ class BookingMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.history)
     @rule(data=st.data())
     def duplicate(self, data):
-        """(3) Re-sending a command id gets the original outcome and changes nothing."""
+        """(3) Re-sending a command id gets the original outcome and changes nothing (within
+        the retention window of remembered outcomes: tests/domain/test_trip_state.py)."""
         # A tick or a query that changed nothing leaves nothing to be recognised by.
-        candidates = [(c, o) for c, o in self.history
-                      if not (o.accepted and not o.events and o.booking_id is None and o.entry_id is None
-                              and o.trip_version is None)]
+        recent = self.now - self.policy.outcome_retention_ms
+        candidates = [(c, o) for c, o, at in self.history
+                      if at > recent and not (o.accepted and not o.events and o.booking_id is None
+                                              and o.entry_id is None and o.trip_version is None)]
         if not candidates:
             return
         command, original = data.draw(st.sampled_from(candidates), label="duplicate of")

@@ -87,7 +87,7 @@ def script_with_booking_in(status: Status):
         moves.append(Transition(source, target, "setup", "setup", at, f"setup-{target}", data.get(target, {})))
         source = target
     booking = replace(created, transitions=tuple(moves))
-    script.state.bookings[booking.booking_id] = booking
+    script.state.put(booking)
     if not lifecycle.occupies_seats(status):
         script.state.legs = [0] * len(script.state.legs)
     return script, booking

@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 import orjson
 
-from app.agents.expiry import process_record
+from app.agents.batch import InMemory
 from app.agents.processor import Record
 from app.config import get_settings
 from app.models import topics
@@ -140,13 +140,12 @@ class FakeBus:
 
 
 class Worker:
-    """The worker's own record handling (app.agents.expiry.process_record, over in-memory
+    """The worker's own record handling (app.agents.batch.InMemory, over in-memory
     tables) standing in for the command bus: each command becomes the next record of one
     partition, handled in arrival order, whichever gateway (TestClient) sent it."""
 
     def __init__(self) -> None:
-        self.store = TripStore({}, trips_cached=100)
-        self.due: dict[bytes, bytes] = {}
+        self.processor = InMemory(get_settings().policy(), trips_cached=100)
         self.lock = threading.Lock()
         self.offset = 0
         self.handled: list[dict[str, Any]] = []
@@ -166,7 +165,8 @@ class Worker:
             record = Record(topics.COMMANDS, 0, self.offset, self.clock_ms(), key.encode(), orjson.dumps(command),
                             {topics.REPLY_TO: b"replies", topics.REPLY_PARTITION: b"0"})
             self.offset += 1
-            process_record(record, self.store, self.due, lambda *out: sent.append(out), get_settings().policy())
+            self.processor.process(record, lambda *out: sent.append(out))
+            self.processor.flush()
             self.handled.append(command)
             lost, self.lose_replies = self.lose_replies > 0, max(0, self.lose_replies - 1)
         _, _, value, _, headers = next(out for out in sent if out[0] == "replies")
@@ -176,6 +176,11 @@ class Worker:
         if headers.get(topics.REPLAYED) == b"true":
             reply[topics.REPLAYED] = True
         return reply
+
+    @property
+    def store(self) -> TripStore:
+        """The trip states the worker holds (every trip stays cached here)."""
+        return self.processor.processor.store
 
     def bookings(self) -> int:
         """Bookings created on every trip."""

@@ -20,10 +20,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from fastapi.testclient import TestClient
 
-from app.agents.processor import Record, process_command
+from app.agents.batch import InMemory
+from app.agents.processor import Record
 from app.config import get_settings
 from app.models import topics
-from app.tables.store import TripStore
 from gateway.kafka import CommandBus, ReplyTimeout, next_batch
 from gateway.main import create_app
 from tests.gateway.support import BOOKING_REQUEST, TRIP, auth, new_key
@@ -100,14 +100,14 @@ class Processor(Responder):
     def __init__(self, commands_topic: str, replies_topic: str):
         super().__init__(commands_topic)
         self.replies_topic = replies_topic
-        self.store = TripStore({}, trips_cached=100)
-        self.policy = get_settings().policy()
+        self.processor = InMemory(get_settings().policy())
 
     def answer(self, message) -> None:
         record = Record(topic=message.topic(), partition=message.partition(), offset=message.offset(),
                         timestamp_ms=message.timestamp()[1], key=message.key(), value=message.value(),
                         headers=dict(message.headers() or []))
-        process_command(record, self.store, self.send, self.policy)
+        self.processor.process(record, self.send)
+        self.processor.flush()
 
     def send(self, topic, key, value, partition, _headers) -> None:
         if topic == self.replies_topic:

@@ -2,6 +2,7 @@
 them, readers of every topic they write, and the replay that checks determinism."""
 
 import asyncio
+import base64
 import random
 import time
 import uuid
@@ -16,14 +17,16 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from app.agents.expiry import process_record, tick_value
+from app.agents.batch import InMemory
+from app.agents.expiry import tick_value
 from app.agents.processor import Record
 from app.client import BookingClient, ReplyTimeout
 from app.config import get_settings
+from app.domain.ids import booking_id_of
 from app.domain.policy import Policy
 from app.domain.trip import trip_key as domain_trip_key
 from app.models import topics
-from app.tables.store import TripStore
+from app.tables.trips import HOLD_DUE, TRIP_STATE
 from tests.stack import Service, own_topics, worker_service
 
 PARTITIONS = 6
@@ -153,6 +156,12 @@ def join_waitlist(route_id: str, who: str, seats: int = 1, origin: str = "LAG",
     return {"type": "join_waitlist", "commandId": command_id(), "actor": rider(who), "routeId": route_id,
             "travelDate": TRAVEL_DATE, "originStopId": origin, "destinationStopId": destination,
             "seatsBooked": seats}
+
+
+def made_up_booking(route_id: str, number: int) -> str:
+    """A well-formed booking id on the route's trip that no command made."""
+    return booking_id_of(route_id, date.fromisoformat(TRAVEL_DATE),
+                         base64.b32encode(number.to_bytes(10, "big")).decode())
 
 
 def on_trip(kind: str, route_id: str, actor: dict[str, str] = SERVICE, **fields: Any) -> dict[str, Any]:
@@ -292,13 +301,9 @@ def assert_conserved(availability: list[dict[str, Any]], capacity: int) -> None:
 
 @dataclass
 class Replayed:
-    states: dict[bytes, bytes] = field(default_factory=dict)
-    due: dict[bytes, bytes] = field(default_factory=dict)
+    processor: InMemory
     sent: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     records: int = 0
-
-    def __post_init__(self) -> None:
-        self.store = TripStore(self.states, trips_cached=1_000)
 
     def send(self, topic: str, key: bytes, value: bytes, _partition: int | None, _headers) -> None:
         self.sent.append((topic, key, value))
@@ -317,12 +322,12 @@ def committed_offsets(ns: Namespace) -> dict[int, int]:
 
 def replay(ns: Namespace, partition: int, end: int) -> Replayed:
     """A partition's command log up to `end`, record by record, into a fresh processor."""
-    replayed = Replayed()
-    policy = settings_policy(ns)
+    replayed = Replayed(InMemory(settings_policy(ns)))
     for record in read_topic(ns.topic(topics.COMMANDS), [partition]):
         if record.offset >= end:
             break
-        process_record(record, replayed.store, replayed.due, replayed.send, policy)
+        replayed.processor.process(record, replayed.send)
+        replayed.processor.flush()
         replayed.records += 1
     return replayed
 
@@ -386,8 +391,9 @@ def assert_replay_matches(ns: Namespace) -> int:
     records = 0
     for partition, end in committed_offsets(ns).items():
         replayed = replay(ns, partition, end)
-        assert replayed.states == changelog(ns, "trip-state", partition), f"trip states differ on {partition}"
-        assert replayed.due == changelog(ns, "hold-due", partition), f"hold-due index differs on {partition}"
+        for table in (TRIP_STATE, HOLD_DUE):
+            assert replayed.processor.table(table, partition) == changelog(ns, table, partition), \
+                f"{table} differs on {partition}"
         # The replay runs un-namespaced: its events go to the plain topic names, its
         # replies where the commands' headers say.
         for topic, key, value in replayed.sent:
@@ -438,13 +444,13 @@ PARTITION = 3
 
 
 class Log:
-    """One partition of the command topic and a processor reading it."""
+    """One partition of the command topic and a processor reading it, one record per batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: Policy = POLICY) -> None:
         self.offset = 0
-        self.states: dict[bytes, bytes] = {}
-        self.store = TripStore(self.states, trips_cached=1_000)
-        self.due: dict[bytes, bytes] = {}
+        self.processor = InMemory(policy)
+        self.states = self.processor.table(TRIP_STATE, PARTITION)
+        self.due = self.processor.table(HOLD_DUE, PARTITION)
         self.sent: list[tuple[str, bytes, bytes]] = []
 
     def send(self, topic, key, value, _partition, _headers) -> None:
@@ -455,7 +461,8 @@ class Log:
         record = Record(topics.COMMANDS, PARTITION, self.offset, at, key, value,
                         headers if headers is not None else {topics.REPLY_TO: b"replies"})
         self.offset += 1
-        process_record(record, self.store, self.due, self.send, POLICY)
+        self.processor.process(record, self.send)
+        self.processor.flush()
         return self.sent[before:]
 
     def command(self, command: dict, at: int) -> dict:

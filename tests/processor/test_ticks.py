@@ -1,21 +1,34 @@
 """Log-driven expiry in process: the tick path and the hold-due index, record by record,
-with dicts as the tables (the broker tests run the same code in the worker)."""
+with dicts as the tables (the broker tests run the same code in the worker); and the
+remembered outcomes the ticks delete once their retention window is over."""
 
 import orjson
 
-from app.agents.expiry import load_index, tick_value
+from app.agents.expiry import tick_value
 from app.domain.trip import MS_PER_MINUTE
 from app.models import topics
+from app.tables.partition import decode_index, index_key
 from tests.processor.support import (
     PARTITION,
     PAYMENTS,
+    POLICY,
     T0,
     TRAVEL_DATE,
     Log,
     create_booking,
+    made_up_booking,
     on_booking,
     publish_trip,
+    rider,
+    trip_key,
 )
+
+GRACE_MS = 60 * MS_PER_MINUTE  # app.tables.store.FORGET_GRACE_MS
+WINDOW_MS = POLICY.outcome_retention_ms
+
+
+def index_of(log: Log):
+    return decode_index(log.due.get(index_key(PARTITION)))
 
 
 def expired_events(sent: list) -> list[dict]:
@@ -34,7 +47,9 @@ def test_a_tick_expires_a_hold_once_its_time_is_up_and_not_before() -> None:
     assert events[0]["booking"]["status"] == "EXPIRED" and events[0]["version"] == 2
     assert events[0]["transitions"][0]["to"] == "EXPIRED"
     assert events[0]["occurredAt"] == events[0]["booking"]["expiresAt"], "expired at the tick that found it due"
-    assert load_index(log.due, PARTITION).due == {}, "a trip with no live hold leaves the index"
+    # No live hold left: the trip is next visited to delete the outcomes it remembers,
+    # from the trip's publication on.
+    assert index_of(log).due == {"R1:" + TRAVEL_DATE: T0 + WINDOW_MS + GRACE_MS}
     assert expired_events(log.tick(due + 1000)) == []
 
 
@@ -45,7 +60,7 @@ def test_the_index_errs_early_never_late_when_a_payment_extends_the_hold() -> No
     log.command(on_booking("initiate_payment", booking["id"], PAYMENTS, paymentId="p-1"), T0 + 5 * MS_PER_MINUTE)
 
     assert expired_events(log.tick(T0 + 10 * MS_PER_MINUTE)) == []
-    assert load_index(log.due, PARTITION).due == {"R2:" + TRAVEL_DATE: T0 + 20 * MS_PER_MINUTE}
+    assert index_of(log).due == {"R2:" + TRAVEL_DATE: T0 + 20 * MS_PER_MINUTE}
     assert [e["bookingId"] for e in expired_events(log.tick(T0 + 20 * MS_PER_MINUTE))] == [booking["id"]]
 
 
@@ -79,3 +94,25 @@ def test_many_trips_on_a_partition_expire_in_trip_key_order() -> None:
         log.command(create_booking(route, "rider-1"), T0)
     events = expired_events(log.tick(T0 + 10 * MS_PER_MINUTE))
     assert [e["bookingId"].split(".")[0] for e in events] == ["RA", "RB", "RC"]
+
+
+def test_rejected_commands_are_remembered_for_the_retention_window_then_deleted() -> None:
+    """Each command on a made-up booking id of a real trip is refused, and its outcome
+    remembered so that a retry gets the same reply: without an end, anyone could grow the
+    worker's tables for ever. The ticks delete them after the window (48 h) and its grace."""
+    log = Log()
+    log.command(publish_trip("R9"), T0)
+    before = len(log.states)
+    made_up = [made_up_booking("R9", n) for n in range(40)]
+    probes = [on_booking("cancel_booking", booking_id, rider("prober"), reason="Let me see what happens")
+              for booking_id in made_up]
+    for n, probe in enumerate(probes):
+        assert log.command(probe, T0 + n)["code"] == "booking_not_found"
+    assert len(log.states) >= before + len(probes)
+    assert log.command(probes[0], T0 + WINDOW_MS - 1)["code"] == "booking_not_found"  # a retry: recalled
+
+    log.tick(T0 + WINDOW_MS + GRACE_MS - 1)
+    assert len(log.states) >= before + len(probes), "deleted before the window and its grace"
+    log.tick(T0 + len(probes) + WINDOW_MS + GRACE_MS)
+    assert set(log.states) == {trip_key("R9")}, "only the trip itself is left"
+    assert index_of(log).due == {}

@@ -8,10 +8,8 @@ from dataclasses import replace
 from app.domain.commands import CancelBooking, CreateBooking, InitiatePayment, PublishTrip
 from app.domain.handle import handle
 from app.domain.rejections import Code
-from app.domain.state import Remembered
-from app.tables.codec import _remembered_from, _remembered_row
-from app.tables.store import TripStore
 from tests.domain.support import DAY, POLICY, RIDER, ROUTES, make_trip, published
+from tests.tables.support import StoreOverDict
 
 TRIP = make_trip(stops=4, capacity=3)
 KEY = TRIP.key.encode()
@@ -19,52 +17,53 @@ START = TRIP.departure_ms(0) - 3 * DAY
 REASON = "My plans changed, sorry"
 
 
-def store_with_trip() -> TripStore:
-    store = TripStore({}, trips_cached=10)
-    store.handle(KEY, PublishTrip("publish", ROUTES, TRIP), START, POLICY)
+def store_with_trip() -> StoreOverDict:
+    store = StoreOverDict()
+    store.handle(KEY, PublishTrip("publish", ROUTES, TRIP), START, 0, POLICY)
     return store
 
 
-def workers(store: TripStore) -> tuple[TripStore, TripStore]:
+def workers(store: StoreOverDict) -> tuple[StoreOverDict, StoreOverDict]:
     """The worker that handled the commands, and one restarted on its table."""
-    return store, TripStore(store.table, trips_cached=10)
+    store.flush()
+    return store, StoreOverDict(store.table)
 
 
 def test_the_same_request_again_gets_the_original_outcome():
     store = store_with_trip()
     create = CreateBooking("k1", RIDER, "S0", "S3", 2)
-    _, first = store.handle(KEY, create, START, POLICY, fingerprint="f1")
+    _, first = store.handle(KEY, create, START, 1, POLICY, fingerprint="f1")
     for worker in workers(store):
-        state, again = worker.handle(KEY, create, START + 1, POLICY, fingerprint="f1")
+        state, again = worker.handle(KEY, create, START + 1, 2, POLICY, fingerprint="f1")
         assert again.duplicate and replace(again, duplicate=False) == first
         assert state.booked == 1
 
 
 def test_another_request_under_the_same_command_id_is_refused_and_changes_nothing():
     store = store_with_trip()
-    _, first = store.handle(KEY, CreateBooking("k1", RIDER, "S0", "S3", 2), START, POLICY, fingerprint="f1")
+    _, first = store.handle(KEY, CreateBooking("k1", RIDER, "S0", "S3", 2), START, 1, POLICY, fingerprint="f1")
     for worker in workers(store):
         before = dict(worker.table)
         other_seats = CreateBooking("k1", RIDER, "S0", "S3", 1)
-        state, refused = worker.handle(KEY, other_seats, START + 1, POLICY, fingerprint="f2")
+        state, refused = worker.handle(KEY, other_seats, START + 1, 2, POLICY, fingerprint="f2")
         assert (refused.code, refused.events) == (Code.IDEMPOTENCY_KEY_REUSED, ())
         other_operation = InitiatePayment("k1", RIDER, first.booking_id)
-        assert worker.handle(KEY, other_operation, START + 2, POLICY, fingerprint="f3")[1].code == \
+        assert worker.handle(KEY, other_operation, START + 2, 3, POLICY, fingerprint="f3")[1].code == \
             Code.IDEMPOTENCY_KEY_REUSED
-        assert worker.table == before and state.booked == 1
+        assert worker.flush() == [] and worker.table == before and state.booked == 1
         # the first request still gets its own outcome
-        assert worker.handle(KEY, CreateBooking("k1", RIDER, "S0", "S3", 2), START + 3, POLICY,
+        assert worker.handle(KEY, CreateBooking("k1", RIDER, "S0", "S3", 2), START + 3, 4, POLICY,
                              fingerprint="f1")[1].booking_id == first.booking_id
 
 
 def test_a_refusal_is_remembered_with_its_request():
     store = store_with_trip()
-    _, full = store.handle(KEY, CreateBooking("full", RIDER, "S0", "S3", 3), START, POLICY)
+    _, full = store.handle(KEY, CreateBooking("full", RIDER, "S0", "S3", 3), START, 1, POLICY)
     too_many = CreateBooking("k2", RIDER, "S0", "S3", 1)
-    assert store.handle(KEY, too_many, START + 1, POLICY, fingerprint="f")[1].code == Code.SEATS_UNAVAILABLE
-    assert store.handle(KEY, CancelBooking("free", RIDER, full.booking_id, REASON), START + 2, POLICY)[1].accepted
+    assert store.handle(KEY, too_many, START + 1, 2, POLICY, fingerprint="f")[1].code == Code.SEATS_UNAVAILABLE
+    assert store.handle(KEY, CancelBooking("free", RIDER, full.booking_id, REASON), START + 2, 3, POLICY)[1].accepted
     for worker in workers(store):
-        again = worker.handle(KEY, too_many, START + 3, POLICY, fingerprint="f")[1]
+        again = worker.handle(KEY, too_many, START + 3, 4, POLICY, fingerprint="f")[1]
         assert (again.code, again.duplicate) == (Code.SEATS_UNAVAILABLE, True), "the seats freed meanwhile"
 
 
@@ -75,9 +74,3 @@ def test_without_fingerprints_a_repeated_command_id_is_a_retry():
     plain = published(TRIP)
     handle(plain, CreateBooking("d", RIDER, "S0", "S3", 1), START, POLICY)
     assert handle(plain, CreateBooking("d", RIDER, "S0", "S3", 1), START + 1, POLICY, fingerprint="g").duplicate
-
-
-def test_outcome_entries_written_before_fingerprints_still_read():
-    remembered = Remembered(Code.SEATS_UNAVAILABLE, touched=("b",), fingerprint="f")
-    assert _remembered_from(_remembered_row(remembered)) == remembered
-    assert _remembered_from(_remembered_row(remembered)[:6]) == replace(remembered, fingerprint=None)

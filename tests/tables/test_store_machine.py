@@ -5,19 +5,21 @@ duplicate checks run on the whole state as a fresh worker would find it."""
 
 from hypothesis import HealthCheck, settings
 
-from app.tables.store import TripStore
 from tests.domain.test_stateful import BookingMachine
-from tests.tables.support import stored_state
+from tests.tables.support import StoreOverDict, stored_state
 
 
 class StoredMachine(BookingMachine):
     def start_core(self) -> None:
         super().start_core()
         self.key = self.trip.key.encode()
-        self.store = TripStore({}, trips_cached=0)
+        self.store = StoreOverDict(trips_cached=0)
+        self.offset = 0
 
     def run(self, command):
-        _, outcome = self.store.handle(self.key, command, self.now, self.policy)
+        _, outcome = self.store.handle(self.key, command, self.now, self.offset, self.policy)
+        self.offset += 1
+        self.store.flush()
         self.state = stored_state(self.store.table, self.key)
         return outcome
 
