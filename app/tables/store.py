@@ -351,6 +351,7 @@ def restore(state: TripState, undo: tuple) -> None:
     state.entries = entries
     state.holds.expires = expires
     state.holds.recompute()
+    state.counted = None  # derived: counted again from the restored bookings and entries
     state.remembered.clear()
 
 

@@ -321,6 +321,23 @@ def test_a_command_that_fails_halfway_leaves_the_waiting_list_as_it_was():
     assert outcome.accepted and [type(event).__name__ for event in outcome.events] == ["EntryMoved", "BookingCreated"]
 
 
+def test_a_command_that_fails_halfway_leaves_the_hold_limit_counted_right():
+    """The counts kept in memory (`Tally`) are undone with the rest: the failed command
+    had counted a's expiry, which the command handled next counts again."""
+    trip = make_trip(stops=4, capacity=20)
+    key = trip.key.encode()
+    store = StoreOverDict()
+    store.handle(key, PublishTrip("publish", ROUTES, trip), START, 0, POLICY)
+    store.handle(key, CreateBooking("a", RIDER, "S0", "S1", 4), START + 1, 1, POLICY)
+    store.handle(key, CreateBooking("c", RIDER, "S0", "S1", 4), START + 5 * MINUTE, 2, POLICY)  # 8 seats held
+    later = START + 11 * MINUTE  # a's hold is due, c's is not
+    with pytest.raises(ZeroDivisionError):
+        store.handle(key, CreateBooking("b", RIDER, "S0", "S1", 1), later, 3, BrokenPolicy())
+    assert store.handle(key, CreateBooking("b", RIDER, "S0", "S1", 1), later, 3, POLICY)[1].accepted
+    _, over = store.handle(key, CreateBooking("d", RIDER, "S0", "S1", 4), later, 4, POLICY)
+    assert over.code == "hold_limit_reached"  # c's 4 and b's 1 held: 4 more would make 9
+
+
 def test_a_table_written_before_the_waiting_list_is_read_and_gets_one():
     """Format 3 entries (no join counter, no live entries, outcomes without the entries
     they touched) read as a trip without a waiting list; the next commit writes format 4."""
