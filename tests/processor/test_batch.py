@@ -1,8 +1,8 @@
 """Batches, in process (the broker tests run the same code in the worker):
 
-- one recorded command log, handled one record at a time and in batches of many sizes,
-  gives byte-identical replies, events and dead letters, in the same order, and the same
-  tables;
+- one recorded command log (waiting lists and seat choice included), handled one record
+  at a time and in batches of many sizes, gives byte-identical replies, events and dead
+  letters, in the same order, and the same tables;
 - a batch's state is in the changelog before its local store has it, and both before
   any reply or event is produced; its positions move on only once all of them are on
   the broker; a failure anywhere leaves its positions where they were.
@@ -28,8 +28,10 @@ from tests.processor.support import (
     POLICY,
     T0,
     create_booking,
+    join_waitlist,
     made_up_booking,
     on_booking,
+    on_entry,
     on_trip,
     publish_trip,
     rider,
@@ -39,14 +41,17 @@ from tests.processor.support import (
 ROUTES = ["RA", "RB", "RC", "RD"]
 PARTITIONS = {route: index % 2 for index, route in enumerate(ROUTES)}
 REASON = "Plans changed, sorry about it"
+JOURNEYS = [("LAG", "IBD"), ("IBD", "OYO"), ("LAG", "OYO")]
 
 
 def recorded_log(seed: int, commands: int) -> list[Record]:
     """A seeded mix on four trips over two partitions, each command chosen from the
-    replies so far: creates (most of them refused once the trips fill), payment starts,
-    payments (some late, after the hold expired), cancels, refunds, trip updates and a
-    trip's cancel near the end, queries, re-sent commands, made-up booking ids, malformed records and
-    ticks; record time runs over a few hours, so holds expire."""
+    replies and events so far: creates (most of them refused once the trips fill), some
+    with seats chosen, payment starts, payments (some late, after the hold expired),
+    cancels, refunds, waiting-list joins, leaves and accepts of the seats offered (some
+    late, after the offer expired), trip updates and a trip's cancel near the end,
+    availability and seat-map queries, re-sent commands, made-up booking ids, malformed
+    records and ticks; record time runs over a few hours, so holds and offers expire."""
     rng = random.Random(seed)
     log, records, sent = InMemory(POLICY), [], []
     offsets = Counter()
@@ -54,6 +59,9 @@ def recorded_log(seed: int, commands: int) -> list[Record]:
     held: list[tuple[str, dict]] = []
     confirmed: list[tuple[str, dict]] = []
     owed: list[tuple[str, dict]] = []
+    listed: list[tuple[str, dict]] = []  # waiting-list entries joined, to leave
+    offered: list[tuple[str, dict]] = []  # entries offered seats, to accept
+    unanswered: list[tuple[str, dict, int]] = []  # every third offer: accepted late, if ever
 
     def put(partition: int, key: bytes, value: bytes, headers: dict | None = None) -> list:
         record = Record(topics.COMMANDS, partition, offsets[partition], now, key, value,
@@ -63,6 +71,13 @@ def recorded_log(seed: int, commands: int) -> list[Record]:
         before = len(sent)
         log.process(record, lambda topic, k, v, p, h: sent.append((topic, k, v)))
         log.flush()
+        for topic, _, value in sent[before:]:
+            if topic == topics.WAITLIST_OFFERED:
+                entry = orjson.loads(value)["entry"]
+                if len(offered) % 3 == 2:
+                    unanswered.append((entry["routeId"], entry, len(records)))
+                else:
+                    offered.append((entry["routeId"], entry))
         return sent[before:]
 
     def command(document: dict, route: str) -> dict:
@@ -108,9 +123,27 @@ def recorded_log(seed: int, commands: int) -> list[Record]:
         elif roll < 0.50 and owed:
             route, booking = owed.pop(rng.randrange(len(owed)))
             document = on_booking("refund_done", booking["id"], PAYMENTS, amount=booking["refundAmount"])
+        elif roll < 0.54 and offered:
+            route, entry = offered.pop(rng.randrange(len(offered)))
+            document = on_entry("accept_offer", entry["id"], rider(entry["riderId"]))
+        elif roll < 0.545 and unanswered and len(records) - unanswered[0][2] > 300:  # the offer ran out
+            route, entry, _ = unanswered.pop(0)
+            document = on_entry("accept_offer", entry["id"], rider(entry["riderId"]))
+        elif 0.545 <= roll < 0.555 and listed:
+            route, entry = listed.pop(rng.randrange(len(listed)))
+            document = on_entry("leave_waitlist", entry["id"], rider(entry["riderId"]))
+        elif roll < 0.62:
+            origin, destination = rng.choice(JOURNEYS)
+            document = join_waitlist(route, f"rider-{rng.randrange(50)}", rng.randint(1, 2), origin, destination)
+        elif roll < 0.64:
+            origin, destination = rng.choice(JOURNEYS)
+            document = on_trip("query_seat_map", route, rider("auditor"), originStopId=origin,
+                               destinationStopId=destination)
         else:
-            origin, destination = rng.choice([("LAG", "IBD"), ("IBD", "OYO"), ("LAG", "OYO")])
+            origin, destination = rng.choice(JOURNEYS)
             document = create_booking(route, f"rider-{rng.randrange(50)}", rng.randint(1, 3), origin, destination)
+            if roll < 0.67:
+                document["seatNumbers"] = rng.sample(range(1, 7), document["seatsBooked"])
         documents.append((document, route))
         reply = command(document, route)
         booking = reply.get("booking") if reply.get("ok") else None
@@ -120,6 +153,9 @@ def recorded_log(seed: int, commands: int) -> list[Record]:
             confirmed.append((route, booking))
         elif booking and booking["status"] == "CANCELLED" and booking["refundStatus"] == "PENDING":
             owed.append((route, booking))
+        entry = reply.get("entry") if reply.get("ok") else None
+        if entry and entry["status"] == "WAITING":
+            listed.append((route, entry))
     return records
 
 
@@ -149,6 +185,9 @@ def test_the_recorded_log_has_what_it_claims(records):
     replies = [orjson.loads(value) for topic, _, value, *_ in sent if topic == "replies"]
     codes = Counter(reply["code"] for reply in replies)
     assert codes["seats_unavailable"] > 100 and codes["booking_not_found"] > 50 and codes["hold_expired"] > 0
+    assert kinds[topics.WAITLIST_OFFERED] > 50 and kinds[topics.WAITLIST_ACCEPTED] > 20
+    assert kinds[topics.WAITLIST_OFFER_EXPIRED] > 10 and kinds[topics.WAITLIST_LEFT] > 0
+    assert kinds[topics.WAITLIST_CANCELLED] > 0 and codes["offer_expired"] > 0 and codes["seat_unavailable"] > 0
     assert {TRIP_STATE, HOLD_DUE} == {name for name, _ in tables}
 
 
