@@ -27,6 +27,8 @@ TRAVEL_DATE = (date.today() + timedelta(days=30)).isoformat()
 TRIP = {"timezone": "Africa/Lagos", "departureTime": "09:00", "capacity": 10, "currency": "NGN",
         "stops": [{"stopId": "LAG", "offsetMinutes": 0}, {"stopId": "IBD", "offsetMinutes": 90}],
         "legFares": ["2500.00"]}
+JOURNEY = {"originStopId": "LAG", "destinationStopId": "IBD", "seatsBooked": 1}
+WAITLIST_STATES = ("SOLD_OUT", "WAITING", "OFFERED")
 IDENTITIES = ("none", "expired", "tampered", "alg_none", "owner", "other_rider", "trip_driver", "other_driver",
               "admin", "service")
 BAD_TOKENS = IDENTITIES[:4]
@@ -36,11 +38,13 @@ ROLES = {"owner": "RIDER", "other_rider": "RIDER", "trip_driver": "DRIVER", "oth
 
 @dataclass
 class World:
-    """A trip driven by `users["trip_driver"]` with one booking of `users["owner"]`."""
+    """A trip driven by `users["trip_driver"]` with one booking of `users["owner"]`, or
+    sold out with a waiting-list entry of theirs."""
 
     users: dict[str, str]
     route_id: str
     booking: dict[str, Any]
+    entry: dict[str, Any] | None = None
 
     def headers(self, identity: str) -> dict[str, str]:
         if identity == "none":
@@ -94,17 +98,21 @@ def until_answered(client: httpx.Client, method: str, path: str, headers: dict[s
 
 
 def build_world(client: httpx.Client, state: str) -> World:
-    """A fresh trip and a booking in `state` (none, HELD, CONFIRMED, CHECKED_IN)."""
+    """A fresh trip and a booking in `state` (none, HELD, CONFIRMED, CHECKED_IN); or the
+    trip sold out (SOLD_OUT) to a rider of the setup's own, with the owner's waiting-list
+    entry WAITING or OFFERED (once that rider cancelled)."""
     users = new_users()
     route_id = "AZ" + uuid.uuid4().hex[:10]
     setup = World(users, route_id, {})
+    capacity = 1 if state in WAITLIST_STATES else TRIP["capacity"]
     ok(until_answered(client, "PUT", f"/v1/trips/{route_id}/{TRAVEL_DATE}", setup.headers("service"),
-                      {**TRIP, "driverId": users["trip_driver"]}))
+                      {**TRIP, "capacity": capacity, "driverId": users["trip_driver"]}))
     if state == "none":
         return setup
+    if state in WAITLIST_STATES:
+        return waitlist_world(client, setup, state)
     booking = ok(call(client, "POST", "/v1/bookings", setup.headers("owner"),
-                      {"routeId": route_id, "travelDate": TRAVEL_DATE, "originStopId": "LAG",
-                       "destinationStopId": "IBD", "seatsBooked": 1}), 201)["booking"]
+                      {"routeId": route_id, "travelDate": TRAVEL_DATE, **JOURNEY}), 201)["booking"]
     if state in ("CONFIRMED", "CHECKED_IN"):
         booking = ok(call(client, "POST", f"/v1/bookings/{booking['id']}/confirm", setup.headers("service"),
                           {"paymentId": f"pay-{route_id}", "paymentStatus": "SUCCESS",
@@ -114,15 +122,29 @@ def build_world(client: httpx.Client, state: str) -> World:
     return World(users, route_id, booking)
 
 
+def waitlist_world(client: httpx.Client, setup: World, state: str) -> World:
+    filler = {"Authorization": f"Bearer {token('filler-' + setup.route_id, 'RIDER')}"}
+    taken = ok(call(client, "POST", "/v1/bookings", filler, {"routeId": setup.route_id, "travelDate": TRAVEL_DATE,
+                                                             **JOURNEY}), 201)["booking"]
+    if state == "SOLD_OUT":
+        return setup
+    entry = ok(call(client, "POST", f"/v1/trips/{setup.route_id}/{TRAVEL_DATE}/waitlist", setup.headers("owner"),
+                    JOURNEY), 201)["entry"]
+    if state == "OFFERED":
+        ok(call(client, "POST", f"/v1/bookings/{taken['id']}/cancel", filler, REASON))
+    return World(setup.users, setup.route_id, {}, entry)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
     path: Callable[[World], str]
     allowed: dict[str, int]  # identity -> success status
     denied: dict[str, int]  # identity -> refusal status (403 or 404); the bad tokens are 401
-    state: str = "none"  # the booking a changing call needs; reads use the shared world
+    state: str = "none"  # the booking (or entry) a changing call needs; reads use the shared world
     body: Callable[[World], Any] = lambda world: None
     changes: bool = True
+    hidden: str = "booking_not_found"  # the code of a 404: never "not yours"
 
 
 def booking_path(suffix: str = "") -> Callable[[World], str]:
@@ -131,6 +153,12 @@ def booking_path(suffix: str = "") -> Callable[[World], str]:
 
 def trip_path(suffix: str = "") -> Callable[[World], str]:
     return lambda world: f"/v1/trips/{world.route_id}/{TRAVEL_DATE}{suffix}"
+
+
+def entry_path(suffix: str = "") -> Callable[[World], str]:
+    """The world's entry; in the shared world (bad tokens, refused before any id is read),
+    its booking's id, which has an entry id's shape."""
+    return lambda world: f"/v1/waitlist/{(world.entry or world.booking)['id']}{suffix}"
 
 
 RIDERS_ONLY = {"owner": 200, "other_rider": 200}
@@ -183,6 +211,16 @@ ENDPOINTS: dict[str, Endpoint] = {
                                  {"admin": 200}, only({"admin": 200}), changes=False),
     "force_cancel": Endpoint("POST", lambda w: f"/v1/admin/bookings/{w.booking['id']}/cancel", {"admin": 200},
                              only({"admin": 200}), state="CONFIRMED", body=lambda w: REASON),
+    "seat_map": Endpoint("GET", trip_path("/seats?from=LAG&to=IBD"), {identity: 200 for identity in ROLES}, {},
+                         changes=False),
+    "join_waitlist": Endpoint("POST", trip_path("/waitlist"), {"owner": 201, "other_rider": 201}, NOT_RIDERS,
+                              state="SOLD_OUT", body=lambda w: JOURNEY),
+    "my_entries": Endpoint("GET", lambda w: "/v1/waitlist", RIDERS_ONLY, NOT_RIDERS, changes=False),
+    "leave_waitlist": Endpoint("DELETE", entry_path(), {"owner": 200}, {"other_rider": 404, **NOT_RIDERS},
+                               state="WAITING", hidden="waitlist_entry_not_found"),
+    "accept_offer": Endpoint("POST", entry_path("/accept"), {"owner": 201}, {"other_rider": 404, **NOT_RIDERS},
+                             state="OFFERED", hidden="waitlist_entry_not_found"),
+    "trip_waitlist": Endpoint("GET", trip_path("/waitlist"), {"admin": 200}, only({"admin": 200}), changes=False),
 }
 
 
@@ -226,7 +264,7 @@ def test_authorization(stack: Stack, read_world: World, name: str, identity: str
     if expected >= 400:
         assert body["status"] == expected and body["code"]
         if expected == 404:
-            assert body["code"] == "booking_not_found"  # never "not yours"
+            assert body["code"] == endpoint.hidden  # never "not yours"
     if name in ("get", "by_reference") and expected == 200:
         assert body["id"] == world.booking["id"]
     if name == "mine" and expected == 200:
