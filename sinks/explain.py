@@ -176,16 +176,18 @@ def seed(database_url: str, trips: int, seed_value: int = 7) -> int:
 
 def samples(conn: psycopg.Connection, now: datetime) -> dict[str, Any]:
     """Argument values by parameter name, taken from the seeded rows so queries find data:
-    of the riders on a waiting list, the one with the most confirmed bookings still to
-    depart; one of their bookings; the trip of their first waiting-list entry."""
+    the rider with the most confirmed bookings still to depart, of those on a waiting list
+    if any is (a small seed may have none that is both); one of their bookings; the trip
+    of their first waiting-list entry, else the first trip with a waiting list."""
     rider_id, = conn.execute("SELECT rider_id FROM bookings WHERE status = 'CONFIRMED' AND departure_at > %s "
-                             "AND rider_id IN (SELECT rider_id FROM waitlist_entries) "
-                             "GROUP BY rider_id ORDER BY count(*) DESC, rider_id LIMIT 1", (now,)).fetchone()
+                             "GROUP BY rider_id "
+                             "ORDER BY rider_id IN (SELECT rider_id FROM waitlist_entries) DESC, count(*) DESC, "
+                             "rider_id LIMIT 1", (now,)).fetchone()
     booking_id, reference, stop_id = conn.execute(
         "SELECT id, booking_reference, origin_stop_id FROM bookings WHERE rider_id = %s ORDER BY id LIMIT 1",
         (rider_id,)).fetchone()
-    route_id, travel_date = conn.execute("SELECT route_id, travel_date FROM waitlist_entries WHERE rider_id = %s "
-                                         "ORDER BY id LIMIT 1", (rider_id,)).fetchone()
+    route_id, travel_date = conn.execute("SELECT route_id, travel_date FROM waitlist_entries "
+                                         "ORDER BY rider_id = %s DESC, id LIMIT 1", (rider_id,)).fetchone()
     return {
         "booking_id": booking_id, "reference": reference, "rider_id": rider_id, "route_id": route_id,
         "travel_date": travel_date, "stop_id": stop_id, "status": "CONFIRMED", "page": 0, "size": 20,
