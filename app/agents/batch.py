@@ -232,12 +232,14 @@ class Batches:
     durable (`Durable`), then their positions handed on (`Positions`)."""
 
     def __init__(self, processor: Processor, guard: Guard, durable: Durable, positions: Positions,
-                 on_dead_letter: Callable[[Mapping[str, bytes]], None] | None = None) -> None:
+                 on_dead_letter: Callable[[Mapping[str, bytes]], None] | None = None,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
         self.processor = processor
         self.guard = guard
         self.durable = durable
         self.positions = positions
         self.on_dead_letter = on_dead_letter  # told of each dead letter's headers
+        self.on_batch = on_batch  # told of each batch made durable: its records and seconds
         self.stats = BatchStats()
 
     async def run(self, records: Sequence[Record]) -> None:
@@ -262,3 +264,5 @@ class Batches:
         self.stats.records += handled
         self.stats.last_records = handled
         self.stats.last_seconds = time.monotonic() - started
+        if self.on_batch is not None:
+            self.on_batch(handled, self.stats.last_seconds)

@@ -8,6 +8,8 @@ WORKER_HTTP_HOST:WORKER_HTTP_PORT, 9109 by default):
   - `openride_worker_handle_seconds`: time to handle one record in its batch (decide,
     stage the table writes, render the events and reply), on the worker's event loop; the
     batch then waits for the broker once for all its records (app.agents.batch);
+  - `openride_worker_batch_records` and `openride_worker_batch_seconds`: the records of
+    each batch, and its time from the first record handled to every output acknowledged;
   - `openride_worker_command_wait_seconds`: from the broker appending a command to the
     worker starting on it: queueing, lag and rebalances, as a client feels them;
   - `openride_worker_lag{topic,partition}`: records on an owned command partition after
@@ -29,8 +31,8 @@ WORKER_HTTP_HOST:WORKER_HTTP_PORT, 9109 by default):
   tables are recovered, until the next rebalance starts: it is handling commands.
 
 faust calls a sensor (`faust.Sensor`) at rebalances and failed sends, and starts it with
-the app, before recovery; the worker's batches call `handled` for each record and
-`dead_lettered` for each dead letter (app.agents.batch).
+the app, before recovery; the worker's batches call `handled` for each record, `batched`
+for each batch and `dead_lettered` for each dead letter (app.agents.batch).
 """
 
 import time
@@ -54,6 +56,8 @@ Partition = tuple[str, int]
 Positions = Callable[[], Mapping[Partition, int]]
 
 HANDLE_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+BATCH_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -80,6 +84,11 @@ class WorkerMonitor(faust.Sensor):
                                 registry=self.registry)
         self.handle_seconds = Histogram("openride_worker_handle_seconds", "Time to handle one command record",
                                         buckets=HANDLE_BUCKETS, registry=self.registry)
+        self.batch_records = Histogram("openride_worker_batch_records", "Command records per batch",
+                                       buckets=BATCH_BUCKETS, registry=self.registry)
+        self.batch_seconds = Histogram("openride_worker_batch_seconds",
+                                       "From a batch's first record handled to its outputs acknowledged",
+                                       buckets=BATCH_SECONDS_BUCKETS, registry=self.registry)
         self.wait_seconds = Histogram("openride_worker_command_wait_seconds",
                                       "From the broker appending a command to the worker starting on it",
                                       buckets=WAIT_BUCKETS, registry=self.registry)
@@ -122,6 +131,10 @@ class WorkerMonitor(faust.Sensor):
         counted.inc()
         self.handle_seconds.observe(seconds)
         self.wait_seconds.observe(max(time.time() - record.timestamp_ms / 1000, 0.0))
+
+    def batched(self, records: int, seconds: float) -> None:
+        self.batch_records.observe(records)
+        self.batch_seconds.observe(seconds)
 
     def dead_lettered(self, headers: Mapping[str, bytes]) -> None:
         self.dead_letters.labels(headers.get("dlq-code", b"unknown").decode(errors="replace")).inc()

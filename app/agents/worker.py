@@ -89,7 +89,7 @@ guard = ContiguousCommands(BrokerLog(settings))
 monitor = WorkerMonitor(app, settings, guard.positions)
 app.sensors.add(monitor)
 batches = Batches(Processor(TripStore(settings.worker_trips_cached), policy, open_partition, monitor.handled), guard,
-                  durable, positions, monitor.dead_lettered)
+                  durable, positions, monitor.dead_lettered, monitor.batched)
 
 
 class Rate:

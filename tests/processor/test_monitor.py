@@ -97,6 +97,10 @@ def test_health_metrics_and_a_load_from_the_changelogs_are_reported(ns: Namespac
     assert value(found, "openride_worker_commands_total", type="tick", outcome="accepted") > 0
     assert value(found, "openride_worker_dead_letters_total", code="invalid_json") == 1
     assert value(found, "openride_worker_handle_seconds_count") >= 6
+    # Ticks go on arriving while the page is written: batches and their records at least.
+    assert value(found, "openride_worker_batch_records_sum") >= 6
+    assert 1 <= value(found, "openride_worker_batch_records_count") <= value(found, "openride_worker_batch_records_sum")
+    assert value(found, "openride_worker_batch_seconds_count") >= 1
     assert value(found, "openride_worker_partitions", role="active") == PARTITIONS
     assert value(found, "openride_worker_recovering") == 0
     assert value(found, "openride_worker_recovery_loaded_records_total") == 0  # nothing in the changelogs yet
