@@ -76,9 +76,9 @@ class Outcome:
 
 
 def handle(state: TripState, command: Command, now: int, policy: Policy, fingerprint: str | None = None) -> Outcome:
-    prior = recall(state, command, now, policy)
+    known = remembered_by(state, command.command_id, now, policy)
+    prior = recall(state, command, known)
     if prior is not None:
-        known = remembered_by(state, command.command_id, now, policy)
         return prior if same_request(known, fingerprint) else key_reused(command)
     expired = fold(state, expire_due_holds(state, now, command.command_id)
                    + (expire_due_offers(state, now, command.command_id) if state.entries else ()))
@@ -168,9 +168,10 @@ def touched_entries(events: tuple[Event, ...]) -> frozenset[str]:
 # -- recall -----------------------------------------------------------------------------
 
 
-def recall(state: TripState, command: Command, now: int, policy: Policy) -> Outcome | None:
+def recall(state: TripState, command: Command, known: Remembered | None) -> Outcome | None:
+    """The outcome a command id seen before got, from `known` (what is remembered of it
+    within the retention window, `remembered_by`) and the transitions it left."""
     command_id = command.command_id
-    known = remembered_by(state, command_id, now, policy)
     booking, version = booking_moved_by(state, command)
     entry, entry_version = entry_moved_by(state, command)
     if known is None and version is None and entry_version is None:
