@@ -33,6 +33,7 @@ WORKDIR /app
 COPY app ./app
 COPY gateway ./gateway
 COPY sinks ./sinks
+COPY tools ./tools
 COPY migrations ./migrations
 COPY deploy/entrypoint.sh deploy/healthcheck.py ./deploy/
 ENV PATH=/opt/venv/bin:$PATH \

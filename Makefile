@@ -46,7 +46,7 @@ infra: venv
 	scripts/kafka.sh start
 	scripts/postgres.sh start >/dev/null
 	$(PY) -m sinks.migrate
-	$(PY) -m app.topics
+	$(PY) -m tools.create_topics
 
 venv: $(VENV_STAMP)
 
@@ -58,7 +58,7 @@ $(VENV_STAMP): pyproject.toml
 	rm -f .venv/.installed-* && touch $@
 
 schemas: venv  ## regenerate the published JSON Schema files (schemas/) from the wire models
-	$(PY) -m app.schemas
+	$(PY) -m tools.write_schemas
 
 token:  ## make token SUB=<user> ROLE=<RIDER|DRIVER|ADMIN|SERVICE>
 	@$(PY) -m gateway.token --sub "$(SUB)" --role "$(ROLE)"

@@ -13,7 +13,7 @@ service…) that talk to the processor without the HTTP gateway.
             ...  # reply["code"]: a stable code, e.g. "hold_expired"
 
 - A command is validated here against the same models the processor reads
-  (app.models.commands; JSON Schema in schemas/commands/), so a bad one raises
+  (app.wire.commands; JSON Schema in schemas/commands/), so a bad one raises
   pydantic.ValidationError locally instead of landing on the dead-letter topic.
 - The key (the trip) is derived from the command: a booking command's id names its trip.
 - The reply is the processor's JSON reply (schemas/replies/reply.json). `send` raises
@@ -21,7 +21,7 @@ service…) that talk to the processor without the HTTP gateway.
   command again (same `commandId`) is always safe; it gets the identical reply.
 - Choose command ids from your own facts (the payment id, the trip publication…) so a
   retry after your own crash is a duplicate, not a second command.
-- Transport: the gateway's own (gateway.kafka.CommandBus): an idempotent producer with
+- Transport: the gateway's own (app.transport.bus.CommandBus): an idempotent producer with
   murmur2 partitioning, and one reply partition per process read with assign(), named in
   the command's headers. See docs/processor.md for the recipe with a plain producer.
 """
@@ -32,9 +32,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from app.config import Settings, get_settings
-from app.models import topics
-from app.models.commands import COMMAND
-from gateway.kafka import CommandBus, KafkaUnavailable, ReplyTimeout
+from app.wire import topics
+from app.wire.commands import COMMAND
+from app.transport.bus import CommandBus, KafkaUnavailable, ReplyTimeout
 
 __all__ = ["BookingClient", "KafkaUnavailable", "ReplyTimeout"]
 

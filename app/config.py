@@ -29,10 +29,10 @@ class Settings(BaseSettings):
     command_partitions: int = 24
     reply_partitions: int = 8
     event_partitions: int = 12
-    # Prefixes every topic name (app.models.topics): isolates a test run or an environment
+    # Prefixes every topic name (app.wire.topics): isolates a test run or an environment
     # on a shared cluster. Empty in production.
     topic_namespace: str = ""
-    # Replicas of every topic the project creates (app.topics, and faust's changelogs and
+    # Replicas of every topic the project creates (app.transport.admin, and faust's changelogs and
     # leader topic: faust reads the same variable). 1 is for a one-broker development
     # cluster only; 3 on a real one, so that losing a broker loses nothing.
     topic_replication_factor: int = 1
@@ -50,19 +50,19 @@ class Settings(BaseSettings):
     # Per partition DB and table (faust opens one RocksDB per partition it holds).
     rocksdb_block_cache_bytes: int = 32 * 1024 * 1024
     rocksdb_write_buffer_bytes: int = 8 * 1024 * 1024
-    # A batch of commands (app.agents.batch): what the worker's agent has been handed, up to
+    # A batch of commands (app.worker.batch): what the worker's agent has been handed, up to
     # this many records, the partitions in turn. A command waits for the batch in hand,
     # then is in the next one.
     worker_batch_records: int = 500
     # The longest a worker's fetch waits on the broker for records (faust's own is 1.5 s):
     # also how long a busy partition can stall behind a fetch of idle ones
-    # (app.agents.faust_app.ShortFetchConsumerThread).
+    # (app.worker.faust_app.ShortFetchConsumerThread).
     worker_fetch_max_wait_ms: int = 50
     # How much of one partition a worker fetches at a time (faust's own is 1 MiB; at least
     # one producer batch whatever this says). Much less than a batch of commands starves a
     # busy trip; much more fills the worker's memory with the backlog of every partition
     # when it catches up (docs/processor.md, "Catching up"). Not while recovering: then
-    # faust's (app.agents.faust_app).
+    # faust's (app.worker.faust_app).
     worker_fetch_partition_bytes: int = 65536
     # Decoded trip states kept in memory between commands (an LRU), per worker process.
     worker_trips_cached: int = 10_000
@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # How often a worker logs the commands/s it processed.
     worker_rate_log_seconds: float = 10.0
     # The worker's own HTTP server: /metrics (Prometheus), /health/live, /health/ready
-    # (app.agents.monitor). Port 0 takes any free port and logs it (tests run several).
+    # (app.worker.monitor). Port 0 takes any free port and logs it (tests run several).
     worker_http_host: str = "127.0.0.1"
     worker_http_port: int = 9109
 

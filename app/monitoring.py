@@ -1,5 +1,5 @@
 """A process's own small HTTP server for operators, used by the worker
-(app.agents.monitor) and the sink (sinks.monitor):
+(app.worker.monitor) and the sink (sinks.monitor):
 
 - `GET /metrics`: the process's Prometheus registry, in the text format;
 - `GET /health/live`, `GET /health/ready`: 200 `{"status": "UP", "checks": …}` or 503

@@ -41,8 +41,8 @@ import aiohttp
 
 from app.config import Settings, get_settings
 from app.domain.rejections import Code
-from app.models import topics
-from app.topics import ensure_topics, topic_specs
+from app.wire import topics
+from app.transport.admin import ensure_topics, topic_specs
 from bench import load
 from bench.checker import ClientLog, check, committed_offsets
 from bench.cluster import OFFSETS_TOPIC, Cluster

@@ -3,7 +3,7 @@ command log with the pure core, then compares every other copy of it.
 
 Truth: for each partition of booking.commands, in log order, `app.domain.handle` over a
 fresh in-memory `TripState` per trip, with the broker-stamped record time, rendering the
-replies and lifecycle events the way the processor does (`app.models.outbound`).
+replies and lifecycle events the way the processor does (`app.wire.outbound`).
 
 Compared with it:
 - the replies topic (every copy of a command's reply byte-identical to the truth's: 3, 5),
@@ -31,17 +31,17 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from pydantic import ValidationError
 
-from app.agents.expiry import expiry_record
-from app.agents.processor import Record
+from app.worker.ticks import expiry_record
+from app.worker.processor import Record
 from app.config import Settings
 from app.domain.booking import HOLDING, Booking, Status, occupies_seats
 from app.domain.handle import handle
 from app.domain.money import format_minor
 from app.domain.state import TripState
 from app.domain.waitlist import EntryStatus
-from app.models import topics
-from app.models.commands import TICK, parse_command
-from app.models.outbound import lifecycle_events, reply
+from app.wire import topics
+from app.wire.commands import TICK, parse_command
+from app.wire.outbound import lifecycle_events, reply
 from bench.invariants import (
     availability_problems,
     before_command,

@@ -53,11 +53,11 @@ def run_once(scenario_name: str, commands: int, tree: Path, profile: Path | None
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
     from app.domain.ids import booking_id_for
-    from app.models import topics
-    from app.topics import ensure_topics, topic_specs
+    from app.wire import topics
+    from app.transport.admin import ensure_topics, topic_specs
     from bench import load
     from bench.systems import infra_pids
-    from gateway.kafka import producer_config, reply_consumer_config
+    from app.transport.bus import producer_config, reply_consumer_config
     from tests.stack import worker_service
 
     settings = get_settings()

@@ -139,8 +139,8 @@ def respond() -> None:
     reply partition its headers name, until SIGTERM."""
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-    from app.models import topics
-    from gateway.kafka import next_batch, producer_config, reply_consumer_config
+    from app.wire import topics
+    from app.transport.bus import next_batch, producer_config, reply_consumer_config
 
     settings = get_settings()
     stopping = threading.Event()

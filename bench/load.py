@@ -23,9 +23,9 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from app.config import Settings
 from app.domain.trip import trip_key
-from app.models import topics
+from app.wire import topics
 from bench.http1 import ConnectionLost, Pool
-from gateway.kafka import next_batch, producer_config, reply_consumer_config
+from app.transport.bus import next_batch, producer_config, reply_consumer_config
 
 REQUEST_TIMEOUT_S = 10.0
 STOPS = tuple(f"S{i:02d}" for i in range(10))
@@ -126,7 +126,7 @@ def spread(prefix: str) -> Scenario:
     return Scenario("spread", make_trips(prefix, 1000), cancel_share=0.3)
 
 
-# -- command documents (the wire format of app/models/commands.py) ------------------------
+# -- command documents (the wire format of app/wire/commands.py) ------------------------
 
 
 def actor(user_id: str, role: str = "RIDER") -> dict[str, str]:

@@ -47,12 +47,12 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from app.config import Settings, get_settings
-from app.models import topics
+from app.wire import topics
 from bench import load
-from app.topics import ensure_topics, topic_specs
+from app.transport.admin import ensure_topics, topic_specs
 from bench.systems import openride_home, profiled
 from bench.variants import ROOT, Variant, parse_variant
-from gateway.kafka import producer_config, reply_consumer_config
+from app.transport.bus import producer_config, reply_consumer_config
 from tests.stack import Service, worker_service
 
 # Holds outlive the run: an expiry during a measurement would write to the tables.

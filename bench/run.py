@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from app.config import get_settings
-from app.models.commands import TripIn
+from app.wire.commands import TripIn
 from app.tables.codec import trip_to_json
 from bench import load
 from bench.baseline.app import seed_trips
@@ -235,7 +235,7 @@ async def bench(args: argparse.Namespace, stack, baselines: dict[str, Any], lag:
 async def direct_ramp(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One worker (of this process's variant) in this process's topic namespace, the
     direct path ramped on one scenario, after the same warm-up as the full bench."""
-    from app.topics import ensure_topics, topic_specs
+    from app.transport.admin import ensure_topics, topic_specs
     from tests.stack import worker_service
 
     settings = get_settings()
@@ -313,7 +313,7 @@ def machine() -> dict[str, Any]:
 
 def run_phase(args: argparse.Namespace) -> None:
     """One run at one RTT, in this process (its topics are those of TOPIC_NAMESPACE)."""
-    from app.topics import ensure_topics, topic_specs
+    from app.transport.admin import ensure_topics, topic_specs
 
     settings = get_settings()
     ensure_topics(settings, topic_specs(settings))

@@ -5,10 +5,10 @@ set -eu
 role="${1:-gateway}"
 [ "$#" -gt 0 ] && shift
 case "$role" in
-  worker) exec python -m app.agents.worker worker -l info "$@" ;;
+  worker) exec python -m app.worker worker -l info "$@" ;;
   sink) exec python -m sinks.main "$@" ;;
   gateway) exec uvicorn gateway.main:app --http gateway.server:HttpProtocol --host "$GATEWAY_HOST" --port "$GATEWAY_PORT" --no-access-log "$@" ;;
-  topics) exec python -m app.topics "$@" ;;
+  topics) exec python -m tools.create_topics "$@" ;;
   migrate) exec python -m sinks.migrate "$@" ;;
   *) exec "$role" "$@" ;;
 esac

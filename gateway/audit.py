@@ -13,12 +13,13 @@ loses at most that much of its trail; a clean stop writes what is pending.
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from app.domain.commands import Actor
-from app.models import topics
+from app.wire import topics
+from app.transport.bus import Bus
 from gateway.errors import Timestamps
 from gateway.security import Principal
 
@@ -27,10 +28,6 @@ log = logging.getLogger("openride.audit")
 STATE_KEY = "audit"
 FLUSH_SECONDS = 0.05
 FLUSH_AT = 1_000  # entries: a batch this long is written at once
-
-
-class Publisher(Protocol):
-    def publish(self, topic: str, key: str, value: bytes) -> None: ...
 
 
 def note(request_state: dict[str, Any], actor: Actor, action: str, **target: Any) -> dict[str, Any]:
@@ -55,7 +52,7 @@ class AuditTrail:
     """Collects finished requests' entries and writes them a batch at a time."""
 
     def __init__(self) -> None:
-        self.publisher: Publisher | None = None  # the command bus, once the app has started
+        self.publisher: Bus | None = None  # the command bus, once the app has started
         self.pending: list[tuple[float, str, dict[str, Any], int]] = []
         self.flushing: asyncio.TimerHandle | None = None
         self.stamp = Timestamps()

@@ -7,7 +7,7 @@ All are `async def`, even those that never await: FastAPI runs a plain `def` dep
 in its thread pool, a thread hop per dependency per request."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any, Protocol
+from typing import Annotated
 
 import psycopg
 from fastapi import Depends, Header, Request
@@ -18,6 +18,7 @@ from starlette.datastructures import State
 from starlette.types import Scope
 
 from app.domain.commands import Actor, Role
+from app.transport.bus import Bus
 from gateway import audit, metrics
 from gateway.dispatch import Dispatcher
 from gateway.errors import ApiError, database_unavailable
@@ -31,19 +32,6 @@ DB_CONNECT_TIMEOUT_SECONDS = 2.0
 
 bearer = HTTPBearer(auto_error=False, bearerFormat="JWT",
                     description="`make token SUB=<user> ROLE=<RIDER|DRIVER|ADMIN|SERVICE>` prints one.")
-
-
-class Bus(Protocol):
-    """What the routes need of gateway.kafka.CommandBus."""
-
-    async def request(self, key: str, command: dict[str, Any], timeout: float) -> dict[str, Any]: ...
-
-    @property
-    def replies_assigned(self) -> bool: ...
-
-    def kafka_reachable(self, timeout: float) -> bool: ...
-
-    def publish(self, topic: str, key: str, value: bytes) -> None: ...
 
 
 async def get_bus(request: Request) -> Bus:

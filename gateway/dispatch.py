@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from fastapi.exceptions import RequestValidationError
@@ -38,12 +38,12 @@ from app.domain.commands import Actor
 from app.domain.ids import trip_of_booking
 from app.domain.rejections import MESSAGES, Code
 from app.domain.trip import trip_key
-from app.models import topics
-from app.models.commands import ActorIn, CommandIn
+from app.wire import topics
+from app.wire.commands import ActorIn, CommandIn
 from gateway import audit, metrics
 from gateway.errors import ApiError, error_response, rejection
 from gateway.holds import HoldLedger
-from gateway.kafka import KafkaUnavailable, ReplyTimeout
+from app.transport.bus import Bus, KafkaUnavailable, ReplyTimeout
 
 C = TypeVar("C", bound=CommandIn)
 
@@ -55,10 +55,6 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3c2e-5b8a-4d1e-9a53-0c7f1e2b9d40")
 # user "vic" with key "x<SEP>k1" would be user "vic<SEP>x" with key "k1".
 SEPARATOR = "\x1f"
 FINGERPRINT_HEX = 32  # 128 bits of SHA-256
-
-
-class Sender(Protocol):
-    async def request(self, key: str, command: dict[str, Any], timeout: float) -> dict[str, Any]: ...
 
 
 def command_id_for(user_id: str, idempotency_key: str | None, trip: str) -> str:
@@ -112,7 +108,7 @@ class InFlight:
 
 
 class Dispatcher:
-    def __init__(self, scope: Scope, actor: Actor, bus: Sender, in_flight: InFlight, timeout: float,
+    def __init__(self, scope: Scope, actor: Actor, bus: Bus, in_flight: InFlight, timeout: float,
                  idempotency_key: str | None, holds: HoldLedger):
         self.scope = scope
         self.actor = actor

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.domain.rejections import MESSAGES, Code
-from gateway.kafka import KafkaUnavailable, ReplyTimeout, RequestInFlight
+from app.transport.bus import KafkaUnavailable, ReplyTimeout, RequestInFlight
 from gateway.security import AuthError, RoleError
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from gateway.deps import Bus
 from gateway.dispatch import InFlight
 from gateway.errors import JsonResponse, install_error_handlers
 from gateway.holds import HoldLedger
-from gateway.kafka import CommandBus
+from app.transport.bus import CommandBus
 from gateway.middleware import BodySizeLimit, RefuseUnsafeRequests, RequestContext
 from gateway.ratelimit import RateLimiter
 from gateway.routes import admin, bookings, health, trips, waitlist

@@ -1,4 +1,4 @@
-"""The read side: bookings and trips as the sink keeps them in Postgres (sinks/queries.py).
+"""The read side: bookings and trips as the sink keeps them in Postgres (gateway/queries.py).
 
 Reads lag the command path by the sink's batch interval: a booking just created may be
 missing here for a moment (the 201 of POST /v1/bookings already carried it)."""
@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from gateway.errors import database_unavailable
-from sinks import queries
+from gateway import queries
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """HTTP bodies (camelCase, the Java service's field names).
 
 Request models validate at least as strictly as the worker's wire models
-(app.models.commands): a command the worker would dead-letter must be a 400 here, not a
+(app.wire.commands): a command the worker would dead-letter must be a 400 here, not a
 503 after the reply timeout. Response models document the OpenAPI schema; the handlers
 return the worker's JSON directly (no second validation on the hot path).
 """
@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 from app.config import get_settings
 from app.domain.booking import Status
 from app.domain.trip import MAX_CAPACITY
-from app.models.commands import FreeText, Money, Name, RouteId
+from app.wire.commands import FreeText, Money, Name, RouteId
 
 IDEMPOTENCY_KEY_MAX = 100
 # Printable ASCII: a key is echoed into command ids, logs and Postgres.

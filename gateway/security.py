@@ -18,7 +18,7 @@ import jwt
 
 from app.config import DEVELOPMENT_JWT_SECRET, Settings
 from app.domain.commands import Actor, Role
-from app.models.commands import has_control_characters
+from app.wire.commands import has_control_characters
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ LEEWAY_SECONDS = 10
 # request until it expires, and its signature need not be checked again (34 us with
 # HS256, several times that with RS256 or ES256).
 VERIFIED_TOKENS_KEPT = 10_000
-MAX_USER_ID = 64  # the actor's userId on the wire (app.models.commands.Name)
+MAX_USER_ID = 64  # the actor's userId on the wire (app.wire.commands.Name)
 MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 # When a token grants several roles that an endpoint accepts, the command acts with the
 # strongest one (an admin who is also a rider cancels as an admin).

@@ -29,5 +29,5 @@ trap stop_infra EXIT
 scripts/kafka.sh wipe
 scripts/kafka.sh start
 scripts/postgres.sh start >/dev/null
-.venv/bin/python -m app.topics
+.venv/bin/python -m tools.create_topics
 "$@"

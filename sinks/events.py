@@ -2,7 +2,7 @@
 
 Pure (no I/O), so the parsing rules and the in-batch deduplication are testable alone.
 A record that does not fit the contract raises `Invalid`: the sink dead-letters it.
-The shapes below are those app.models.outbound writes (`_booking_event`,
+The shapes below are those app.wire.outbound writes (`_booking_event`,
 `_refund_required`, TRIP_UPDATED); each record is validated as a whole, from its bytes.
 """
 
@@ -16,8 +16,8 @@ from pydantic import Strict, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from app.domain.trip import TripStatus, trip_key
-from app.models import topics
-from app.models.commands import SCHEMA_VERSION
+from app.wire import topics
+from app.wire.commands import SCHEMA_VERSION
 from sinks.schema import (
     BOOKING_COLUMNS,
     Day,

@@ -26,7 +26,7 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from app.config import Settings, get_settings
-from app.models import topics
+from app.wire import topics
 from app.monitoring import serve
 from sinks import store
 from sinks.monitor import Monitor

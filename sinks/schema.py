@@ -1,5 +1,5 @@
 """The one mapping between the snapshots of the events (camelCase JSON, see
-app.models.outbound.snapshot and entry_snapshot) and the columns of the `bookings` and
+app.wire.outbound.snapshot and entry_snapshot) and the columns of the `bookings` and
 `waitlist_entries` tables.
 
 Each field names its snapshot key, its column and its kind. A kind says how a JSON value
@@ -27,7 +27,7 @@ from app.domain.booking import Status
 from app.domain.money import format_minor
 from app.domain.waitlist import EntryStatus
 from app.domain.trip import trip_key
-from app.models.outbound import iso
+from app.wire.outbound import iso
 
 INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -168,7 +168,7 @@ _VERSION_INDEX = SNAPSHOT_COLUMNS.index("version")
 _ROUTE_INDEX = SNAPSHOT_COLUMNS.index("route_id")
 _DATE_INDEX = SNAPSHOT_COLUMNS.index("travel_date")
 
-# The waiting-list entry snapshot (app.models.outbound.entry_snapshot), in its order.
+# The waiting-list entry snapshot (app.wire.outbound.entry_snapshot), in its order.
 ENTRY_FIELDS: tuple[Field, ...] = (
     Field("id", "id", TEXT),
     Field("riderId", "rider_id", TEXT),

@@ -113,7 +113,7 @@ class Stack:
             service.stop()
 
 
-WORKER_ARGV = [sys.executable, "-m", "app.agents.worker", "worker", "-l", "info"]
+WORKER_ARGV = [sys.executable, "-m", "app.worker", "worker", "-l", "info"]
 
 
 def worker_service(name: str, workdir: Path, env: dict[str, str], tree: Path = ROOT) -> Service:
@@ -129,7 +129,7 @@ def worker_service(name: str, workdir: Path, env: dict[str, str], tree: Path = R
 def own_topics(env: Mapping[str, str]) -> None:
     """Creates the topics of the namespace `env` names (TOPIC_NAMESPACE), as `make topics`
     does for the default one."""
-    subprocess.run([sys.executable, "-m", "app.topics"], cwd=ROOT, env={**os.environ, **env}, check=True,
+    subprocess.run([sys.executable, "-m", "tools.create_topics"], cwd=ROOT, env={**os.environ, **env}, check=True,
                    capture_output=True)
 
 

@@ -3,7 +3,7 @@ the trip states (`app.tables.store`) and the partition's hold-due index.
 
 The hold-due index is the one entry of the `hold-due` table for the partition: trip key
 -> a time at or before the trip next needs a tick's visit (a hold expires, or remembered
-outcomes may be deleted), and the trips the last few ticks visited (`app.agents.expiry`).
+outcomes may be deleted), and the trips the last few ticks visited (`app.worker.ticks`).
 It is decoded once, kept in memory while the partition is ours, and written at most
 once per batch.
 """

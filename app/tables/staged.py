@@ -2,7 +2,7 @@
 
 Reads see the batch's own writes first, then what is stored. Writes are only staged:
 the caller takes them at the end of the batch, in the order they were first staged, to
-put them into the changelog and then the local store (`app.agents.batch`).
+put them into the changelog and then the local store (`app.worker.batch`).
 """
 
 from typing import Protocol

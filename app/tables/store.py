@@ -20,7 +20,7 @@ last value, and the trip entries after every other entry, so the trip entry of t
 batch's last commit is its commit point.
 
 A crash can cut the batch's writes anywhere: the changelog keeps a prefix of them, and
-the worker's local store is a prefix of the changelog (`app.agents.batch`). The
+the worker's local store is a prefix of the changelog (`app.worker.batch`). The
 commands of the cut batch are handled again after a restart (their offsets were not
 committed); until then, an entry marked after the trip entry reads as it was before the
 cut: a booking or waiting-list entry of the working set as its version in the trip
@@ -30,7 +30,7 @@ are a function of the log alone, whatever the batches were
 (`tests/processor/test_batch.py` replays one log both ways).
 
 Remembered outcomes are recalled for `Policy.outcome_retention_hours`
-(`app.domain.handle`); the ticks that visit a trip (`app.agents.expiry`) delete them
+(`app.domain.handle`); the ticks that visit a trip (`app.worker.ticks`) delete them
 FORGET_GRACE_MS after that, in the order they were written (the queue). The grace keeps
 an entry that a command handled again after a crash may still recall: a batch that a
 crash cuts holds a few seconds of the log.

@@ -1,8 +1,8 @@
 """The processor's tables. Each is partitioned like the command topic, and written only
-by the batches of that topic's records (app.agents.batch), so an entry lives on (and its
+by the batches of that topic's records (app.worker.batch), so an entry lives on (and its
 changelog record goes to) the partition of the commands that change it. faust declares
 them, assigns their partitions, keeps their standby replicas and recovers them; the
-worker reads and writes their partitions' RocksDB itself (app.agents.local)."""
+worker reads and writes their partitions' RocksDB itself (app.worker.local)."""
 
 from typing import Any
 

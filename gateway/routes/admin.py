@@ -8,14 +8,14 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from app.domain.booking import Status
-from app.models.commands import CancelBookingIn, Name, RouteId
+from app.wire.commands import CancelBookingIn, Name, RouteId
 from gateway import audit
 from gateway.command_path import CommandRouter
 from gateway.deps import Admin, AsAdmin, ReadsDep
 from gateway.errors import JsonResponse
 from gateway.routes.bookings import PAGE_MAX, BookingIdPath, booking_body, page_body, routable
 from gateway.schemas import BookingOut, BookingPage, CancelRequest, StatisticsOut, error_responses
-from sinks.queries import SearchFilters
+from gateway.queries import SearchFilters
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 commands = CommandRouter(prefix="/v1/admin", tags=["admin"])

@@ -22,7 +22,7 @@ from app.domain.booking import Status
 from app.domain.commands import Role
 from app.domain.ids import booking_id_for, trip_of_booking
 from app.domain.rejections import MESSAGES, Code
-from app.models.commands import (
+from app.wire.commands import (
     CancelBookingIn,
     CheckInIn,
     CompleteIn,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from app.domain.commands import Actor, Role
 from app.domain.money import format_minor
 from app.domain.rejections import MESSAGES, Code
-from app.models.commands import (
+from app.wire.commands import (
     ROUTE_ID_PATTERN,
     CancelTripIn,
     JoinWaitlistIn,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path
 
 from app.domain.ids import trip_of_booking
 from app.domain.rejections import MESSAGES, Code
-from app.models.commands import AcceptOfferIn, LeaveWaitlistIn
+from app.wire.commands import AcceptOfferIn, LeaveWaitlistIn
 from gateway.command_path import CommandRouter
 from gateway.deps import AsRider, ReadsDep, Rider
 from gateway.errors import ApiError, JsonResponse

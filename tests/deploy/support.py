@@ -23,7 +23,7 @@ K8S_BASE = ROOT / "k8s" / "base"
 K8S_EXAMPLE = ROOT / "k8s" / "overlays" / "example"
 
 # Python shipped in the image; its environment reads count as settings too.
-SHIPPED_PYTHON = ("app", "gateway", "sinks", "deploy")
+SHIPPED_PYTHON = ("app", "gateway", "sinks", "tools", "deploy")
 # faust's own environment variables that we set (faust reads them over the values the
 # code passes). Checked against faust's settings table. TOPIC_REPLICATION_FACTOR is also
 # a setting of ours, on purpose: the worker passes faust the same value.

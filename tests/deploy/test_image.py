@@ -13,8 +13,9 @@ import pytest
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
-from app.config import ROOT, get_settings
+from app.config import ROOT, Settings, get_settings
 from app.monitoring import serve
+from app.worker.bootstrap import build_worker
 from tests.deploy.support import DOCKERIGNORE, ENTRYPOINT, ROLES, dockerfile_instructions, final_stage
 
 HEALTHCHECK_FILE = ROOT / "deploy" / "healthcheck.py"
@@ -80,26 +81,22 @@ def test_entrypoint_starts_each_role(role, prints):
     assert prints in done.stdout
 
 
-def test_faust_takes_the_worker_identity_and_replication_from_the_environment():
-    env = {**os.environ, "WORKER_INSTANCE_ID": "openride-worker-7", "TOPIC_REPLICATION_FACTOR": "3"}
-    done = subprocess.run(
-        [sys.executable, "-c", "from app.agents.worker import app; "
-                               "print(app.conf.consumer_group_instance_id, app.conf.topic_replication_factor)"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["openride-worker-7", "3"]
+def test_faust_takes_the_worker_identity_and_replication_from_the_settings(tmp_path):
+    app = build_worker(Settings(worker_instance_id="openride-worker-7", topic_replication_factor=3,
+                                worker_datadir=tmp_path))
+    assert (app.conf.consumer_group_instance_id, app.conf.topic_replication_factor) == ("openride-worker-7", 3)
 
 
 def test_healthcheck_tells_roles_apart_by_command_line():
     healthcheck = load_healthcheck()
-    assert healthcheck.role_of(["python", "-m", "app.agents.worker", "worker", "-l", "info"]) == "worker"
+    assert healthcheck.role_of(["python", "-m", "app.worker", "worker", "-l", "info"]) == "worker"
     assert healthcheck.role_of(["python", "-m", "sinks.main"]) == "sink"
     assert healthcheck.role_of(["/opt/venv/bin/python", "/opt/venv/bin/uvicorn", "gateway.main:app"]) == "gateway"
     assert healthcheck.role_of(["bash"]) == "unknown"
 
 
 def test_healthcheck_asks_the_worker_whether_it_is_ready():
-    """The worker's check is its own /health/ready (app.agents.monitor), on WORKER_HTTP_PORT."""
+    """The worker's check is its own /health/ready (app.worker.monitor), on WORKER_HTTP_PORT."""
     healthcheck = load_healthcheck()
     health = {"ready": False}
     server = serve(CollectorRegistry(), lambda: (True, health["ready"], {}), "127.0.0.1", 0, "test")

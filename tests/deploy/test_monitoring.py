@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
 import gateway.metrics  # noqa: F401 - registers the gateway's metrics in the default registry
-from app.agents.monitor import WorkerMonitor
+from app.worker.monitor import WorkerMonitor
 from app.config import ROOT, Settings
 from sinks.monitor import Monitor
 

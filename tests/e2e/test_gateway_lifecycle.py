@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from app.config import get_settings
-from app.models import topics
-from gateway.kafka import reply_locks
+from app.wire import topics
+from app.transport.bus import reply_locks
 from tests.stack import ROOT, Stack, auth, free_port
 from tests.stack import publish as publish_trip
 

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.models import topics
-from sinks import queries
+from app.wire import topics
+from gateway import queries
 from tests.processor.support import produce_raw, read_topic, wait_for
 from tests.stack import Stack, auth
 

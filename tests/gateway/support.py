@@ -12,13 +12,13 @@ from typing import Any
 import jwt
 import orjson
 
-from app.agents.batch import InMemory
-from app.agents.processor import Record
+from app.worker.batch import InMemory
+from app.worker.processor import Record
 from app.config import get_settings
-from app.models import topics
-from app.models.commands import parse_command
+from app.wire import topics
+from app.wire.commands import parse_command
 from app.tables.store import TripStore
-from gateway.kafka import ReplyTimeout
+from app.transport.bus import ReplyTimeout
 from tests.sink.scenario import TRAVEL_DATE, TripLog, unique_prefix
 from tests.sink.test_store import apply
 
@@ -140,7 +140,7 @@ class FakeBus:
 
 
 class Worker:
-    """The worker's own record handling (app.agents.batch.InMemory, over in-memory
+    """The worker's own record handling (app.worker.batch.InMemory, over in-memory
     tables) standing in for the command bus: each command becomes the next record of one
     partition, handled in arrival order, whichever gateway (TestClient) sent it."""
 

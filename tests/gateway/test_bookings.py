@@ -6,7 +6,7 @@ import pytest
 
 from app.domain.trip import trip_key
 from gateway.dispatch import command_id_for
-from gateway.kafka import KafkaUnavailable, ReplyTimeout, RequestInFlight
+from app.transport.bus import KafkaUnavailable, ReplyTimeout, RequestInFlight
 from tests.gateway.support import BOOKING_REQUEST, auth, new_key, rejected
 
 

@@ -5,7 +5,7 @@ commands go to the stand-in bus, which checks them against the worker's wire mod
 import orjson
 import pytest
 
-from app.models import topics
+from app.wire import topics
 from tests.gateway.support import audited, auth, far_date, mixed, rejected, store_log, trip_log
 from tests.sink.scenario import TripLog
 

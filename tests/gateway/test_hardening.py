@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.config import DEVELOPMENT_JWT_SECRET, get_settings
 from app.domain.ids import booking_id_for
-from app.models import topics
+from app.wire import topics
 from gateway.dispatch import command_id_for
 from gateway.main import create_app
 from gateway.security import TokenVerifier

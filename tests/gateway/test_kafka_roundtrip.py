@@ -1,6 +1,6 @@
 """The gateway's request/reply path through the real broker, on scratch topics. In place of
 the faust worker, a responder thread runs either an echo (to check partitioning) or the
-worker's own record handler, app.agents.processor (to check the command/reply contract).
+worker's own record handler, app.worker.processor (to check the command/reply contract).
 The lead's end-to-end tests run the real worker, sink and gateway processes.
 
 Keys land where faust's partitioner puts them, replies reach the waiting request, silence
@@ -20,11 +20,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from fastapi.testclient import TestClient
 
-from app.agents.batch import InMemory
-from app.agents.processor import Record
+from app.worker.batch import InMemory
+from app.worker.processor import Record
 from app.config import get_settings
-from app.models import topics
-from gateway.kafka import CommandBus, ReplyTimeout, next_batch
+from app.wire import topics
+from app.transport.bus import CommandBus, ReplyTimeout, next_batch
 from gateway.main import create_app
 from tests.gateway.support import BOOKING_REQUEST, TRIP, auth, new_key
 

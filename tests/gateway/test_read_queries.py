@@ -1,4 +1,4 @@
-"""Contract tests of the read queries the gateway adds (sinks/queries.py) against a real
+"""Contract tests of the read queries the gateway adds (gateway/queries.py) against a real
 Postgres, on events made by the real core and written by the sink's own write path."""
 
 import asyncio
@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from app.domain.booking import Status
-from sinks import queries
-from sinks.queries import SearchFilters
+from gateway import queries
+from gateway.queries import SearchFilters
 from tests.gateway.support import far_date, mixed, store_log, trip_log
 from tests.sink.scenario import TripLog
 

@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import KafkaError
 
 from app.config import get_settings
-from app.models import topics
-from gateway.kafka import (
+from app.wire import topics
+from app.transport.bus import (
     CommandBus,
     KafkaUnavailable,
     ReplyWaiter,

@@ -2,7 +2,7 @@
 
 import orjson
 
-from app.models.commands import parse_command
+from app.wire.commands import parse_command
 from tests.gateway.support import TRIP, auth, rejected
 
 

@@ -5,7 +5,7 @@ rider's entries, a trip's list) from a real Postgres holding events the real cor
 import orjson
 import pytest
 
-from app.models.commands import parse_command
+from app.wire.commands import parse_command
 from tests.gateway.support import ENTRY_ID, auth, rejected, store_log
 from tests.sink.scenario import unique_prefix, waiting_list
 

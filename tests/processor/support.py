@@ -17,15 +17,15 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from app.agents.batch import InMemory
-from app.agents.expiry import tick_value
-from app.agents.processor import Record
+from app.worker.batch import InMemory
+from app.worker.ticks import tick_value
+from app.worker.processor import Record
 from app.client import BookingClient, ReplyTimeout
 from app.config import get_settings
 from app.domain.ids import booking_id_of
 from app.domain.policy import Policy
 from app.domain.trip import trip_key as domain_trip_key
-from app.models import topics
+from app.wire import topics
 from app.tables.trips import HOLD_DUE, TRIP_STATE
 from tests.stack import Service, own_topics, worker_service
 

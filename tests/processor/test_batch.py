@@ -15,11 +15,11 @@ from collections import Counter
 import orjson
 import pytest
 
-from app.agents.batch import Batches, BatchFailed, Durable, InMemory, Output, Positions, Processor
-from app.agents.expiry import tick_value
-from app.agents.processor import Record
+from app.worker.batch import Batches, BatchFailed, Durable, InMemory, Output, Positions, Processor
+from app.worker.ticks import tick_value
+from app.worker.processor import Record
 from app.domain.trip import MS_PER_MINUTE
-from app.models import topics
+from app.wire import topics
 from app.tables.partition import Partition
 from app.tables.store import TripStore
 from app.tables.trips import HOLD_DUE, TRIP_STATE

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.models import topics
+from app.wire import topics
 from tests.processor.support import (
     DRIVER,
     PAYMENTS,

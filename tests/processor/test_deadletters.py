@@ -1,4 +1,4 @@
-"""`python -m app.deadletters` against a real broker and worker: a command the worker
+"""`python -m tools.deadletters` against a real broker and worker: a command the worker
 dead-lettered is listed with its code, reason and origin; replayed as it was it is
 refused (the worker would refuse it again); replayed with a fixed value it is handled;
 replayed again it is skipped, and forced, it is a duplicate that changes nothing."""
@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.models import topics
+from app.wire import topics
 from tests.processor.support import (
     Namespace,
     answers,
@@ -40,7 +40,7 @@ def ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
 
 def tool(ns: Namespace, *args: str) -> subprocess.CompletedProcess:
     """The operator's command, in the namespace's topics."""
-    return subprocess.run([sys.executable, "-m", "app.deadletters", *args], cwd=ROOT, env={**os.environ, **ns.env},
+    return subprocess.run([sys.executable, "-m", "tools.deadletters", *args], cwd=ROOT, env={**os.environ, **ns.env},
                           capture_output=True, text=True, timeout=120)
 
 

@@ -1,4 +1,4 @@
-"""The agent's guard against records faust skips or hands out of order (app.agents.gaps):
+"""The agent's guard against records faust skips or hands out of order (app.worker.ordering):
 the pure bookkeeping over an in-memory log, and the broker side (committed offsets, ranges)."""
 
 import asyncio
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from app.agents.gaps import BrokerLog, ContiguousCommands
-from app.agents.processor import Record
+from app.worker.ordering import BrokerLog, ContiguousCommands
+from app.worker.processor import Record
 from app.config import get_settings
-from app.models import topics
+from app.wire import topics
 from tests.processor.support import Namespace, produce_raw
 
 TOPIC = topics.COMMANDS

@@ -14,10 +14,10 @@ from faust.types import TP
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from app.agents.batch import Output
-from app.agents.faust_app import WorkerConsumer
-from app.agents.local import LoadProgress, RocksTables, load_changelogs
-from app.agents.produce import BATCH_BYTES, BatchProducer
+from app.worker.batch import Output
+from app.worker.faust_app import WorkerConsumer
+from app.worker.local import LoadProgress, RocksTables, load_changelogs
+from app.worker.produce import BATCH_BYTES, BatchProducer
 from app.config import get_settings
 from tests.processor.support import Namespace, read_topic
 
@@ -111,7 +111,7 @@ def test_the_worker_s_commits_take_faust_s_acknowledgements_with_them(tmp_path: 
 def test_a_changelog_is_loaded_in_bulk_as_faust_s_replay_would_leave_it(tmp_path: Path) -> None:
     ns = Namespace(tmp_path, {})
     topic = ns.topic("bulk-changelog")
-    from app.topics import ensure_topics
+    from app.transport.admin import ensure_topics
     from confluent_kafka.admin import NewTopic
 
     ensure_topics(get_settings(), [NewTopic(topic, 2, 1, config={"cleanup.policy": "compact"})])
@@ -144,7 +144,7 @@ def test_records_go_out_a_batch_per_partition_in_order_with_the_offset_of_each_p
     topic = ns.topic("batched-out")
     from confluent_kafka.admin import NewTopic
 
-    from app.topics import ensure_topics
+    from app.transport.admin import ensure_topics
 
     ensure_topics(get_settings(), [NewTopic(topic, 3, 1)])
     app = faust.App(f"out-{uuid.uuid4().hex[:6]}", datadir=str(tmp_path), broker=f"kafka://{get_settings().kafka_bootstrap}",

@@ -1,4 +1,4 @@
-"""The worker's own /metrics and /health/* (app.agents.monitor), from a real worker
+"""The worker's own /metrics and /health/* (app.worker.monitor), from a real worker
 process: not ready until its partitions are assigned and recovered; commands counted by
 type and outcome, dead letters by code, lag per partition; killed and started again on an
 empty data dir, it reports the changelog records it loaded, and is ready again once its
@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.models import topics
+from app.wire import topics
 from tests.processor.support import (
     PARTITIONS,
     Namespace,

@@ -1,6 +1,6 @@
 """Crash and scale-out on the real broker: workers killed with SIGKILL in the middle of a
 stream of bookings, restarted on their own data dir (which they keep: it is a prefix of
-the changelog, app.agents.local) and on an empty one (loaded in bulk), stopped cleanly
+the changelog, app.worker.local) and on an empty one (loaded in bulk), stopped cleanly
 and restarted on the tables they left; a second worker joining while commands flow and
 taking over when the first is killed, from its standby copy of the first's tables; a
 batch that cannot be made durable stopping its worker before anything of it counts.
@@ -20,11 +20,11 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from app.agents.processor import Record
-from app.agents.batch import EXIT_BATCH_FAILED
+from app.worker.processor import Record
+from app.worker.batch import EXIT_BATCH_FAILED
 from app.client import BookingClient
 from app.config import get_settings
-from app.models import topics
+from app.wire import topics
 from app.tables.trips import HOLD_DUE, TRIP_STATE
 from tests.processor.support import (
     PARTITIONS,
@@ -165,7 +165,7 @@ def test_commands_waiting_in_the_log_when_a_worker_starts_are_each_handled_once(
     """A sender that never resends: each command produced while no worker runs gets one
     reply once a worker starts, whether it keeps its tables or rebuilds them. The rebuild
     benchmark saw a command handled twice and one never after a rebuild under load (see
-    app.agents.faust_app.SeekFirstRecovery); this window is narrow, and the test did not
+    app.worker.faust_app.SeekFirstRecovery); this window is narrow, and the test did not
     catch it on an idle machine, but it states the contract every start must keep."""
     worker = ns.start_worker("worker-1", ns.workdir / "data-1", WORKER_INSTANCE_ID="worker-1")
 

@@ -7,10 +7,10 @@ from functools import cache
 import orjson
 from jsonschema import Draft202012Validator
 
-from app.agents.expiry import tick_value
+from app.worker.ticks import tick_value
 from app.domain.trip import MS_PER_MINUTE
-from app.models import topics
-from app.schemas import SCHEMAS, stale
+from app.wire import topics
+from tools.write_schemas import SCHEMAS, stale
 from tests.processor.support import (
     DRIVER,
     PAYMENTS,

@@ -4,9 +4,9 @@ remembered outcomes the ticks delete once their retention window is over."""
 
 import orjson
 
-from app.agents.expiry import tick_value
+from app.worker.ticks import tick_value
 from app.domain.trip import MS_PER_MINUTE
-from app.models import topics
+from app.wire import topics
 from app.tables.partition import decode_index, index_key
 from tests.processor.support import (
     PARTITION,

@@ -1,27 +1,17 @@
 """Every topic the project creates takes the configured replication and min.insync.replicas
-(app.topics), the worker's own included; a setting no write could meet is refused. (The
+(app.transport.admin), the worker's own included; a setting no write could meet is refused. (The
 three-broker chaos run checks the topics on a real cluster: tests/chaos.)"""
-
-import os
-import subprocess
-import sys
 
 import pytest
 from pydantic import ValidationError
 
 from app.config import Settings
-from app.models import topics
-from app.topics import internal_topic_specs, topic_specs
-from tests.stack import ROOT
-
-LEADER_TOPIC = """
-from app.agents.worker import app
-print(app._leader_assignor._leader_topic_name, *(t.changelog_topic_name for t in app.tables.values()))
-"""
-
+from app.wire import topics
+from app.transport.admin import internal_topic_specs, topic_specs
+from app.worker.bootstrap import build_worker
 
 def declared_topic_names() -> set[str]:
-    """Every topic name app.models.topics declares (the namespace and header names aside)."""
+    """Every topic name app.wire.topics declares (the namespace and header names aside)."""
     return {value for name, value in vars(topics).items() if name.isupper() and isinstance(value, str)
             and name not in ("NAMESPACE", "REPLY_TO", "REPLY_PARTITION", "REPLAYED")}
 
@@ -43,8 +33,7 @@ def test_a_min_insync_above_the_replicas_is_refused() -> None:
 
 def test_the_worker_declares_faust_s_own_topics_by_faust_s_names(tmp_path) -> None:
     """The leader topic's name comes from faust; the changelogs' too."""
-    env = {**os.environ, "WORKER_ID": "named", "WORKER_DATADIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", LEADER_TOPIC], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60, check=True)
-    assert sorted(done.stdout.split()) == ["named-__assignor-__leader", "named-hold-due-changelog",
+    app = build_worker(Settings(worker_id="named", worker_datadir=tmp_path))
+    names = [app._leader_assignor._leader_topic_name, *(table.changelog_topic_name for table in app.tables.values())]
+    assert sorted(names) == ["named-__assignor-__leader", "named-hold-due-changelog",
                                            "named-trip-state-changelog"]

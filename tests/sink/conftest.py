@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from app.config import get_settings
-from app.models import topics
+from app.wire import topics
 from sinks.events import SUBSCRIBED
 from sinks.migrate import migrate
 from tests.sink import support
@@ -40,7 +40,7 @@ def database(empty_database) -> str:
 
 @pytest.fixture(scope="session")
 def kafka_topics() -> None:
-    """The topics exist in any real setup (`python -m app.topics`); create the missing
+    """The topics exist in any real setup (`python -m tools.create_topics`); create the missing
     ones for a bare broker. Never deletes anything: the broker is shared."""
     admin = AdminClient({"bootstrap.servers": support.bootstrap()})
     try:

@@ -1,5 +1,5 @@
 """Genuine events for the sink tests: trips driven through the real core
-(app.domain.handle.handle) and rendered by app.models.outbound.lifecycle_events, the
+(app.domain.handle.handle) and rendered by app.wire.outbound.lifecycle_events, the
 same path the worker takes. Nothing here writes event JSON by hand."""
 
 import uuid
@@ -29,8 +29,8 @@ from app.domain.handle import Outcome, handle
 from app.domain.policy import Policy
 from app.domain.state import TripState
 from app.domain.trip import Stop, Trip
-from app.models import topics
-from app.models.outbound import entry_snapshot, lifecycle_events, snapshot
+from app.wire import topics
+from app.wire.outbound import entry_snapshot, lifecycle_events, snapshot
 
 # Fixed times keep the events deterministic; the sink never compares them with the clock.
 # A trip's log starts two days before it runs (the core publishes only trips due soon).

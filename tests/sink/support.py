@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import make_conninfo
 
 from app.config import ROOT, get_settings
-from sinks import queries
+from gateway import queries
 from sinks.events import SUBSCRIBED
 from tests.sink.scenario import expected_bookings, expected_history
 
@@ -90,7 +90,7 @@ def duplicate_history_rows(url: str) -> int:
 
 
 def read_back(url: str, booking_ids: list[str]) -> tuple[dict[str, dict], dict[str, list[dict]]]:
-    """The bookings and histories as the gateway would read them (sinks.queries)."""
+    """The bookings and histories as the gateway would read them (gateway.queries)."""
 
     async def read() -> tuple[dict[str, dict], dict[str, list[dict]]]:
         async with await psycopg.AsyncConnection.connect(url) as conn:

@@ -4,7 +4,7 @@ Postgres, so these are not integration tests."""
 import orjson
 import pytest
 
-from app.models import topics
+from app.wire import topics
 from sinks.events import Batch, parse_record
 from sinks.schema import BOOKING_FIELDS, ENTRY_FIELDS, Invalid
 from tests.sink.scenario import every_kind_of_booking, unique_prefix, waiting_list

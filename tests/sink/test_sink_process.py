@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from app.config import get_settings
-from app.models import topics
+from app.wire import topics
 from sinks.migrate import migrate
 from tests.sink import support
 from tests.sink.scenario import TripLog, every_kind_of_booking, expected_bookings, many_bookings, unique_prefix

@@ -11,8 +11,9 @@ import orjson
 import psycopg
 import pytest
 
-from app.models import topics
-from sinks import queries, store
+from app.wire import topics
+from gateway import queries
+from sinks import store
 from sinks.main import build_batch
 from tests.sink import support
 from tests.sink.scenario import (

@@ -26,7 +26,7 @@ from app.domain.commands import (
 from app.domain.handle import Outcome
 from app.domain.ids import booking_id_for, entry_id_for
 from app.domain.state import availability
-from app.models.outbound import lifecycle_events, reply
+from app.wire.outbound import lifecycle_events, reply
 from app.tables.store import outcome_key, queue_key
 from tests.domain.support import (
     ADMIN,

@@ -5,7 +5,7 @@ faust declares the tables, opens and closes the partitions' databases as partiti
 move, keeps standby replicas and recovers the tables from their changelogs; but its own
 writes (`table[key] = value`) send each changelog record on its own, need faust's
 current event (there is none inside a batch), and write the key to RocksDB before the
-broker has its changelog record. So the batches (app.agents.batch) bypass them: they
+broker has its changelog record. So the batches (app.worker.batch) bypass them: they
 read a partition's database through `RocksTables.stored` and write it through
 `RocksTables.write`, after the changelog has the batch, in one RocksDB write batch with
 the changelog offset faust keeps next to the data (its "persisted offset", which its
@@ -15,7 +15,7 @@ it, reading only the changelog's tail.
 
 A worker with no local data (a new volume) loads a partition's changelog with
 `load_changelogs`, the same way, in large write batches, instead of faust's replay of
-one record at a time (`app.agents.faust_app.BulkRecovery`).
+one record at a time (`app.worker.faust_app.BulkRecovery`).
 
 faust internals used, pinned with faust-streaming 0.15.3 (tests/processor/test_local.py
 checks them): `Table.data` is its RocksDB store; `Store._db_for_partition(n)` opens (or
@@ -53,7 +53,7 @@ class PartitionDB:
 
 
 class RocksTables:
-    """`app.agents.batch.LocalTables` over faust's tables, by table name."""
+    """`app.worker.batch.LocalTables` over faust's tables, by table name."""
 
     def __init__(self, tables: Mapping[str, object]) -> None:
         self.tables = tables  # name -> faust.Table

@@ -22,8 +22,8 @@ from app.domain.rejections import MESSAGES
 from app.domain.state import TripState, availability, seat_map
 from app.domain.trip import Trip
 from app.domain.waitlist import Entry, EntryStatus
-from app.models import topics
-from app.models.commands import SCHEMA_VERSION
+from app.wire import topics
+from app.wire.commands import SCHEMA_VERSION
 from app.tables.codec import trip_to_json
 
 

@@ -1,9 +1,9 @@
 """Writes the published JSON Schema files (schemas/) from the wire models: every command
-(app.models.commands), the reply and every event, bookings' and waiting-list entries'
-(app.models.contract).
+(app.wire.commands), the reply and every event, bookings' and waiting-list entries'
+(app.wire.contract).
 
-    python -m app.schemas          # (re)write schemas/
-    python -m app.schemas --check  # exit 1 if a committed file is stale (`make schemas` fixes it)
+    python -m tools.write_schemas          # (re)write schemas/
+    python -m tools.write_schemas --check  # exit 1 if a committed file is stale (`make schemas` fixes it)
 """
 
 import json
@@ -14,8 +14,8 @@ from typing import Any, get_args
 from pydantic import BaseModel, TypeAdapter
 
 from app.config import ROOT
-from app.models import contract, topics
-from app.models.commands import AnyCommandIn, TickIn, TripRecordIn
+from app.wire import contract, topics
+from app.wire.commands import AnyCommandIn, TickIn, TripRecordIn
 
 SCHEMAS = ROOT / "schemas"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"

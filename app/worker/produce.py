@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Sequence
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from app.agents.batch import Output
+from app.worker.batch import Output
 
 # Under the broker's default largest record batch (message.max.bytes, 1 MB).
 BATCH_BYTES = 512 * 1024

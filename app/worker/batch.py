@@ -28,10 +28,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.agents.expiry import process_record
-from app.agents.processor import Handled, Record, Send, dead_letter
+from app.worker.intake import process_record
+from app.worker.processor import Handled, Record, Send, dead_letter
 from app.domain.policy import Policy
-from app.models import topics
+from app.wire import topics
 from app.tables.partition import Partition
 from app.tables.staged import apply
 from app.tables.store import TripStore
@@ -44,7 +44,7 @@ Writes = dict[tuple[str, int], dict[bytes, bytes | None]]
 
 
 # Told of each record handled: the record, its effect (None for a tick or a dead letter),
-# the seconds it took (app.agents.monitor).
+# the seconds it took (app.worker.monitor).
 OnHandled = Callable[[Record, Handled | None, float], None]
 
 
@@ -126,7 +126,7 @@ class Output:
     headers: Mapping[str, bytes]
 
 
-# The worker's exit code when a batch may be only partly durable (app.agents.worker).
+# The worker's exit code when a batch may be only partly durable (app.worker.bootstrap).
 EXIT_BATCH_FAILED = 70
 
 
@@ -139,7 +139,7 @@ class Producer(Protocol):
     async def send(self, outputs: Sequence[Output]) -> Mapping[tuple[str, int], Awaitable[int]]:
         """Sends the records, each (topic, partition)'s in the given order; returns per
         (topic, partition) what resolves to the offset of its last record once the broker
-        has them all (app.agents.produce)."""
+        has them all (app.worker.produce)."""
 
 
 class LocalTables(Protocol):
@@ -210,7 +210,7 @@ class Durable:
 
 
 class Guard(Protocol):
-    """app.agents.gaps.ContiguousCommands."""
+    """app.worker.ordering.ContiguousCommands."""
 
     async def all_through(self, records: Sequence[Record]) -> list[Record]: ...
 

@@ -14,10 +14,10 @@
    changelogs it recovers from and the commands alike; `SeekFirstRecovery` raises it to
    faust's 1 MiB while recovering, and puts the worker's own back after.
 5. faust replays a changelog one record at a time; `BulkRecovery` loads what the local
-   store lacks in large RocksDB write batches first (app.agents.local).
+   store lacks in large RocksDB write batches first (app.worker.local).
 6. faust commits the offsets its streams acknowledged, and can commit past a record no
    one handled (below); `WorkerConsumer` commits only what the worker's batches say is
-   done (`commit_handled`, app.agents.batch), and nothing else.
+   done (`commit_handled`, app.worker.batch), and nothing else.
 """
 
 import asyncio
@@ -35,7 +35,7 @@ from faust.types import TP, ConsumerT, ProducerT, TransportT
 from faust.types.transports import TPorTopicSet
 from mode.utils.futures import stampede
 
-from app.agents.local import LoadProgress, load_changelogs
+from app.worker.local import LoadProgress, load_changelogs
 
 
 class WorkerApp(faust.App):
@@ -82,7 +82,7 @@ class SeekFirstRecovery(Recovery):
 
     This narrows faust's window; it does not close every one: full chaos runs still saw
     faust hand a partition's records from past the committed offset after a rebuild. What
-    makes each command handled once and in order is the agent's guard (app.agents.gaps).
+    makes each command handled once and in order is the agent's guard (app.worker.ordering).
 
     Recovery also sets how much of a partition each fetch brings. The worker's own
     (WORKER_FETCH_PARTITION_BYTES) is smaller than faust's, so that a partition with
@@ -139,7 +139,7 @@ class SeekFirstRecovery(Recovery):
 
 class BulkRecovery(SeekFirstRecovery):
     """Recovery that loads what each active table partition's local store lacks (all of
-    it on an empty disk, the tail after a crash) with `app.agents.local.load_changelogs`
+    it on an empty disk, the tail after a crash) with `app.worker.local.load_changelogs`
     before faust's own replay, which then finds nothing left to read. faust replays a
     record at a time on the event loop (about 7.5k records/s here, 17 s for a worker of
     10,000 trips); standby partitions still go through faust's loop, which keeps them
@@ -306,7 +306,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
     acknowledges records only so that faust's rebalance waits for the batch in hand
     (`stream_wait_empty`); `commit` is therefore off, and `commit_handled` commits the
     positions the batches report, each the next offset to handle after a run of records
-    handled in order, with every output on the broker (app.agents.batch)."""
+    handled in order, with every output on the broker (app.worker.batch)."""
 
     async def commit(self, topics: TPorTopicSet | None = None, start_new_transaction: bool = True) -> bool:
         return False

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -343,7 +344,7 @@ def parse_command(raw: bytes) -> AnyCommandIn:
 
 class TickIn(Wire):
     """A clock tick, written by the leader worker into every partition of the command topic
-    with key `tick` (app.models.topics.TICK_KEY). The owner of the partition expires the
+    with key `tick` (app.wire.topics.TICK_KEY). The owner of the partition expires the
     holds due by the tick's record time (broker-stamped), not by `emittedAt`, which only
     helps a reader of the log."""
 
@@ -373,3 +374,14 @@ class TripRecordIn(TripIn):
 
 
 TRIP_RECORD = TypeAdapter(TripRecordIn)
+
+
+def claimed_command_id(value: bytes | None) -> str | None:
+    """The command id a record's value claims, if it is one at all: enough to answer a
+    record that is not a valid command (a dead letter's error reply, a reply's waiter)."""
+    try:
+        document = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    command_id = document.get("commandId") if isinstance(document, dict) else None
+    return command_id if isinstance(command_id, str) and 0 < len(command_id) <= 128 else None

@@ -30,7 +30,7 @@ from typing import Protocol
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
-from app.agents.processor import Record
+from app.worker.processor import Record
 from app.config import Settings
 
 log = logging.getLogger(__name__)

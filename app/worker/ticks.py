@@ -27,41 +27,14 @@ import uuid
 import orjson
 from pydantic import ValidationError
 
-from app.agents.processor import Handled, Record, Send, dead_letter, describe, process_command, rejection_code
+from app.worker.processor import Record, Send, dead_letter, describe, process_command, rejection_code
 from app.domain.commands import Role
 from app.domain.policy import Policy
-from app.models import topics
-from app.models.commands import SCHEMA_VERSION, TICK
+from app.wire.commands import SCHEMA_VERSION, TICK
 from app.tables.partition import Partition
 from app.tables.store import TripStore
 
 SYSTEM_ACTOR = {"userId": "system", "role": Role.SERVICE.value}
-
-
-def process_record(record: Record, partition: Partition, store: TripStore, send: Send,
-                   policy: Policy) -> Handled | None:
-    """The one entry point for a record of the command topic (worker and replay alike).
-    Returns the command's effect; None for a tick or a record that was dead-lettered."""
-    if record.key == topics.TICK_KEY:
-        process_tick(record, partition, store, send, policy)
-        return None
-    handled = process_command(record, partition.trips, store, send, policy)
-    if handled is not None:
-        note_next_visit(handled, partition)
-    return handled
-
-
-def note_next_visit(handled: Handled, partition: Partition) -> None:
-    """Make sure the index visits the trip by the time it needs it (a new hold, the
-    first remembered outcome); a visit later than needed is corrected by the visit."""
-    if handled.next_visit is None:
-        return
-    index = partition.index()
-    trip = handled.key.decode()
-    if index.due.get(trip, handled.next_visit + 1) <= handled.next_visit:
-        return
-    index.due[trip] = handled.next_visit
-    partition.index_changed()
 
 
 def process_tick(record: Record, partition: Partition, store: TripStore, send: Send, policy: Policy) -> None:

@@ -19,14 +19,14 @@ import threading
 import uuid
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from app.config import Settings
-from app.agents.processor import claimed_command_id
-from app.models import topics
+from app.wire.commands import claimed_command_id
+from app.wire import topics
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,20 @@ def _resolve_all(resolved: list[tuple[asyncio.Future[dict[str, Any]], dict[str, 
     for future, body in resolved:
         if not future.done():  # it may have timed out meanwhile
             future.set_result(body)
+
+
+class Bus(Protocol):
+    """What the gateway and the upstream client need of a command bus: `CommandBus` below,
+    or a test's own."""
+
+    async def request(self, key: str, command: dict[str, Any], timeout: float) -> dict[str, Any]: ...
+
+    @property
+    def replies_assigned(self) -> bool: ...
+
+    def kafka_reachable(self, timeout: float) -> bool: ...
+
+    def publish(self, topic: str, key: str, value: bytes) -> None: ...
 
 
 class CommandBus:

@@ -1,7 +1,7 @@
 """The shapes of what the processor writes (replies, lifecycle events), as models from
-which the published JSON Schema files are generated (`python -m app.schemas`).
+which the published JSON Schema files are generated (`python -m tools.write_schemas`).
 
-app.models.outbound renders these documents as plain dicts, which is cheaper on the hot
+app.wire.outbound renders these documents as plain dicts, which is cheaper on the hot
 path than building models; tests/processor/test_schemas.py validates what it renders
 against the committed schema files, so the two cannot drift apart.
 """

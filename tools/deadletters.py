@@ -1,8 +1,8 @@
 """Dead letters an operator can act on: list them, and re-submit chosen ones to the topic
 they came from, as they were or with a fixed value.
 
-    python -m app.deadletters list [--code CODE] [--origin TOPIC] [--json]
-    python -m app.deadletters replay P:O [P:O ...] [--value JSON | --value-file FILE] [--force]
+    python -m tools.deadletters list [--code CODE] [--origin TOPIC] [--json]
+    python -m tools.deadletters replay P:O [P:O ...] [--value JSON | --value-file FILE] [--force]
 
 A dead letter is named by its place in booking.deadletter, `partition:offset` (the first
 column of `list`). Each one shows the code and reason it was refused with (the headers
@@ -40,11 +40,11 @@ import orjson
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
-from app.agents.processor import claimed_command_id, describe
+from app.worker.processor import describe
 from app.config import Settings, get_settings
-from app.models import topics
-from app.models.commands import TRIP_RECORD, parse_command
-from gateway.kafka import choose_reply_partition, producer_config, reply_consumer_config
+from app.wire import topics
+from app.wire.commands import TRIP_RECORD, claimed_command_id, parse_command
+from app.transport.bus import choose_reply_partition, producer_config, reply_consumer_config
 
 DLQ_HEADERS = ("dlq-code", "dlq-reason", "dlq-topic", "dlq-partition", "dlq-offset", "dlq-value-dropped")
 # The client that sent the original has long gone: a replayed command's reply comes to
@@ -258,7 +258,7 @@ def deliver(producer: Producer, topic: str, key: bytes | None, value: bytes, hea
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(prog="python -m app.deadletters", description=__doc__,
+    result = argparse.ArgumentParser(prog="python -m tools.deadletters", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = result.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="dead letters, oldest first per partition")

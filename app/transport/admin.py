@@ -1,6 +1,6 @@
-"""Creates the project's topics with their partition counts and configs, idempotently.
+"""The project's topics with their partition counts and configs, created idempotently.
 
-`python -m app.topics` runs before the worker starts: faust would otherwise declare the
+`python -m tools.create_topics` runs it before the worker starts: faust would otherwise declare the
 command topic itself, without the broker-stamped timestamps that make replays exact.
 Every topic gets TOPIC_REPLICATION_FACTOR replicas and its min.insync.replicas, the
 worker's own (changelogs, faust's leader topic) included (`internal_topic_specs`).
@@ -12,8 +12,8 @@ import time
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from app.config import Settings, get_settings
-from app.models import topics
+from app.config import Settings
+from app.wire import topics
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         new_topic(settings, topics.REPLIES, settings.reply_partitions, **{"retention.ms": str(3_600_000)}),
         new_topic(settings, topics.TRIPS, settings.command_partitions, **{"cleanup.policy": "compact"}),
         *(new_topic(settings, name, settings.event_partitions) for name in events),
-        # Which dead letters were replayed (app.deadletters), keyed by the dead letter's position.
+        # Which dead letters were replayed (tools.deadletters), keyed by the dead letter's position.
         new_topic(settings, topics.DEAD_LETTER_REPLAYS, 1, **{"cleanup.policy": "compact"}),
     ]
 
@@ -103,10 +103,3 @@ def wait_until_every_broker_knows(admin: AdminClient, specs: list[NewTopic], tim
         else:
             log.warning("broker %s:%d still does not list every new topic after %.0f s", broker.host, broker.port,
                         timeout_s)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = get_settings()
-    created = ensure_topics(settings, topic_specs(settings))
-    log.info("topics created: %s", ", ".join(created) if created else "none (all exist)")

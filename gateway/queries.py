@@ -1,7 +1,7 @@
 """Read-side queries for the gateway, on the tables the sink writes.
 
 Each takes a `psycopg.AsyncConnection` (from the gateway's pool) and returns bookings in
-exactly the shape of the events' snapshot (app.models.outbound.snapshot): same keys in
+exactly the shape of the events' snapshot (app.wire.outbound.snapshot): same keys in
 the same order, money as "1234.50", instants as "2025-01-31T08:00:00.000Z". Rows are
 read as tuples whatever row factory the pool sets, and turned into dicts by the one
 mapping in sinks.schema.

@@ -17,7 +17,7 @@ REPLIES = NAMESPACE + "booking.replies"  # one partition per gateway process, ke
 TRIPS = NAMESPACE + "trips.catalog"  # compacted, published by the route service, keyed by trip
 TRIP_UPDATED = NAMESPACE + "trip.updated"  # the processor's view of each trip, after every change
 DEAD_LETTERS = NAMESPACE + "booking.deadletter"
-DEAD_LETTER_REPLAYS = NAMESPACE + "booking.deadletter.replays"  # compacted: dead letters replayed (app.deadletters)
+DEAD_LETTER_REPLAYS = NAMESPACE + "booking.deadletter.replays"  # compacted: dead letters replayed (tools.deadletters)
 AUDIT = NAMESPACE + "booking.audit"  # who did what over HTTP, keyed by user id (gateway.audit)
 
 # Lifecycle topics, keyed by booking id; the event type is the topic name.

@@ -7,7 +7,7 @@ WORKER_HTTP_HOST:WORKER_HTTP_PORT, 9109 by default):
     outcome (`accepted`, `rejected`, `duplicate`, `dead_letter`); commands/s is its rate;
   - `openride_worker_handle_seconds`: time to handle one record in its batch (decide,
     stage the table writes, render the events and reply), on the worker's event loop; the
-    batch then waits for the broker once for all its records (app.agents.batch);
+    batch then waits for the broker once for all its records (app.worker.batch);
   - `openride_worker_batch_records` and `openride_worker_batch_seconds`: the records of
     each batch, and its time from the first record handled to every output acknowledged;
   - `openride_worker_command_wait_seconds`: from the broker appending a command to the
@@ -21,7 +21,7 @@ WORKER_HTTP_HOST:WORKER_HTTP_PORT, 9109 by default):
     `openride_worker_recovery_seconds` (the recovery under way, else the last one) and
     `openride_worker_recovery_loaded_records_total` (changelog records this process
     loaded into its local store in bulk: all of them on an empty data dir, the tail its
-    store lacked after a crash; app.agents.faust_app.BulkRecovery): recovery progress;
+    store lacked after a crash; app.worker.faust_app.BulkRecovery): recovery progress;
   - `openride_worker_rebalances_total`, `openride_worker_dead_letters_total{code}`,
     `openride_worker_send_errors_total` (records the producer failed to deliver);
 - `GET /health/live`: 200 while the event loop turns (a timer of this monitor beats on
@@ -32,7 +32,7 @@ WORKER_HTTP_HOST:WORKER_HTTP_PORT, 9109 by default):
 
 faust calls a sensor (`faust.Sensor`) at rebalances and failed sends, and starts it with
 the app, before recovery; the worker's batches call `handled` for each record, `batched`
-for each batch and `dead_lettered` for each dead letter (app.agents.batch).
+for each batch and `dead_lettered` for each dead letter (app.worker.batch).
 """
 
 import time
@@ -43,16 +43,16 @@ import faust
 from mode import Service
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from app.agents.processor import Handled, Record
+from app.worker.processor import Handled, Record
 from app.config import Settings
-from app.models import topics
+from app.wire import topics
 from app.monitoring import SnapshotGauge, serve
 
 
 REFRESH_SECONDS = 1.0
 STALL_SECONDS = 60.0
 Partition = tuple[str, int]
-# The next command offset to handle, per partition seen since its assignment (app.agents.gaps).
+# The next command offset to handle, per partition seen since its assignment (app.worker.ordering).
 Positions = Callable[[], Mapping[Partition, int]]
 
 HANDLE_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)

@@ -7,7 +7,7 @@ the table. For each record, in this order:
 2. Handle the command against the trip's state, with the broker-stamped record time,
    and stage what changed in the table (`app.tables.store`).
 3. Hand the lifecycle events, then the reply, to `send`. The worker holds them until the
-   batch's table writes are in the changelog (`app.agents.batch`), so nothing is
+   batch's table writes are in the changelog (`app.worker.batch`), so nothing is
    announced ahead of the state it came from.
 
 Dead-letter codes: `invalid_json` (not a JSON document), `unknown_type` (no or an unknown
@@ -28,9 +28,9 @@ from app.domain.handle import Outcome
 from app.domain.policy import Policy
 from app.domain.rejections import Code
 from app.domain.state import TripState
-from app.models import topics
-from app.models.commands import TRIP_RECORD, parse_command
-from app.models.outbound import lifecycle_events, reply
+from app.wire import topics
+from app.wire.commands import TRIP_RECORD, claimed_command_id, parse_command
+from app.wire.outbound import lifecycle_events, reply
 from app.tables.staged import Staged
 from app.tables.store import TripStore
 
@@ -125,15 +125,6 @@ def dead_letter(record: Record, send: Send, code: str, reason: str) -> None:
     if command_id:
         send_reply(record, send, command_id, orjson.dumps({
             "v": 1, "commandId": command_id, "ok": False, "code": code, "message": reason[:500]}))
-
-
-def claimed_command_id(value: bytes | None) -> str | None:
-    try:
-        document = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        return None
-    command_id = document.get("commandId") if isinstance(document, dict) else None
-    return command_id if isinstance(command_id, str) and 0 < len(command_id) <= 128 else None
 
 
 def rejection_code(error: ValidationError) -> str:
