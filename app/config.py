@@ -10,6 +10,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.domain.policy import Policy
 
+# The business rules' defaults are the core's (app.domain.policy); these may be tuned.
+RULES = Policy()
+POLICY_SETTINGS = ("max_seats_per_booking", "booking_close_minutes", "hold_minutes", "payment_hold_minutes",
+                   "hold_limit_seats_per_trip", "trip_days_ahead_max", "trip_days_behind_max", "trip_capacity_max",
+                   "offer_minutes", "waitlist_entries_max", "outcome_retention_hours")
+
 ROOT = Path(__file__).resolve().parent.parent
 # The HS256 key every checkout knows: accepted only with ENVIRONMENT=development.
 DEVELOPMENT_JWT_SECRET = "dev-secret-change-me-please-32-bytes!"
@@ -86,27 +92,27 @@ class Settings(BaseSettings):
     worker_http_port: int = 9109
 
     # Business rules (see app.domain.policy.Policy)
-    max_seats_per_booking: int = 4
-    booking_close_minutes: int = 15
-    hold_minutes: int = 10
-    payment_hold_minutes: int = 15
+    max_seats_per_booking: int = RULES.max_seats_per_booking
+    booking_close_minutes: int = RULES.booking_close_minutes
+    hold_minutes: int = RULES.hold_minutes
+    payment_hold_minutes: int = RULES.payment_hold_minutes
     # Seats one rider may hold unpaid on one trip (exact: the trip's owner counts them).
-    hold_limit_seats_per_trip: int = 8
+    hold_limit_seats_per_trip: int = RULES.hold_limit_seats_per_trip
     # Trips may be published from TRIP_DAYS_BEHIND_MAX days before the record's date to
     # TRIP_DAYS_AHEAD_MAX days after it.
-    trip_days_ahead_max: int = 400
-    trip_days_behind_max: int = 1
+    trip_days_ahead_max: int = RULES.trip_days_ahead_max
+    trip_days_behind_max: int = RULES.trip_days_behind_max
     # The most seats a trip may have: 1,000 at most (app.domain.trip.MAX_CAPACITY).
-    trip_capacity_max: int = 1000
+    trip_capacity_max: int = RULES.trip_capacity_max
     # Waiting lists: how long freed seats offered to an entry are held for it, and how
     # many entries (waiting or holding an offer) one trip's list takes.
-    offer_minutes: int = 15
-    waitlist_entries_max: int = 500
+    offer_minutes: int = RULES.offer_minutes
+    waitlist_entries_max: int = RULES.waitlist_entries_max
     # How long a re-sent command id (a retried Idempotency-Key) gets its remembered outcome
     # (a rejection, a trip command, a refund demand, any outcome of a keyed request); ticks
     # delete these an hour after (app.tables.store), so rejected requests cannot grow the
     # tables for ever.
-    outcome_retention_hours: int = 48
+    outcome_retention_hours: int = RULES.outcome_retention_hours
 
     # Gateway
     gateway_host: str = "127.0.0.1"
@@ -155,19 +161,7 @@ class Settings(BaseSettings):
         return self.topic_min_insync_replicas or self.topic_replication_factor // 2 + 1
 
     def policy(self) -> Policy:
-        return Policy(
-            max_seats_per_booking=self.max_seats_per_booking,
-            booking_close_minutes=self.booking_close_minutes,
-            hold_minutes=self.hold_minutes,
-            payment_hold_minutes=self.payment_hold_minutes,
-            hold_limit_seats_per_trip=self.hold_limit_seats_per_trip,
-            trip_days_ahead_max=self.trip_days_ahead_max,
-            trip_days_behind_max=self.trip_days_behind_max,
-            trip_capacity_max=self.trip_capacity_max,
-            offer_minutes=self.offer_minutes,
-            waitlist_entries_max=self.waitlist_entries_max,
-            outcome_retention_hours=self.outcome_retention_hours,
-        )
+        return Policy(**{name: getattr(self, name) for name in POLICY_SETTINGS})
 
 
 @lru_cache

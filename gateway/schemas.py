@@ -12,15 +12,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from app.config import get_settings
+from app.config import RULES, get_settings
 from app.domain.booking import Status
 from app.domain.trip import MAX_CAPACITY
-from app.wire.commands import FreeText, Money, Name, RouteId
+from app.wire.commands import CANCEL_TRIP_REASON_MAX, FreeText, Money, Name, RouteId
+from app.wire.contract import BookingSnapshot, EntrySnapshot, LegAvailability, SeatOut
 
 IDEMPOTENCY_KEY_MAX = 100
 # Printable ASCII: a key is echoed into command ids, logs and Postgres.
 IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]+$"
-REASON_MIN, REASON_MAX = 10, 500  # as the Java service, and app.domain.policy
+# The core decides a booking cancellation's reason length (app.domain.policy); the HTTP
+# path refuses one outside it before anything is sent.
+REASON_MIN, REASON_MAX = RULES.cancel_reason_min, RULES.cancel_reason_max
 
 
 class Camel(BaseModel):
@@ -117,7 +120,7 @@ class CancelRequest(Camel):
 class TripCancelRequest(Camel):
     model_config = examples({"reason": "Vehicle broke down."})
 
-    reason: FreeText = Field(min_length=1, max_length=500)
+    reason: FreeText = Field(min_length=1, max_length=CANCEL_TRIP_REASON_MAX)
 
 
 class PaymentRequest(Camel):
@@ -165,39 +168,10 @@ BOOKING_EXAMPLE: dict[str, Any] = {
 }
 
 
-class BookingOut(Camel):
-    model_config = examples(BOOKING_EXAMPLE)
+class BookingOut(BookingSnapshot):
+    """The booking body: the snapshot the events carry (app.wire.contract), with an example."""
 
-    id: str
-    booking_reference: str
-    rider_id: str
-    driver_id: str | None
-    route_id: str
-    origin_stop_id: str
-    destination_stop_id: str
-    travel_date: date
-    departure_time: str = Field(description="local time at the pickup stop, HH:MM:SS")
-    departure_at: str = Field(description="departure from the pickup stop, ISO-8601 UTC")
-    seats_booked: int
-    seat_numbers: list[int]
-    price_per_seat: str = Field(description="decimal amount, 2 places")
-    fare: str
-    platform_fee: str
-    total_price: str
-    currency: str
-    status: str
-    payment_id: str | None
-    payment_status: str | None
-    cancellation_reason: str | None
-    cancelled_at: str | None
-    refund_amount: str
-    refund_status: str | None
-    booking_source: str
-    created_at: str
-    updated_at: str
-    expires_at: str | None
-    confirmed_at: str | None
-    version: int
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [BOOKING_EXAMPLE]})
 
 
 class BookingCreatedOut(Camel):
@@ -217,26 +191,13 @@ class BookingPage(Camel):
     number: int = Field(description="this page's number, from 0")
 
 
-class LegOut(Camel):
-    from_stop_id: str
-    to_stop_id: str
-    free: int
-    held: int
-    sold: int
-
-
 class AvailabilityOut(Camel):
     model_config = examples({"routeId": "LAG-IBD", "travelDate": "2030-01-15", "legs": [
         {"fromStopId": "LAG", "toStopId": "IBD", "free": 12, "held": 2, "sold": 0}]})
 
     route_id: str
     travel_date: date
-    legs: list[LegOut] = Field(description="in route order; free + held + sold = capacity")
-
-
-class SeatOut(Camel):
-    seat_number: int
-    free: bool = Field(description="free on every leg from fromStopId to toStopId")
+    legs: list[LegAvailability] = Field(description="in route order; free + held + sold = capacity")
 
 
 class SeatMapOut(Camel):
@@ -260,26 +221,10 @@ ENTRY_EXAMPLE: dict[str, Any] = {
 }
 
 
-class EntryOut(Camel):
-    model_config = examples(ENTRY_EXAMPLE)
+class EntryOut(EntrySnapshot):
+    """A waiting-list entry: the snapshot the events carry (app.wire.contract), with an example."""
 
-    id: str = Field(description="`<routeId>.<YYYYMMDD>.<token>`")
-    rider_id: str
-    route_id: str
-    travel_date: date
-    origin_stop_id: str
-    destination_stop_id: str
-    seats_booked: int
-    join_order: int = Field(description="offers go in this order")
-    position: int | None = Field(description="while WAITING, its place in the trip's queue (1 = next)")
-    status: Literal["WAITING", "OFFERED", "ACCEPTED", "OFFER_EXPIRED", "LEFT", "CANCELLED"]
-    seat_numbers: list[int] = Field(description="the seats offered, held until offerExpiresAt")
-    joined_at: str
-    updated_at: str
-    offered_at: str | None
-    offer_expires_at: str | None
-    booking_id: str | None = Field(description="the HELD booking an accepted offer became")
-    version: int
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [ENTRY_EXAMPLE]})
 
 
 class EntryBody(Camel):

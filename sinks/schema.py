@@ -1,5 +1,5 @@
-"""The one mapping between the snapshots of the events (camelCase JSON, see
-app.wire.outbound.snapshot and entry_snapshot) and the columns of the `bookings` and
+"""The one mapping between the snapshots of the events (camelCase JSON, defined by
+app.wire.contract's BookingSnapshot and EntrySnapshot) and the columns of the `bookings` and
 `waitlist_entries` tables.
 
 Each field names its snapshot key, its column and its kind. A kind says how a JSON value
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from operator import itemgetter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, AwareDatetime, Strict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Strict, StringConstraints
+from pydantic.alias_generators import to_snake
 from pydantic import Field as Constraint
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
@@ -27,6 +28,8 @@ from app.domain.booking import Status
 from app.domain.money import format_minor
 from app.domain.waitlist import EntryStatus
 from app.domain.trip import trip_key
+from app.wire.contract import BookingSnapshot
+from app.wire.contract import EntrySnapshot as EntrySnapshotShape
 from app.wire.outbound import iso
 
 INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
@@ -121,39 +124,22 @@ class Field:
         return None if value is None else self.kind.render(value)
 
 
-# In the order of the snapshot, which is the order the read side renders keys in.
-BOOKING_FIELDS: tuple[Field, ...] = (
-    Field("id", "id", TEXT),
-    Field("bookingReference", "booking_reference", TEXT),
-    Field("riderId", "rider_id", TEXT),
-    Field("driverId", "driver_id", TEXT, nullable=True),
-    Field("routeId", "route_id", TEXT),
-    Field("originStopId", "origin_stop_id", TEXT),
-    Field("destinationStopId", "destination_stop_id", TEXT),
-    Field("travelDate", "travel_date", DATE),
-    Field("departureTime", "departure_time", TIME),
-    Field("departureAt", "departure_at", INSTANT),
-    Field("seatsBooked", "seats_booked", INT),
-    Field("seatNumbers", "seat_numbers", SEATS),
-    Field("pricePerSeat", "price_per_seat", MONEY),
-    Field("fare", "fare", MONEY),
-    Field("platformFee", "platform_fee", MONEY),
-    Field("totalPrice", "total_price", MONEY),
-    Field("currency", "currency", TEXT),
-    Field("status", "status", STATUS),
-    Field("paymentId", "payment_id", TEXT, nullable=True),
-    Field("paymentStatus", "payment_status", TEXT),
-    Field("cancellationReason", "cancellation_reason", TEXT, nullable=True),
-    Field("cancelledAt", "cancelled_at", INSTANT, nullable=True),
-    Field("refundAmount", "refund_amount", MONEY),
-    Field("refundStatus", "refund_status", TEXT),
-    Field("bookingSource", "booking_source", TEXT),
-    Field("createdAt", "created_at", INSTANT),
-    Field("updatedAt", "updated_at", INSTANT),
-    Field("expiresAt", "expires_at", INSTANT, nullable=True),
-    Field("confirmedAt", "confirmed_at", INSTANT, nullable=True),
-    Field("version", "version", VERSION),
-)
+def fields_of(shape: type[BaseModel], kinds: dict[str, Kind]) -> tuple[Field, ...]:
+    """The columns of a snapshot defined by its contract model (app.wire.contract), in its
+    order, which is the order the read side renders keys in: each key's column is its
+    snake_case name, nullable where the contract allows null, text unless `kinds` says."""
+    unknown = set(kinds) - set(shape.model_fields)
+    assert not unknown, f"kinds for keys {shape.__name__} does not have: {sorted(unknown)}"
+    return tuple(Field(key, to_snake(key), kinds.get(key, TEXT), nullable=type(None) in get_args(info.annotation))
+                 for key, info in shape.model_fields.items())
+
+
+BOOKING_FIELDS = fields_of(BookingSnapshot, {
+    "travelDate": DATE, "departureTime": TIME, "departureAt": INSTANT, "seatsBooked": INT, "seatNumbers": SEATS,
+    "pricePerSeat": MONEY, "fare": MONEY, "platformFee": MONEY, "totalPrice": MONEY, "status": STATUS,
+    "cancelledAt": INSTANT, "refundAmount": MONEY, "createdAt": INSTANT, "updatedAt": INSTANT, "expiresAt": INSTANT,
+    "confirmedAt": INSTANT, "version": VERSION,
+})
 
 SNAPSHOT_COLUMNS: tuple[str, ...] = tuple(f.column for f in BOOKING_FIELDS)
 # What the sink writes: the snapshot, then where it came from.
@@ -168,26 +154,11 @@ _VERSION_INDEX = SNAPSHOT_COLUMNS.index("version")
 _ROUTE_INDEX = SNAPSHOT_COLUMNS.index("route_id")
 _DATE_INDEX = SNAPSHOT_COLUMNS.index("travel_date")
 
-# The waiting-list entry snapshot (app.wire.outbound.entry_snapshot), in its order.
-ENTRY_FIELDS: tuple[Field, ...] = (
-    Field("id", "id", TEXT),
-    Field("riderId", "rider_id", TEXT),
-    Field("routeId", "route_id", TEXT),
-    Field("travelDate", "travel_date", DATE),
-    Field("originStopId", "origin_stop_id", TEXT),
-    Field("destinationStopId", "destination_stop_id", TEXT),
-    Field("seatsBooked", "seats_booked", INT),
-    Field("joinOrder", "join_order", VERSION),
-    Field("position", "position", VERSION, nullable=True),
-    Field("status", "status", ENTRY_STATUS),
-    Field("seatNumbers", "seat_numbers", OFFERED_SEATS),
-    Field("joinedAt", "joined_at", INSTANT),
-    Field("updatedAt", "updated_at", INSTANT),
-    Field("offeredAt", "offered_at", INSTANT, nullable=True),
-    Field("offerExpiresAt", "offer_expires_at", INSTANT, nullable=True),
-    Field("bookingId", "booking_id", TEXT, nullable=True),
-    Field("version", "version", VERSION),
-)
+ENTRY_FIELDS = fields_of(EntrySnapshotShape, {
+    "travelDate": DATE, "seatsBooked": INT, "joinOrder": VERSION, "position": VERSION, "status": ENTRY_STATUS,
+    "seatNumbers": OFFERED_SEATS, "joinedAt": INSTANT, "updatedAt": INSTANT, "offeredAt": INSTANT,
+    "offerExpiresAt": INSTANT, "version": VERSION,
+})
 ENTRY_SNAPSHOT_COLUMNS: tuple[str, ...] = tuple(f.column for f in ENTRY_FIELDS)
 ENTRY_COLUMNS: tuple[str, ...] = (*ENTRY_SNAPSHOT_COLUMNS, "trip_key", "event_id")
 EntrySnapshot = TypedDict("EntrySnapshot", {f.key: f.type for f in ENTRY_FIELDS})  # type: ignore[misc]

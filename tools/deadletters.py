@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from app.worker.processor import describe
 from app.config import Settings, get_settings
+from app.domain.trip import trip_key
 from app.wire import topics
 from app.wire.commands import TRIP_RECORD, claimed_command_id, parse_command
 from app.transport.bus import choose_reply_partition, producer_config, reply_consumer_config
@@ -162,7 +163,7 @@ def to_resubmit(letter: DeadLetter, fixed: bytes | None) -> Resubmission:
             trip = TRIP_RECORD.validate_json(value)
         except ValidationError as error:
             raise Refused(f"the worker would refuse this trip again: invalid_trip: {describe(error)}") from None
-        return Resubmission(topic, f"{trip.route_id}:{trip.travel_date.isoformat()}".encode(), value)
+        return Resubmission(topic, trip_key(trip.route_id, trip.travel_date).encode(), value)
     return Resubmission(topic, letter.key, value)
 
 

@@ -77,5 +77,12 @@ def trip_key(route_id: str, travel_date: date) -> str:
     return f"{route_id}:{travel_date.isoformat()}"
 
 
+def trip_key_parts(key: str) -> tuple[str, str]:
+    """A trip key's route id and travel date (ISO), as `trip_key` joined them (a route id
+    has no colon)."""
+    route_id, _, travel_date = key.partition(":")
+    return route_id, travel_date
+
+
 def whole_hours_before(departure_ms: int, now_ms: int) -> int:
     return (departure_ms - now_ms) // MS_PER_HOUR

@@ -69,6 +69,7 @@ def _free_text(text: str) -> str:
 
 Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12")), AfterValidator(_two_places)]
 RouteId = Annotated[str, Field(pattern=ROUTE_ID_PATTERN)]
+CANCEL_TRIP_REASON_MAX = 500
 Name = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_identifier)]
 CommandId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_identifier)]
 FreeText = Annotated[str, AfterValidator(_free_text)]
@@ -189,7 +190,7 @@ class PublishTripIn(TripCommandIn):
 
 class CancelTripIn(TripCommandIn):
     type: Literal["cancel_trip"]
-    reason: FreeText = Field(min_length=1, max_length=500)
+    reason: FreeText = Field(min_length=1, max_length=CANCEL_TRIP_REASON_MAX)
 
     def to_domain(self) -> domain.CancelTrip:
         return domain.CancelTrip(self.command_id, self.actor.to_domain(), self.reason)

@@ -28,6 +28,7 @@ from app.domain.handle import Outcome
 from app.domain.policy import Policy
 from app.domain.rejections import Code
 from app.domain.state import TripState
+from app.domain.trip import trip_key
 from app.wire import topics
 from app.wire.commands import TRIP_RECORD, claimed_command_id, parse_command
 from app.wire.outbound import lifecycle_events, reply
@@ -89,7 +90,7 @@ def forward_trip(record: Record, send: Send) -> None:
         return dead_letter(record, send, "invalid_trip", describe(error))
     command_id = "trip:" + hashlib.sha256(record.value or b"").hexdigest()[:32]
     command = trip.to_command(command_id)
-    key = f"{trip.route_id}:{trip.travel_date.isoformat()}".encode()
+    key = trip_key(trip.route_id, trip.travel_date).encode()
     send(topics.COMMANDS, key, orjson.dumps(command), None, reply_headers(record))
 
 

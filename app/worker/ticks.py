@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from app.worker.processor import Record, Send, dead_letter, describe, process_command, rejection_code
 from app.domain.commands import Role
 from app.domain.policy import Policy
+from app.domain.trip import trip_key_parts
 from app.wire.commands import SCHEMA_VERSION, TICK
 from app.tables.partition import Partition
 from app.tables.store import TripStore
@@ -65,7 +66,7 @@ def process_tick(record: Record, partition: Partition, store: TripStore, send: S
 def expiry_record(tick: Record, trip: str, tick_id: str) -> Record:
     """The `expire_holds` command a tick stands for on one trip, at the tick's time and
     position in the log; its command id comes from the tick, so a redelivery repeats it."""
-    route_id, _, travel_date = trip.partition(":")
+    route_id, travel_date = trip_key_parts(trip)
     command = {"v": SCHEMA_VERSION, "type": "expire_holds", "commandId": f"tick:{tick_id}", "actor": SYSTEM_ACTOR,
                "routeId": route_id, "travelDate": travel_date}
     return Record(topic=tick.topic, partition=tick.partition, offset=tick.offset, timestamp_ms=tick.timestamp_ms,

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from app.domain.commands import Actor, Role
 from app.domain.money import format_minor
 from app.domain.rejections import MESSAGES, Code
+from app.domain.trip import trip_key
 from app.wire.commands import (
     ROUTE_ID_PATTERN,
     CancelTripIn,
@@ -126,7 +127,7 @@ async def waitlist(route_id: RouteIdPath, travel_date: TravelDatePath, admin: Ad
                    request: Request) -> JsonResponse:
     """The trip's waiting list (admins): every entry it had, in join order, a waiting one
     with its current place in the queue. Read from Postgres, a moment behind the commands."""
-    audit.note(request.scope["state"], admin, "read_waitlist", tripKey=f"{route_id}:{travel_date.isoformat()}")
+    audit.note(request.scope["state"], admin, "read_waitlist", tripKey=trip_key(route_id, travel_date))
     return JsonResponse({"entries": await reads.waitlist_of_trip(route_id, travel_date)})
 
 
@@ -137,7 +138,7 @@ async def manifest(route_id: RouteIdPath, travel_date: TravelDatePath, reader: M
     """Who boards where: per stop in route order, the paid passengers (confirmed, checked
     in, completed) boarding there and the seats freed. For the trip's driver and admins;
     read from Postgres, so it trails the command log by the sink's delay."""
-    audit.note(request.scope["state"], reader, "read_manifest", tripKey=f"{route_id}:{travel_date.isoformat()}")
+    audit.note(request.scope["state"], reader, "read_manifest", tripKey=trip_key(route_id, travel_date))
     trip = await reads.trip(route_id, travel_date)
     if reader.role is not Role.ADMIN and (trip is None or trip["driverId"] != reader.user_id):
         raise ApiError(403, Code.FORBIDDEN, "Only the trip's driver and admins may read its manifest.")

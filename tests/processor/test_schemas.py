@@ -10,6 +10,7 @@ from jsonschema import Draft202012Validator
 from app.worker.ticks import tick_value
 from app.domain.trip import MS_PER_MINUTE
 from app.wire import topics
+from app.wire.contract import BookingSnapshot, EntrySnapshot
 from tools.write_schemas import SCHEMAS, stale
 from tests.processor.support import (
     DRIVER,
@@ -104,3 +105,15 @@ def test_a_schema_rejects_what_the_processor_would_dead_letter() -> None:
     assert not validator("commands/create_booking.json").is_valid({"type": "create_booking", "commandId": "x"})
     assert not validator("commands/check_in.json").is_valid(
         {"v": 2, "type": "check_in", "commandId": "c", "actor": DRIVER, "bookingId": "R.20300101.AAAAAAAAAAAAAAAA"})
+
+
+def test_snapshots_carry_their_contracts_keys_in_its_order() -> None:
+    """The read side renders keys in the contract's order (sinks.schema): the processor's
+    snapshots must too, so a booking reads the same from an event and from the gateway."""
+    _, log = conversation()
+    documents = [orjson.loads(value) for topic, _, value in log.sent if topic != topics.DEAD_LETTERS]
+    bookings = [document["booking"] for document in documents if document.get("booking")]
+    entries = [document["entry"] for document in documents if document.get("entry")]
+    assert bookings and entries
+    assert {tuple(booking) for booking in bookings} == {tuple(BookingSnapshot.model_fields)}
+    assert {tuple(entry) for entry in entries} == {tuple(EntrySnapshot.model_fields)}
