@@ -1,4 +1,4 @@
-"""The invariant checker of the chaos run (DESIGN.md §5): rebuilds the truth from the
+"""The invariant checker of the chaos run (docs/design.md §13): rebuilds the truth from the
 command log with the pure core, then compares every other copy of it.
 
 Truth: for each partition of booking.commands, in log order, `app.domain.handle` over a
@@ -228,13 +228,13 @@ def check_truth(truth: Truth, counts: dict[str, int]) -> None:
         for booking in state.bookings.values():
             if occupies_seats(booking.status):
                 holding.append((key, booking.first_leg, booking.last_leg, booking.seats))
-        for entry in state.entries.values():
-            if entry.status is EntryStatus.OFFERED:  # an offer holds its seats as a hold does
-                holding.append((key, entry.first_leg, entry.last_leg, entry.view().seats))
             counts["hold_resolved_twice"] += sum(
                 move.source in HOLDING and move.target in RESOLVED for move in booking.transitions) > 1
             view = booking.view()
             counts["money"] += not 0 <= view.refund_amount <= view.amount_paid
+        for entry in state.entries.values():
+            if entry.status is EntryStatus.OFFERED:  # an offer holds its seats as a hold does
+                holding.append((key, entry.first_leg, entry.last_leg, entry.view().seats))
     counts["oversold_legs"] += oversold_legs(holding, capacity)
 
 

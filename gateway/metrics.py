@@ -10,7 +10,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-# Milliseconds matter here (DESIGN.md §7): fine buckets at the low end.
+# Milliseconds matter here (a command's answer is a few ms): fine buckets at the low end.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 REQUESTS = Counter("openride_gateway_requests", "HTTP requests answered",

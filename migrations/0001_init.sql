@@ -1,4 +1,4 @@
--- The read model the sink builds from the lifecycle topics (DESIGN.md §1, §5.6).
+-- The read model the sink builds from the lifecycle topics (docs/design.md §16, invariant I6).
 --
 -- Applied by `python -m sinks.migrate`, in one transaction, recorded in schema_migrations.
 -- schema_migrations itself is created by the runner (it must exist before the first
@@ -60,7 +60,7 @@ CREATE INDEX bookings_rider_upcoming ON bookings (rider_id, status, departure_at
 CREATE INDEX bookings_route_date ON bookings (route_id, travel_date);
 
 -- Every move of every booking, as published: one row per transition of an event. An
--- event is immutable and its id stable (DESIGN.md §4), so (event_id, seq) makes a
+-- event is immutable and its id stable (docs/design.md §14), so (event_id, seq) makes a
 -- replayed event a no-op.
 CREATE TABLE booking_history (
     event_id    text        NOT NULL,

@@ -46,7 +46,8 @@ _last_snapshot: tuple[Trip, Booking, int | None, dict[str, Any]] | None = None
 
 
 def snapshot(trip: Trip, booking: Booking, version: int | None = None) -> dict[str, Any]:
-    """The booking body of the HTTP contract (DESIGN.md §8), as of `version`. The same
+    """The booking body of the HTTP contract (docs/design.md §15; its shape is
+    app.wire.contract.BookingSnapshot), as of `version`. The same
     dict for the same trip, booking and version asked twice in a row: do not change it."""
     global _last_snapshot
     last = _last_snapshot

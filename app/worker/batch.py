@@ -17,7 +17,7 @@ committed only after all of its outputs are. A failure anywhere in 2-5 must end 
 worker (`BatchFailed`): what was not committed is handled again after a restart, from
 the local store, and handling is deterministic. `Processor` is free of Kafka and faust:
 the tests and the replay drive it with dicts as the tables, one record per batch or
-many, and get the same replies, events and tables (`tests/agents/test_batch.py`).
+many, and get the same replies, events and tables (`tests/processor/test_batch.py`).
 """
 
 import asyncio

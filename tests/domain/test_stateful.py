@@ -1,8 +1,8 @@
-"""The booking core against a small reference model, step by step (DESIGN.md §5).
+"""The booking core against a small reference model, step by step (docs/design.md §13).
 
 Hypothesis publishes a random trip (1 to 1,000 seats), then sends random commands (and
 re-sends old ones with the same command id). A reference model, written from the rules
-in DESIGN.md §3 and docs/core.md's waiting-list rules and not from the core's code,
+in docs/design.md §4-§9 and not from the core's code,
 predicts every reply code, the seats each new booking gets (the lowest free, or the ones
 chosen), prices, refunds, expiries, and which waiting-list entries are offered which
 seats. After every step the invariants are checked on the core's own state:
@@ -14,7 +14,7 @@ seats. After every step the invariants are checked on the core's own state:
   (W1) an offer never skips an earlier fitting entry, (W2) an entry is offered at most
   once at a time, (W3) a walk-in never gets a seat a fitting waiting entry was due, and
   (W4) after every command no open waiting entry fits in the free seats.
-  W1 and W3 follow from the model predicting every offer, in order, and every seat a
+  (W1-W4 are docs/design.md I9-I12.) W1 and W3 follow from the model predicting every offer, in order, and every seat a
   walk-in gets; W2 and W4 are checked on the state.
 """
 

@@ -1,4 +1,4 @@
-"""The 10-state booking lifecycle (DESIGN.md §3): every allowed and every forbidden move,
+"""The 10-state booking lifecycle (docs/design.md §4): every allowed and every forbidden move,
 payments, holds, and who may do what."""
 
 import copy
@@ -38,7 +38,7 @@ from tests.domain.support import (
 
 S = Status
 
-# DESIGN.md §3, transcribed by hand.
+# docs/design.md §4, transcribed by hand.
 DESIGN_TABLE = {
     S.PENDING: {S.HELD, S.CANCELLED, S.EXPIRED},
     S.HELD: {S.PAYMENT_INITIATED, S.PAID, S.CANCELLED, S.EXPIRED},
