@@ -120,7 +120,7 @@ def start_server(root: Path, port: int, bus: str) -> subprocess.Popen:
         argv = [sys.executable, "-c", SERVER, str(port), orjson.dumps(BOOKING).decode(),
                 os.environ.get("GATEWAY_CPU_HTTP", HTTP)]
     else:
-        argv = [sys.executable, "-m", "uvicorn", "gateway.main:app", "--http", os.environ.get("GATEWAY_CPU_HTTP", HTTP),
+        argv = [sys.executable, "-m", "uvicorn", "gateway.main:create_app", "--factory", "--http", os.environ.get("GATEWAY_CPU_HTTP", HTTP),
                 "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     return subprocess.Popen(argv, cwd=root, env=env)
 

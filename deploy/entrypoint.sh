@@ -7,7 +7,7 @@ role="${1:-gateway}"
 case "$role" in
   worker) exec python -m app.worker worker -l info "$@" ;;
   sink) exec python -m sinks.main "$@" ;;
-  gateway) exec uvicorn gateway.main:app --http gateway.server:HttpProtocol --host "$GATEWAY_HOST" --port "$GATEWAY_PORT" --no-access-log "$@" ;;
+  gateway) exec uvicorn gateway.main:create_app --factory --http gateway.server:HttpProtocol --host "$GATEWAY_HOST" --port "$GATEWAY_PORT" --no-access-log "$@" ;;
   topics) exec python -m tools.create_topics "$@" ;;
   migrate) exec python -m sinks.migrate "$@" ;;
   *) exec "$role" "$@" ;;

@@ -18,7 +18,7 @@ from pathlib import Path
 from app.config import Settings, get_settings
 
 TIMEOUT_SECONDS = 5.0
-ROLE_BY_MODULE = {"app.worker": "worker", "sinks.main": "sink", "gateway.main:app": "gateway"}
+ROLE_BY_MODULE = {"app.worker": "worker", "sinks.main": "sink", "gateway.main:create_app": "gateway"}
 
 
 def role_of_pid1() -> str:

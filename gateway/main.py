@@ -1,5 +1,5 @@
-"""The HTTP gateway: `uvicorn gateway.main:app` (127.0.0.1:8000 by default, see
-`python -m gateway.main`).
+"""The HTTP gateway: `uvicorn --factory gateway.main:create_app` (127.0.0.1:8000 by
+default, see `python -m gateway.main`); `create_app` wires it from the settings.
 
 Authenticates, validates, produces the command to Kafka and waits for the worker's reply;
 reads come from Postgres, as the sink keeps it.
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, bus: Bus | None = None) -> Fast
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings, app.state.given_bus = settings, bus
-    # Built here, not in the lifespan: a bad JWT configuration fails at import, loudly.
+    # Built here, not in the lifespan: a bad JWT configuration fails at start, loudly.
     app.state.verifier = TokenVerifier.from_settings(settings)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.in_flight = InFlight()
@@ -141,12 +141,9 @@ def create_app(settings: Settings | None = None, bus: Bus | None = None) -> Fast
     return app
 
 
-app = create_app()
-
-
 if __name__ == "__main__":
     import uvicorn
 
     current = get_settings()
-    uvicorn.run("gateway.main:app", host=current.gateway_host, port=current.gateway_port,
+    uvicorn.run("gateway.main:create_app", factory=True, host=current.gateway_host, port=current.gateway_port,
                 http="gateway.server:HttpProtocol")

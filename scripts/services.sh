@@ -26,7 +26,7 @@ command_of() {
   case $1 in
     worker) echo "$PY -m app.worker worker -l info" ;;
     sink) echo "$PY -m sinks.main" ;;
-    gateway) echo "$PY -m uvicorn gateway.main:app --http gateway.server:HttpProtocol --host $GATEWAY_HOST --port $GATEWAY_PORT --no-access-log --workers $GATEWAY_WORKERS" ;;
+    gateway) echo "$PY -m uvicorn gateway.main:create_app --factory --http gateway.server:HttpProtocol --host $GATEWAY_HOST --port $GATEWAY_PORT --no-access-log --workers $GATEWAY_WORKERS" ;;
   esac
 }
 

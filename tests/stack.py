@@ -158,7 +158,7 @@ def start_stack(database_url: str, workdir: Path, settings_env: Mapping[str, str
         "worker": WORKER_ARGV,
         "sink": [python, "-m", "sinks.main"],
         # As deployed (deploy/entrypoint.sh, scripts/services.sh): no line per request.
-        "gateway": [python, "-m", "uvicorn", "gateway.main:app", "--http", "gateway.server:HttpProtocol",
+        "gateway": [python, "-m", "uvicorn", "gateway.main:create_app", "--factory", "--http", "gateway.server:HttpProtocol",
                     "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
     }
     for name, argv in commands.items():

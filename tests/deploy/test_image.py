@@ -91,7 +91,7 @@ def test_healthcheck_tells_roles_apart_by_command_line():
     healthcheck = load_healthcheck()
     assert healthcheck.role_of(["python", "-m", "app.worker", "worker", "-l", "info"]) == "worker"
     assert healthcheck.role_of(["python", "-m", "sinks.main"]) == "sink"
-    assert healthcheck.role_of(["/opt/venv/bin/python", "/opt/venv/bin/uvicorn", "gateway.main:app"]) == "gateway"
+    assert healthcheck.role_of(["/opt/venv/bin/python", "/opt/venv/bin/uvicorn", "gateway.main:create_app", "--factory"]) == "gateway"
     assert healthcheck.role_of(["bash"]) == "unknown"
 
 

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from app.config import Settings
 from app.monitoring import serve
-from gateway.main import app as gateway_app
+from gateway.main import create_app
 from tests.deploy.support import (
     K8S_BASE, K8S_EXAMPLE, ROLES, all_containers, container_env_names, named, pod_owners, pod_spec, render,
 )
@@ -108,7 +108,7 @@ def test_workers_keep_state_and_identity(rendered):
 
 
 def test_gateway_probes_exist_in_the_gateway():
-    paths = set(gateway_app.openapi()["paths"])
+    paths = set(create_app().openapi()["paths"])
     gateway = named(render(K8S_EXAMPLE), "Deployment")["openride-gateway"]
     container = pod_spec(gateway)["containers"][0]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):

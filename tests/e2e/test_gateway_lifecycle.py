@@ -107,7 +107,7 @@ def two_process_gateway(stack: Stack, tmp_path):
     metrics_dir.mkdir()
     env = {**stack.services["gateway"].env, "GATEWAY_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     log = (tmp_path / "gateway-2.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "gateway.main:app", "--http",
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "gateway.main:create_app", "--factory", "--http",
                                 "gateway.server:HttpProtocol", "--host", "127.0.0.1", "--port", str(port),
                                 "--workers", "2"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
