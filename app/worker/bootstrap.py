@@ -216,8 +216,8 @@ def declare_internal_topics(app: faust.App, settings: Settings) -> None:
     until a metadata refresh minutes later: a worker whose first join missed its leader
     topic had no ticks, and one that missed a changelog could not write its table; faust
     sends its CreateTopics to the broker its client takes for the controller, under KRaft
-    any broker, and a worker started while that one was down failed to start (a chaos
-    run); and it sets no min.insync.replicas. The admin client here asks any broker that
+    any broker, so a worker started while that one is down fails to start; and it sets no
+    min.insync.replicas. The admin client here asks any broker that
     answers, creates only what is missing, and waits until every broker lists it."""
     names = [table.changelog_topic_name for table in app.tables.values()]
     ensure_topics(settings, internal_topic_specs(settings, names, app._leader_assignor._leader_topic_name))

@@ -80,16 +80,16 @@ class SeekFirstRecovery(Recovery):
     5. only now are the stream partitions resumed: their first fetch starts at the
        committed offsets.
 
-    This narrows faust's window; it does not close every one: full chaos runs still saw
-    faust hand a partition's records from past the committed offset after a rebuild. What
+    This narrows faust's window; it does not close every one: faust may still hand a
+    partition's records from past the committed offset after a rebuild. What
     makes each command handled once and in order is the agent's guard (app.worker.ordering).
 
     Recovery also sets how much of a partition each fetch brings. The worker's own
     (WORKER_FETCH_PARTITION_BYTES) is smaller than faust's, so that a partition with
     nothing waiting is not served after the whole backlog of the others
-    (docs/processor.md, "Catching up"); but a busy trip's changelog entry is many KiB, and
-    read 8 KiB at a time a chaos run's restarts took 35-45 s instead of 18-23. So while
-    the changelogs are read, faust's 1 MiB; once they are, the worker's own again.
+    (docs/processor.md, "Catching up"); but a busy trip's changelog entries add up to many
+    KiB, and read a few KiB at a time a restart takes twice as long (docs/benchmarks/NOTES.md).
+    So while the changelogs are read, faust's 1 MiB; once they are, the worker's own again.
     """
 
     def _set_recovery_started(self) -> None:
@@ -274,9 +274,8 @@ class ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     whose records the worker has not consumed yet. When a busy partition is a little
     behind, the next fetch therefore names only idle partitions and waits on the broker
     for data that does not come; the busy partition cannot be fetched again until it
-    returns. With 1.5 s that stalled a hot trip's commands for up to 1.5 s at a time (the
-    gateway's commands took up to a second at 300/s with every process mostly idle), and
-    each start-up request queued behind such a fetch. A short wait bounds the stall; what
+    returns. With 1.5 s that stalls a hot trip's commands for up to 1.5 s at a time, with
+    every process mostly idle, and each start-up request queues behind such a fetch. A short wait bounds the stall; what
     it costs is an empty fetch per wait while the partitions are idle.
     """
 

@@ -3,12 +3,12 @@
 The command topic's offsets are contiguous (no transactions write to it, nothing is
 compacted or deleted behind a worker), so one assignment of a partition must handle
 exactly the offsets from the group's committed offset on, each once, in order.
-faust-streaming has broken that around rebalances and recoveries more than once (its
-issues #216, #221, #236, #596). A chaos run caught it here: after a SIGKILL and a rebuild,
-faust handed the agent a partition's records from offset 3027 on, then 3020-3026, then
-3012-3016; handled as they came, a booking got other seats than the log gives it, and the
-worker's state left the log's for good. So the agent keeps, per partition, the next offset
-it must handle:
+faust-streaming can break that around rebalances and recoveries (its issues #216, #221,
+#236, #596): after a crash and a rebuild it may hand the agent a partition's records out
+of order or skip some (the incident is in docs/benchmarks/NOTES.md). Handled as they
+came, a booking would get other seats than the log gives it, and the worker's state would
+leave the log's for good. So the agent keeps, per partition, the next offset it must
+handle:
 
 1. At the first record of a partition after an assignment, that is the group's committed
    offset for the partition, read from the broker: everything before it was handled, and
