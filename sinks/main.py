@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 
 import psycopg
@@ -42,19 +43,18 @@ log = logging.getLogger("sinks.main")
 PING_EVERY_SECONDS = 5.0
 
 
+@dataclass
 class Sink:
     """The loop; `bootstrap` makes its parts."""
 
-    def __init__(self, settings: Settings, consumer: Consumer, database: Database, dead_letters: DeadLetters,
-                 monitor: Monitor, shutdown: Shutdown, on_close: Callable[[], None]) -> None:
-        self.settings = settings
-        self.consumer = consumer
-        self.database = database
-        self.dead_letters = dead_letters
-        self.monitor = monitor
-        self.shutdown = shutdown
-        self.on_close = on_close
-        self.progress = Progress()
+    settings: Settings
+    consumer: Consumer
+    database: Database
+    dead_letters: DeadLetters
+    monitor: Monitor
+    shutdown: Shutdown
+    on_close: Callable[[], None]
+    progress: Progress = field(default_factory=Progress)
 
     def run(self) -> None:
         try:
