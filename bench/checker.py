@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from app.worker.ticks import expiry_record
 from app.worker.processor import Record
 from app.config import Settings
+from app.transport.clients import consumer_config
 from app.domain.booking import HOLDING, Booking, Status, occupies_seats
 from app.domain.handle import handle
 from app.domain.money import format_minor
@@ -79,8 +80,7 @@ def read_topics(settings: Settings, names: tuple[str, ...],
                 until: Mapping[tuple[str, int], int] | None = None) -> Iterator[Any]:
     """Every record of the topics (of a partition in `until`, only those before its offset),
     each partition in offset order (partitions interleave)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "openride-checker",
-                         "enable.auto.commit": False})
+    consumer = Consumer(consumer_config(settings.kafka_bootstrap, "openride-checker"))
     try:
         remaining: dict[tuple[str, int], int] = {}
         assignment = []
@@ -109,8 +109,7 @@ def read_topics(settings: Settings, names: tuple[str, ...],
 
 def committed_offsets(settings: Settings, group: str, topic: str) -> dict[tuple[str, int], int]:
     """Where a consumer group stands on each partition of a topic (0 where it never committed)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
+    consumer = Consumer(consumer_config(settings.kafka_bootstrap, group))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)

@@ -57,7 +57,7 @@ def run_once(scenario_name: str, commands: int, tree: Path, profile: Path | None
     from app.transport.admin import ensure_topics, topic_specs
     from bench import load
     from bench.systems import infra_pids
-    from app.transport.bus import producer_config, reply_consumer_config
+    from app.transport.clients import command_producer_config, reply_consumer_config
     from tests.stack import worker_service
 
     settings = get_settings()
@@ -65,7 +65,7 @@ def run_once(scenario_name: str, commands: int, tree: Path, profile: Path | None
     scenario = (load.hot_trip if scenario_name == "hot" else load.spread)(settings.topic_namespace.rstrip("."))
     # Batches of at most 16 KiB, as a busy gateway's: a fetch returns at least one whole
     # batch, so bigger ones would hide what the worker's fetch size does.
-    producer = Producer({**producer_config(settings), "linger.ms": 50, "batch.size": 16384})
+    producer = Producer({**command_producer_config(settings), "linger.ms": 50, "batch.size": 16384})
     # A trip's partition is picked here, not by the key's hash: the worker goes by the
     # partition a record is on, and the backlog must leave QUIET_PARTITION empty.
     backlog_partitions = [p for p in range(settings.command_partitions) if p != QUIET_PARTITION]

@@ -140,7 +140,8 @@ def respond() -> None:
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
     from app.wire import topics
-    from app.transport.bus import next_batch, producer_config, reply_consumer_config
+    from app.transport.bus import next_batch
+    from app.transport.clients import command_producer_config, reply_consumer_config
 
     settings = get_settings()
     stopping = threading.Event()
@@ -160,7 +161,7 @@ def respond() -> None:
     consumer.assign(partitions)
     consumer.consume(1, 0)  # a first poll starts fetching from the assigned offsets
     print("ready", flush=True)
-    producer = Producer({**producer_config(settings), "acks": 1, "enable.idempotence": False})
+    producer = Producer({**command_producer_config(settings), "acks": 1, "enable.idempotence": False})
     while not stopping.is_set():
         for message in next_batch(consumer):
             if message.error() is not None:

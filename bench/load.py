@@ -25,7 +25,8 @@ from app.config import Settings
 from app.domain.trip import trip_key
 from app.wire import topics
 from bench.http1 import ConnectionLost, Pool
-from app.transport.bus import next_batch, producer_config, reply_consumer_config
+from app.transport.bus import next_batch
+from app.transport.clients import command_producer_config, reply_consumer_config
 
 REQUEST_TIMEOUT_S = 10.0
 STOPS = tuple(f"S{i:02d}" for i in range(10))
@@ -177,7 +178,7 @@ class DirectKafka:
 
     def __init__(self, settings: Settings, reply_partition: int | None = None):
         self.reply_partition = settings.reply_partitions - 1 if reply_partition is None else reply_partition
-        self.producer = Producer({**producer_config(settings), "linger.ms": 2})
+        self.producer = Producer({**command_producer_config(settings), "linger.ms": 2})
         self.headers = [(topics.REPLY_TO, topics.REPLIES.encode()),
                         (topics.REPLY_PARTITION, str(self.reply_partition).encode())]
         self.pending: dict[str, asyncio.Future] = {}

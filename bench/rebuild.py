@@ -52,7 +52,7 @@ from bench import load
 from app.transport.admin import ensure_topics, topic_specs
 from bench.systems import openride_home, profiled
 from bench.variants import ROOT, Variant, parse_variant
-from app.transport.bus import producer_config, reply_consumer_config
+from app.transport.clients import command_producer_config, reply_consumer_config
 from tests.stack import Service, worker_service
 
 # Holds outlive the run: an expiry during a measurement would write to the tables.
@@ -146,7 +146,7 @@ class Commands:
     """Produces command documents in bulk; remembers the partition each key went to."""
 
     def __init__(self, settings: Settings, reply_partition: int):
-        self.producer = Producer({**producer_config(settings), "linger.ms": 20, "batch.size": 1_000_000})
+        self.producer = Producer({**command_producer_config(settings), "linger.ms": 20, "batch.size": 1_000_000})
         self.headers = [(topics.REPLY_TO, topics.REPLIES.encode()),
                         (topics.REPLY_PARTITION, str(reply_partition).encode())]
         self.partition_of: dict[str, int] = {}

@@ -43,15 +43,14 @@ from pydantic import ValidationError
 from app.worker.processor import describe
 from app.config import Settings, get_settings
 from app.domain.trip import trip_key
-from app.wire import topics
+from app.wire import deadletters, topics
 from app.wire.commands import TRIP_RECORD, claimed_command_id, parse_command
-from app.transport.bus import choose_reply_partition, producer_config, reply_consumer_config
+from app.transport.bus import choose_reply_partition
+from app.transport.clients import command_producer_config, consumer_config, reply_consumer_config
 
-DLQ_HEADERS = ("dlq-code", "dlq-reason", "dlq-topic", "dlq-partition", "dlq-offset", "dlq-value-dropped")
 # The client that sent the original has long gone: a replayed command's reply comes to
 # this tool instead (Replies).
-DROPPED_HEADERS = (*DLQ_HEADERS, topics.REPLY_TO, topics.REPLY_PARTITION)
-REPLAY_OF = "dlq-replay-of"
+DROPPED_HEADERS = (*deadletters.NAMES, topics.REPLY_TO, topics.REPLY_PARTITION)
 
 
 class Refused(Exception):
@@ -79,22 +78,22 @@ class DeadLetter:
 
     @property
     def code(self) -> str:
-        return self.header("dlq-code")
+        return self.header(deadletters.CODE)
 
     @property
     def origin(self) -> str:
         """Where the record was refused: topic[partition]@offset."""
-        return f"{self.header('dlq-topic')}[{self.header('dlq-partition')}]@{self.header('dlq-offset')}"
+        return (f"{self.header(deadletters.TOPIC)}[{self.header(deadletters.PARTITION)}]"
+                f"@{self.header(deadletters.OFFSET)}")
 
     def summary(self, replay: dict[str, Any] | None) -> dict[str, Any]:
         return {"deadLetter": self.place, "at": self.at.isoformat(), "code": self.code,
-                "reason": self.header("dlq-reason", ""), "origin": self.origin,
+                "reason": self.header(deadletters.REASON, ""), "origin": self.origin,
                 "key": self.key.decode(errors="replace") if self.key is not None else None, "replayed": replay}
 
 
 def consumer(settings: Settings) -> Consumer:
-    return Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "openride-deadletters",
-                     "enable.auto.commit": False, "enable.partition.eof": True})
+    return Consumer(consumer_config(settings.kafka_bootstrap, "openride-deadletters", {"enable.partition.eof": True}))
 
 
 def read_all(settings: Settings, topic: str) -> Iterator[Message]:
@@ -145,12 +144,12 @@ def list_dead_letters(settings: Settings, code: str | None, origin: str | None) 
     ledger = replays(settings)
     letters = (dead_letter_of(m) for m in read_all(settings, topics.DEAD_LETTERS))
     return [letter.summary(ledger.get(letter.place)) for letter in letters
-            if (code is None or letter.code == code) and (origin is None or letter.header("dlq-topic") == origin)]
+            if (code is None or letter.code == code) and (origin is None or letter.header(deadletters.TOPIC) == origin)]
 
 
 def to_resubmit(letter: DeadLetter, fixed: bytes | None) -> Resubmission:
     """What to re-submit, and where; raises Refused when the worker would refuse it."""
-    topic = letter.header("dlq-topic", "")
+    topic = letter.header(deadletters.TOPIC, "")
     if not topic:
         raise Refused(f"dead letter {letter.place} does not say where it came from (no dlq-topic header)")
     value = letter.value if fixed is None else fixed
@@ -185,7 +184,7 @@ def replay(settings: Settings, places: list[str], fixed: bytes | None, force: bo
            wait_s: float) -> Iterator[str]:
     """Re-submits each dead letter in turn, saying what happened to it."""
     ledger = replays(settings)
-    producer = Producer({**producer_config(settings), "client.id": "openride-deadletters"})
+    producer = Producer({**command_producer_config(settings), "client.id": "openride-deadletters"})
     for place in places:
         if place in ledger and not force:
             yield (f"{place}: skipped, replayed already ({ledger[place]['replayedAt']} to "
@@ -199,7 +198,7 @@ def replay(settings: Settings, places: list[str], fixed: bytes | None, force: bo
         letter = dead_letter_of(message)
         resubmission = to_resubmit(letter, fixed)
         headers = [(name, header) for name, header in letter.headers.items() if name not in DROPPED_HEADERS]
-        headers.append((REPLAY_OF, place.encode()))
+        headers.append((deadletters.REPLAY_OF, place.encode()))
         replies = Replies(settings, resubmission.command_id) if resubmission.command_id else None
         try:
             sent = deliver(producer, resubmission.topic, resubmission.key, resubmission.value,

@@ -13,10 +13,8 @@ import asyncio
 import fcntl
 import logging
 import os
-import socket
 import tempfile
 import threading
-import uuid
 import zlib
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +23,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from app.config import Settings
+from app.transport.clients import command_producer_config, process_identity, reply_consumer_config
 from app.wire.commands import claimed_command_id
 from app.wire import topics
 
@@ -54,10 +53,6 @@ class RequestInFlight(Exception):
     def __init__(self, command_id: str):
         super().__init__(f"command {command_id} is already in flight")
         self.command_id = command_id
-
-
-def process_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def choose_reply_partition(partitions: int, identity: str | None = None) -> int:
@@ -94,37 +89,6 @@ def claim_reply_partition(partitions: int, topic: str, bootstrap: str,
     except OSError as error:
         log.warning("reply partition locks unavailable in %s: %s", directory, error)
     return start, None
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "client.id": f"openride-gateway-{process_identity()}",
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 1,
-        # faust (aiokafka) places keys like Java, with murmur2; librdkafka's default
-        # (CRC32) would send a trip's commands to a partition another agent owns.
-        "partitioner": "murmur2_random",
-        # Bounds how long a command may sit in the producer during a broker outage:
-        # past this the client was long told 503, and a late hold would only expire.
-        "message.timeout.ms": 30_000,
-        # A metadata request must never create a topic with the broker's default
-        # partition count: the command topic's count is a contract with the workers.
-        "allow.auto.create.topics": False,
-    }
-
-
-def reply_consumer_config(settings: Settings) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "client.id": f"openride-gateway-replies-{process_identity()}",
-        # Never used for a group join (we assign); unique so no commit can ever clash.
-        "group.id": f"openride-gateway-{uuid.uuid4()}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "latest",
-    }
 
 
 class ReplyWaiter:
@@ -297,7 +261,7 @@ class CommandBus:
         self.commands_topic = commands_topic
         # Delivery reports for failures only, to one callback: a report per command that
         # did arrive is a Python call on the pump thread, contending with the event loop.
-        self._producer = Producer({**producer_config(settings), "delivery.report.only.error": True,
+        self._producer = Producer({**command_producer_config(settings), "delivery.report.only.error": True,
                                    "on_delivery": self._undelivered})
         self._replies = ReplyWaiter(settings, replies_topic, reply_partition)
         self._headers = [(topics.REPLY_TO, replies_topic.encode()),

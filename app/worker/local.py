@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import rocksdict
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from app.transport.clients import consumer_config
+
 log = logging.getLogger(__name__)
 
 # Records per RocksDB write batch when loading a changelog: each batch ends with its
@@ -89,9 +91,9 @@ def load_changelogs(bootstrap: str, ranges: Mapping[tuple[str, int], tuple[int, 
     included) and writes them to its database in large write batches, each with the
     offset it reaches. Blocking: run it in a thread."""
     started = time.monotonic()
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"load-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10,
-                         "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024 * 1024})
+    consumer = Consumer(consumer_config(bootstrap, f"load-{uuid.uuid4()}", {
+        "enable.partition.eof": True, "fetch.wait.max.ms": 10,
+        "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024 * 1024}))
     remaining = {place: last for place, (first, last) in ranges.items() if last >= first}
     progress.records_total += sum(last - first + 1 for place, (first, last) in ranges.items() if last >= first)
     batches: dict[tuple[str, int], tuple[rocksdict.WriteBatch, list[int]]] = {}

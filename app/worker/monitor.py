@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from app.worker.processor import Handled, Record
 from app.config import Settings
-from app.wire import topics
+from app.wire import deadletters, topics
 from app.monitoring import SnapshotGauge, serve
 
 
@@ -137,7 +137,7 @@ class WorkerMonitor(faust.Sensor):
         self.batch_seconds.observe(seconds)
 
     def dead_lettered(self, headers: Mapping[str, bytes]) -> None:
-        self.dead_letters.labels(headers.get("dlq-code", b"unknown").decode(errors="replace")).inc()
+        self.dead_letters.labels(headers.get(deadletters.CODE, b"unknown").decode(errors="replace")).inc()
 
     # -- faust's sensor callbacks --------------------------------------------------------
 

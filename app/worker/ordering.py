@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicParti
 
 from app.worker.processor import Record
 from app.config import Settings
+from app.transport.clients import consumer_config
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,7 @@ class BrokerLog:
     def _committed(self, topic: str, partition: int) -> int:
         if self._offsets is None:
             # Never subscribes: asking a group's committed offsets does not join it.
-            self._offsets = Consumer({"bootstrap.servers": self._bootstrap, "group.id": self._group,
-                                      "enable.auto.commit": False})
+            self._offsets = Consumer(consumer_config(self._bootstrap, self._group))
         where = TopicPartition(topic, partition)
         offset = self._offsets.committed([where], timeout=self._timeout_s)[0].offset
         if offset == OFFSET_INVALID:  # never committed: the group starts at the beginning
@@ -125,8 +125,8 @@ class BrokerLog:
         return offset
 
     def read_range(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
-        consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"gap-{uuid.uuid4()}",
-                             "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
+        consumer = Consumer(consumer_config(self._bootstrap, f"gap-{uuid.uuid4()}",
+                                            {"isolation.level": "read_uncommitted"}))
         try:
             consumer.assign([TopicPartition(topic, partition, start)])
             found: list[Record] = []

@@ -29,7 +29,7 @@ from app.domain.policy import Policy
 from app.domain.rejections import Code
 from app.domain.state import TripState
 from app.domain.trip import trip_key
-from app.wire import topics
+from app.wire import deadletters, topics
 from app.wire.commands import TRIP_RECORD, claimed_command_id, parse_command
 from app.wire.outbound import lifecycle_events, reply
 from app.tables.staged import Staged
@@ -113,14 +113,8 @@ def send_reply(record: Record, send: Send, command_id: str, body: bytes, replaye
 
 def dead_letter(record: Record, send: Send, code: str, reason: str) -> None:
     log.warning("dead letter from %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, code, reason)
-    headers = {
-        **record.headers,
-        "dlq-code": code.encode(),
-        "dlq-reason": reason.encode()[:4000],
-        "dlq-topic": record.topic.encode(),
-        "dlq-partition": str(record.partition).encode(),
-        "dlq-offset": str(record.offset).encode(),
-    }
+    why = deadletters.headers(code, reason, record.topic, record.partition, record.offset)
+    headers = {**record.headers, **dict(why)}
     send(topics.DEAD_LETTERS, record.key or b"", record.value or b"", None, headers)
     command_id = claimed_command_id(record.value)
     if command_id:
