@@ -193,6 +193,11 @@ class Worker:
         self.published.append((topic, key, orjson.loads(value)))
 
 
+# Where the unit tests' gateway looks for Postgres: a socket that is never there, so that
+# a read fails at once (503) instead of reaching whatever listens on the default port.
+NO_DATABASE = "postgresql://openride@/openride?host=/nonexistent/openride-unit-tests"
+
+
 class FakePool:
     """Enough of psycopg_pool.AsyncConnectionPool for /health/ready."""
 

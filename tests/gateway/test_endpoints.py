@@ -11,6 +11,12 @@ from tests.sink.scenario import TripLog
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def client(reading_client):
+    """Every test here may read: the gateway reads the session's database."""
+    return reading_client
+
 BOOKING_ID = "R1.20300115.ABCDEFGHIJKLMNOP"
 
 

@@ -10,6 +10,7 @@ def test_live_is_always_200(client):
 
 
 def test_ready_when_everything_answers(client):
+    client.app.dependency_overrides[deps.get_pool] = FakePool
     response = client.get("/health/ready")
     assert response.status_code == 200, response.text
     assert response.json()["checks"] == {"kafka": True, "replyConsumer": True, "postgres": True}

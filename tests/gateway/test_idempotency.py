@@ -13,9 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.config import get_settings
 from gateway.main import create_app
-from tests.gateway.support import BOOKING_REQUEST, TRIP, Worker, auth, new_key
-
-pytestmark = pytest.mark.integration
+from tests.gateway.support import BOOKING_REQUEST, NO_DATABASE, TRIP, Worker, auth, new_key
 
 TRAVEL_DATE = (date.today() + timedelta(days=30)).isoformat()  # within the window trips may be published in
 REQUEST = {**BOOKING_REQUEST, "travelDate": TRAVEL_DATE}
@@ -176,9 +174,9 @@ def test_concurrent_duplicates_are_sent_once_and_answered_alike(client, bus):
 
 
 @pytest.fixture
-def second_process(database_url, bus):
+def second_process(bus):
     """Another gateway process: its own app and in-flight table, the same worker."""
-    settings = get_settings().model_copy(update={"database_url": database_url})
+    settings = get_settings().model_copy(update={"database_url": NO_DATABASE})
     with TestClient(create_app(settings, bus=bus), raise_server_exceptions=False) as other:
         yield other
 
@@ -205,9 +203,9 @@ def test_after_a_lost_reply_the_retry_gets_the_outcome_that_applied(client, bus)
     assert timed_out.json()["commandId"] == bus.handled[-1]["commandId"] and bus.bookings() == 1
 
 
-def test_the_key_outlives_the_gateway_that_answered(database_url, bus, client):
+def test_the_key_outlives_the_gateway_that_answered(bus, client):
     key = new_key()
-    settings = get_settings().model_copy(update={"database_url": database_url})
+    settings = get_settings().model_copy(update={"database_url": NO_DATABASE})
     with TestClient(create_app(settings, bus=bus)) as gone:
         first = post(gone, key)
     again = post(client, key)
