@@ -13,7 +13,7 @@ import psycopg  # noqa: E402 - after the settings above
 import pytest  # noqa: E402
 
 from tests.sink.support import drop_database
-from tests.stack import Stack, own_topics, start_stack
+from devstack.stack import Stack, own_topics, start_stack
 
 
 def _with_database(url: str, name: str) -> str:

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from app.wire import topics
 from gateway import queries
 from tests.processor.support import produce_raw, read_topic, wait_for
-from tests.stack import Stack, auth
+from devstack.stack import Stack
+from tests.support.http import auth
 
 pytestmark = pytest.mark.integration
 

@@ -225,24 +225,9 @@ def audited(client, bus) -> list[tuple[str, str, dict[str, Any]]]:
     return bus.published
 
 
-def token(sub: str = "rider-1", role: str | list[str] | None = "RIDER", ttl: int = 3600, **claims: Any) -> str:
-    settings = get_settings()
-    now = int(time.time())
-    body: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl, **claims}
-    if isinstance(role, str):
-        body["role"] = role
-    elif role is not None:
-        body["roles"] = role
-    return jwt.encode(body, settings.jwt_secret, algorithm="HS256")
-
-
 def new_key() -> str:
     """An Idempotency-Key no other test uses (the store lives as long as the session's database)."""
     return f"key-{uuid.uuid4()}"
-
-
-def auth(sub: str = "rider-1", role: str | list[str] | None = "RIDER") -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(sub, role)}"}
 
 
 def trip_log(name: str, travel_date: date = TRAVEL_DATE, capacity: int = 48) -> TripLog:

@@ -6,7 +6,8 @@ import orjson
 import pytest
 
 from app.wire import topics
-from tests.gateway.support import audited, auth, far_date, mixed, rejected, store_log, trip_log
+from tests.gateway.support import audited, far_date, mixed, rejected, store_log, trip_log
+from tests.support.http import auth
 from tests.sink.scenario import TripLog
 
 pytestmark = pytest.mark.integration

@@ -18,17 +18,8 @@ from app.wire import topics
 from gateway.dispatch import command_id_for
 from gateway.main import create_app
 from gateway.security import TokenVerifier
-from tests.gateway.support import (
-    BOOKING_REQUEST,
-    accepted,
-    audited,
-    auth,
-    booking_snapshot,
-    mixed,
-    store_log,
-    token,
-    trip_log,
-)
+from tests.gateway.support import BOOKING_REQUEST, accepted, audited, booking_snapshot, mixed, store_log, trip_log
+from tests.support.http import auth, token
 
 BOOKING_ID = "R1.20300115.ABCDEFGHIJKLMNOP"
 

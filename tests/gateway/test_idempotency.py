@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from app.config import get_settings
 from gateway.main import create_app
-from tests.gateway.support import BOOKING_REQUEST, NO_DATABASE, TRIP, Worker, auth, new_key
+from tests.gateway.support import BOOKING_REQUEST, NO_DATABASE, TRIP, Worker, new_key
+from tests.support.http import auth
 
 TRAVEL_DATE = (date.today() + timedelta(days=30)).isoformat()  # within the window trips may be published in
 REQUEST = {**BOOKING_REQUEST, "travelDate": TRAVEL_DATE}

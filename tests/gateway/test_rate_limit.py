@@ -3,7 +3,7 @@
 import pytest
 
 from gateway.ratelimit import RateLimiter
-from tests.gateway.support import auth
+from tests.support.http import auth
 
 
 @pytest.mark.integration  # the request it repeats is a read, served from Postgres

@@ -27,7 +27,8 @@ from app.domain.policy import Policy
 from app.domain.trip import trip_key as domain_trip_key
 from app.wire import topics
 from app.tables.trips import HOLD_DUE, TRIP_STATE
-from tests.stack import Service, own_topics, worker_service
+from devstack.processes import Service, worker_service
+from devstack.stack import own_topics
 
 PARTITIONS = 6
 TICK_SECONDS = 1.0

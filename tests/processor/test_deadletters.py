@@ -27,7 +27,7 @@ from tests.processor.support import (
     wait_for,
     worker_namespace,
 )
-from tests.stack import ROOT
+from app.config import ROOT
 
 pytestmark = pytest.mark.integration
 

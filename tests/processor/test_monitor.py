@@ -25,7 +25,7 @@ from tests.processor.support import (
     wait_for,
     worker_namespace,
 )
-from tests.stack import Service
+from devstack.processes import Service
 
 pytestmark = pytest.mark.integration
 

@@ -50,7 +50,7 @@ from tests.processor.support import (
     trip_key,
     wait_for,
 )
-from tests.stack import Service
+from devstack.processes import Service
 
 pytestmark = pytest.mark.integration
 
