@@ -14,10 +14,9 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
-from app.config import get_settings
+from app.config import ROOT, get_settings
 from app.wire import topics
 from app.transport.bus import reply_locks
-from app.config import ROOT
 from devstack.processes import free_port
 from devstack.stack import Stack
 from tests.support.http import auth

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
-import jwt
 import orjson
 
 from app.worker.batch import InMemory
@@ -19,8 +18,8 @@ from app.wire import topics
 from app.wire.commands import parse_command
 from app.tables.store import TripStore
 from app.transport.bus import ReplyTimeout
-from tests.sink.scenario import TRAVEL_DATE, TripLog, unique_prefix
-from tests.sink.test_store import apply
+from tests.support.scenario import TRAVEL_DATE, TripLog, unique_prefix
+from tests.support.sink_write import apply
 
 _far_days = itertools.count()
 
@@ -231,7 +230,7 @@ def new_key() -> str:
 
 
 def trip_log(name: str, travel_date: date = TRAVEL_DATE, capacity: int = 48) -> TripLog:
-    """A trip driven through the real core (tests/sink/scenario.py), unique to this run."""
+    """A trip driven through the real core (tests/support/scenario.py), unique to this run."""
     return TripLog(unique_prefix(name), travel_date=travel_date, capacity=capacity)
 
 

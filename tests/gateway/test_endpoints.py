@@ -1,5 +1,5 @@
 """Every endpoint beyond create and publish: its happy path and its documented errors.
-Reads come from a real Postgres holding events the real core made (tests/sink/scenario.py);
+Reads come from a real Postgres holding events the real core made (tests/support/scenario.py);
 commands go to the stand-in bus, which checks them against the worker's wire models."""
 
 import orjson
@@ -8,7 +8,7 @@ import pytest
 from app.wire import topics
 from tests.gateway.support import audited, far_date, mixed, rejected, store_log, trip_log
 from tests.support.http import auth
-from tests.sink.scenario import TripLog
+from tests.support.scenario import TripLog
 
 pytestmark = pytest.mark.integration
 

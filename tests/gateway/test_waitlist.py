@@ -8,7 +8,7 @@ import pytest
 from app.wire.commands import parse_command
 from tests.gateway.support import ENTRY_ID, rejected, store_log
 from tests.support.http import auth
-from tests.sink.scenario import unique_prefix, waiting_list
+from tests.support.scenario import unique_prefix, waiting_list
 
 BOOKING = {"routeId": "R1", "travelDate": "2030-01-15", "originStopId": "A", "destinationStopId": "C",
            "seatsBooked": 2}
