@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.config import get_settings
 from gateway.main import create_app
-from tests.gateway.support import FakeBus, NO_DATABASE
+from tests.gateway.stand_ins import FakeBus, NO_DATABASE
 
 
 @pytest.fixture

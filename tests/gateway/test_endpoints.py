@@ -6,7 +6,9 @@ import orjson
 import pytest
 
 from app.wire import topics
-from tests.gateway.support import audited, far_date, mixed, rejected, store_log, trip_log
+from tests.gateway.replies import rejected
+from tests.gateway.stand_ins import audited
+from tests.gateway.stored import far_date, mixed, store_log, trip_log
 from tests.support.http import auth
 from tests.support.scenario import TripLog
 

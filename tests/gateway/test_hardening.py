@@ -18,7 +18,9 @@ from app.wire import topics
 from gateway.dispatch import command_id_for
 from gateway.main import create_app
 from gateway.security import TokenVerifier
-from tests.gateway.support import BOOKING_REQUEST, accepted, audited, booking_snapshot, mixed, store_log, trip_log
+from tests.gateway.replies import BOOKING_REQUEST, accepted, booking_snapshot
+from tests.gateway.stand_ins import audited
+from tests.gateway.stored import mixed, store_log, trip_log
 from tests.support.http import auth, token
 
 BOOKING_ID = "R1.20300115.ABCDEFGHIJKLMNOP"

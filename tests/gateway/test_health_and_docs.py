@@ -1,7 +1,7 @@
 """Probes and the OpenAPI document."""
 
 from gateway import deps
-from tests.gateway.support import FakePool
+from tests.gateway.stand_ins import FakePool
 
 
 def test_live_is_always_200(client):

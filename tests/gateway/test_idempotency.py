@@ -1,5 +1,5 @@
 """Idempotency-Key, end to end through the gateway and the worker's own record handling
-(tests.gateway.support.Worker): replay of the original status and body, another request
+(tests.gateway.stand_ins.Worker): replay of the original status and body, another request
 under the key, duplicates in flight on one gateway process and on two, a lost reply, a
 gateway gone, keys kept past 24 hours, and the key's scope (user and trip). No Postgres is
 involved: the trip's writer remembers the keys."""
@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from app.config import get_settings
 from gateway.main import create_app
-from tests.gateway.support import BOOKING_REQUEST, NO_DATABASE, TRIP, Worker, new_key
+from tests.gateway.replies import BOOKING_REQUEST, TRIP, new_key
+from tests.gateway.stand_ins import NO_DATABASE, Worker
 from tests.support.http import auth
 
 TRAVEL_DATE = (date.today() + timedelta(days=30)).isoformat()  # within the window trips may be published in

@@ -3,7 +3,7 @@
 import orjson
 
 from app.wire.commands import parse_command
-from tests.gateway.support import TRIP, rejected
+from tests.gateway.replies import TRIP, rejected
 from tests.support.http import auth
 
 

@@ -6,7 +6,8 @@ import orjson
 import pytest
 
 from app.wire.commands import parse_command
-from tests.gateway.support import ENTRY_ID, rejected, store_log
+from tests.gateway.replies import ENTRY_ID, rejected
+from tests.gateway.stored import store_log
 from tests.support.http import auth
 from tests.support.scenario import unique_prefix, waiting_list
 
