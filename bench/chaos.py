@@ -48,7 +48,7 @@ from bench.checker import ClientLog, check, committed_offsets
 from bench.cluster import OFFSETS_TOPIC, Cluster
 from bench.systems import SinkLag, openride_home, our_postgres, postgres, start_openride
 from gateway.dispatch import command_id_for
-from tests.stack import Stack
+from devstack.stack import Stack
 
 # Short holds, so the run sees expiries. The services get them through their environment
 # and the checker through its settings: its truth must use the policy they used.

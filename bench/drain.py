@@ -58,7 +58,7 @@ def run_once(scenario_name: str, commands: int, tree: Path, profile: Path | None
     from bench import load
     from bench.systems import infra_pids
     from app.transport.clients import command_producer_config, reply_consumer_config
-    from tests.stack import worker_service
+    from devstack.processes import worker_service
 
     settings = get_settings()
     ensure_topics(settings, topic_specs(settings))

@@ -43,7 +43,7 @@ from app.config import get_settings
 from bench.http1 import Pool
 from bench.systems import fresh_database
 from gateway.schemas import BOOKING_EXAMPLE
-from tests.stack import free_port
+from devstack.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOKING_ID = "R1.20300115.ABCDEFGHIJKLMNOP"

@@ -53,7 +53,7 @@ from app.transport.admin import ensure_topics, topic_specs
 from bench.systems import openride_home, profiled
 from bench.variants import ROOT, Variant, parse_variant
 from app.transport.clients import command_producer_config, reply_consumer_config
-from tests.stack import Service, worker_service
+from devstack.processes import Service, worker_service
 
 # Holds outlive the run: an expiry during a measurement would write to the tables.
 LONG_HOLDS = {"HOLD_MINUTES": "1440", "PAYMENT_HOLD_MINUTES": "1440"}

@@ -236,7 +236,7 @@ async def direct_ramp(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One worker (of this process's variant) in this process's topic namespace, the
     direct path ramped on one scenario, after the same warm-up as the full bench."""
     from app.transport.admin import ensure_topics, topic_specs
-    from tests.stack import worker_service
+    from devstack.processes import worker_service
 
     settings = get_settings()
     ensure_topics(settings, topic_specs(settings))

@@ -1,5 +1,5 @@
 """The systems a bench or chaos run drives, as real processes on the infrastructure that
-bench/infra.sh (or `make test`) started: worker, sink and gateway (tests/stack.py), the
+bench/infra.sh (or `make test`) started: worker, sink and gateway (devstack/stack.py), the
 baseline service, and how far the sink is behind the lifecycle topics."""
 
 import os
@@ -26,7 +26,8 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from app.config import ROOT, Settings
 from sinks.events import SUBSCRIBED
 from sinks.migrate import migrate
-from tests.stack import Service, Stack, free_port, start_stack
+from devstack.processes import Service, free_port
+from devstack.stack import Stack, start_stack
 
 
 def openride_home() -> Path:

@@ -5,7 +5,7 @@ system calls, two TCP segments, two wake-ups of the client. `HttpProtocol` gives
 connection a transport that keeps what is written during one turn of the event loop and
 sends it at the end of the turn, in one call (a command's response is written within one
 turn). Used with `uvicorn --http gateway.server:HttpProtocol` (scripts/services.sh,
-deploy/entrypoint.sh, tests/stack.py).
+deploy/entrypoint.sh, devstack/stack.py).
 """
 
 import asyncio

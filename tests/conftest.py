@@ -9,15 +9,24 @@ os.environ.setdefault("ENVIRONMENT", "development")
 os.environ.setdefault("FAILED_AUTH_PER_MINUTE", "100000")
 os.environ.setdefault("FAILED_AUTH_BURST", "100000")
 
-import psycopg  # noqa: E402 - after the settings above
-import pytest  # noqa: E402
+import pytest  # noqa: E402 - after the settings above
 
-from tests.sink.support import drop_database
-from tests.stack import Stack, own_topics, start_stack
+from devstack.stack import Stack, own_topics, start_stack  # noqa: E402
+from tests.support import postgres  # noqa: E402
+
+# The fixtures that reach the real broker or Postgres: a test that uses one, directly or
+# through another fixture, is `integration`, so that `pytest -m "not integration"` runs
+# with neither.
+REAL_INFRASTRUCTURE = frozenset({"database_url", "stack", "postgres", "kafka_topics"})
 
 
-def _with_database(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items
+                if REAL_INFRASTRUCTURE.intersection(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use the real broker or Postgres but are not marked integration:\n  "
+                                + "\n  ".join(unmarked))
 
 
 @pytest.fixture(scope="session")
@@ -25,14 +34,11 @@ def database_url() -> Iterator[str]:
     """A fresh, migrated database for this test session."""
     from sinks.migrate import migrate
 
-    base = os.environ.get("DATABASE_URL", "postgresql://openride:openride@127.0.0.1:5433/openride")
-    name = f"openride_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(base, name)
+    name = postgres.create_database()
+    url = postgres.database_url(name)
     migrate(url)
     yield url
-    drop_database(name)
+    postgres.drop_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -11,18 +11,7 @@ from app.domain.handle import handle
 from app.domain.rejections import Code
 from app.domain.state import TripState
 from app.domain.trip import TripStatus
-from tests.domain.support import (
-    ADMIN,
-    DAY,
-    DRIVER,
-    OTHER_DRIVER,
-    OTHER_RIDER,
-    POLICY,
-    RIDER,
-    ROUTES,
-    Script,
-    make_trip,
-)
+from tests.support.core import ADMIN, DAY, DRIVER, OTHER_DRIVER, OTHER_RIDER, POLICY, RIDER, ROUTES, Script, make_trip
 
 REASON = "My plans changed, sorry"
 

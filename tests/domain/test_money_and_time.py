@@ -13,7 +13,7 @@ from app.domain.commands import CancelBooking, CreateBooking, RefundDone
 from app.domain.ids import booking_id_for, reference_for, trip_of_booking
 from app.domain.policy import Policy
 from app.domain.rejections import Code
-from tests.domain.support import HOUR, MINUTE, OTHER_RIDER, PAYMENTS, POLICY, RIDER, Script, local_ms, make_trip
+from tests.support.core import HOUR, MINUTE, OTHER_RIDER, PAYMENTS, POLICY, RIDER, Script, local_ms, make_trip
 
 REASON = "My plans changed, sorry"
 

@@ -55,7 +55,7 @@ from app.domain.state import TripState, availability, seat_map
 from app.domain.trip import Stop, Trip
 from app.domain.waitlist import ENTRY_ALLOWED, EntryStatus
 from bench.invariants import before_command, waitlist_problems
-from tests.domain.support import ADMIN, DAY, DRIVER, HOUR, MINUTE, OTHER_DRIVER, PAYMENTS, POLICY, ROUTES, local_ms
+from tests.support.core import ADMIN, DAY, DRIVER, HOUR, MINUTE, OTHER_DRIVER, PAYMENTS, POLICY, ROUTES, local_ms
 
 RIDERS = [Actor(f"rider-{i}", Role.RIDER) for i in range(3)]
 HOLDING = {Status.HELD, Status.PAYMENT_INITIATED}

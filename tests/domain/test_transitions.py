@@ -24,17 +24,7 @@ from app.domain.events import BookingMoved, RefundRequired
 from app.domain.rejections import Code
 from app.domain.state import availability
 from app.domain.trip import TripStatus
-from tests.domain.support import (
-    ADMIN,
-    DRIVER,
-    MINUTE,
-    OTHER_DRIVER,
-    OTHER_RIDER,
-    PAYMENTS,
-    RIDER,
-    Script,
-    make_trip,
-)
+from tests.support.core import ADMIN, DRIVER, MINUTE, OTHER_DRIVER, OTHER_RIDER, PAYMENTS, RIDER, Script, make_trip
 
 S = Status
 

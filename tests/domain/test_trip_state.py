@@ -7,7 +7,7 @@ from app.domain.handle import handle
 from app.domain.ids import booking_id_for
 from app.domain.rejections import Code
 from app.domain.state import TripState, availability
-from tests.domain.support import DAY, DRIVER, POLICY, RIDER, ROUTES, Script, make_trip
+from tests.support.core import DAY, DRIVER, POLICY, RIDER, ROUTES, Script, make_trip
 
 
 def conserved(state: TripState) -> bool:

@@ -23,8 +23,20 @@ from app.domain.handle import handle
 from app.domain.rejections import Code
 from app.domain.state import TripState, availability, seat_map
 from app.domain.waitlist import EntryStatus
-from tests.domain.support import (ADMIN, DAY, DRIVER, MINUTE, OTHER_RIDER, PAYMENTS, POLICY, RIDER, ROUTES,
-                                  THIRD_RIDER, Script, make_trip)
+from tests.support.core import (
+    ADMIN,
+    DAY,
+    DRIVER,
+    MINUTE,
+    OTHER_RIDER,
+    PAYMENTS,
+    POLICY,
+    RIDER,
+    ROUTES,
+    Script,
+    THIRD_RIDER,
+    make_trip,
+)
 
 REASON = "My plans changed, sorry"
 W = EntryStatus

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import Stack, auth
+from devstack.stack import Stack
+from tests.support.http import auth
 
 pytestmark = pytest.mark.integration
 

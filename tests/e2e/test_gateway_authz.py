@@ -19,7 +19,8 @@ import jwt
 import pytest
 
 from app.config import get_settings
-from tests.stack import Stack, token
+from devstack.stack import Stack
+from tests.support.http import token
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ class World:
 
     def token(self, identity: str) -> str:
         if identity == "expired":
-            return token(self.users["owner"], "RIDER", ttl_s=-120)
+            return token(self.users["owner"], "RIDER", ttl=-120)
         if identity == "tampered":
             return tampered(token(self.users["owner"], "RIDER"), sub=self.users["admin"], role="ADMIN")
         if identity == "alg_none":

@@ -14,11 +14,13 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
-from app.config import get_settings
+from app.config import ROOT, get_settings
 from app.wire import topics
 from app.transport.bus import reply_locks
-from tests.stack import ROOT, Stack, auth, free_port
-from tests.stack import publish as publish_trip
+from devstack.processes import free_port
+from devstack.stack import Stack
+from tests.support.http import auth
+from tests.support.http import publish as publish_trip
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from schemathesis.checks import (
 )
 
 from app.config import get_settings
-from tests.stack import Stack
+from devstack.stack import Stack
 
 pytestmark = pytest.mark.integration
 

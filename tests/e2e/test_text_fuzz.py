@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 
 from app.wire import topics
 from gateway import queries
-from tests.processor.support import produce_raw, read_topic, wait_for
-from tests.stack import Stack, auth
+from devstack.stack import Stack
+from tests.support.http import auth
+from tests.support.kafka import produce_raw, read_topic
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,9 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
-from tests.stack import Stack, auth
-from tests.stack import publish as publish_trip
+from devstack.stack import Stack
+from tests.support.http import auth
+from tests.support.http import publish as publish_trip
 
 pytestmark = pytest.mark.integration
 

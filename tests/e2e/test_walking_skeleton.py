@@ -10,7 +10,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.stack import Stack, auth
+from devstack.stack import Stack
+from tests.support.http import auth
 
 pytestmark = pytest.mark.integration
 

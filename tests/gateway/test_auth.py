@@ -11,7 +11,8 @@ from app.config import get_settings
 from app.domain.commands import Actor, Role
 from gateway import token as token_cli
 from gateway.security import AuthError, Principal, RoleError, TokenVerifier, roles_of
-from tests.gateway.support import BOOKING_REQUEST, TRIP, auth, token
+from tests.gateway.replies import BOOKING_REQUEST, TRIP
+from tests.support.http import auth, token
 
 
 def assert_error(response, status: int, code: str) -> dict:

@@ -7,7 +7,8 @@ import pytest
 from app.domain.trip import trip_key
 from gateway.dispatch import command_id_for
 from app.transport.bus import KafkaUnavailable, ReplyTimeout, RequestInFlight
-from tests.gateway.support import BOOKING_REQUEST, auth, new_key, rejected
+from tests.gateway.replies import BOOKING_REQUEST, new_key, rejected
+from tests.support.http import auth
 
 
 def raising(error):

@@ -1,15 +1,24 @@
 """Every endpoint beyond create and publish: its happy path and its documented errors.
-Reads come from a real Postgres holding events the real core made (tests/sink/scenario.py);
+Reads come from a real Postgres holding events the real core made (tests/support/scenario.py);
 commands go to the stand-in bus, which checks them against the worker's wire models."""
 
 import orjson
 import pytest
 
 from app.wire import topics
-from tests.gateway.support import audited, auth, far_date, mixed, rejected, store_log, trip_log
-from tests.sink.scenario import TripLog
+from tests.gateway.replies import rejected
+from tests.gateway.stand_ins import audited
+from tests.gateway.stored import far_date, mixed, store_log, trip_log
+from tests.support.http import auth
+from tests.support.scenario import TripLog
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(reading_client):
+    """Every test here may read: the gateway reads the session's database."""
+    return reading_client
 
 BOOKING_ID = "R1.20300115.ABCDEFGHIJKLMNOP"
 

@@ -18,17 +18,10 @@ from app.wire import topics
 from gateway.dispatch import command_id_for
 from gateway.main import create_app
 from gateway.security import TokenVerifier
-from tests.gateway.support import (
-    BOOKING_REQUEST,
-    accepted,
-    audited,
-    auth,
-    booking_snapshot,
-    mixed,
-    store_log,
-    token,
-    trip_log,
-)
+from tests.gateway.replies import BOOKING_REQUEST, accepted, booking_snapshot
+from tests.gateway.stand_ins import audited
+from tests.gateway.stored import mixed, store_log, trip_log
+from tests.support.http import auth, token
 
 BOOKING_ID = "R1.20300115.ABCDEFGHIJKLMNOP"
 
@@ -129,11 +122,12 @@ def test_a_token_living_longer_than_the_maximum_is_refused(client):
     error(client.get("/v1/bookings", headers={"Authorization": f"Bearer {no_iat}"}), 401, "invalid_token")
 
 
-def test_roles_are_matched_exactly_not_by_look_alikes(client):
+@pytest.mark.integration
+def test_roles_are_matched_exactly_not_by_look_alikes(reading_client):
     dotless_i = "adm\u0131n"  # str.upper() turns it into "ADMIN"
     lookalike = {"Authorization": f"Bearer {token('mallory', dotless_i)}"}
-    error(client.get("/v1/admin/bookings", headers=lookalike), 403, "forbidden")
-    assert client.get("/v1/admin/bookings", headers=auth("ops", "admin")).status_code == 200
+    error(reading_client.get("/v1/admin/bookings", headers=lookalike), 403, "forbidden")
+    assert reading_client.get("/v1/admin/bookings", headers=auth("ops", "admin")).status_code == 200
 
 
 def test_a_bad_signature_is_not_described_to_the_caller(client):
@@ -142,6 +136,7 @@ def test_a_bad_signature_is_not_described_to_the_caller(client):
     assert body["message"] == "The token is not valid."
 
 
+@pytest.mark.integration
 def test_bad_tokens_from_one_address_are_rate_limited(database_url, bus):
     settings = get_settings().model_copy(update={"database_url": database_url, "failed_auth_per_minute": 6,
                                                  "failed_auth_burst": 3})
@@ -214,11 +209,12 @@ def booked(database_url):
     return store_log(database_url, mixed(trip_log("hardening-audit")))
 
 
-def test_reads_of_a_riders_booking_by_others_are_audited(client, bus, booked):
+@pytest.mark.integration
+def test_reads_of_a_riders_booking_by_others_are_audited(reading_client, bus, booked):
     booking = next(b for b in booked.state.bookings.values() if b.rider_id == "rider-a")
-    assert client.get(f"/v1/bookings/{booking.booking_id}", headers=auth("rider-a")).status_code == 200
-    assert audited(client, bus) == []  # the rider reading their own booking
-    assert client.get(f"/v1/bookings/{booking.booking_id}", headers=auth("ops", "ADMIN")).status_code == 200
-    [(_, key, entry)] = audited(client, bus)
+    assert reading_client.get(f"/v1/bookings/{booking.booking_id}", headers=auth("rider-a")).status_code == 200
+    assert audited(reading_client, bus) == []  # the rider reading their own booking
+    assert reading_client.get(f"/v1/bookings/{booking.booking_id}", headers=auth("ops", "ADMIN")).status_code == 200
+    [(_, key, entry)] = audited(reading_client, bus)
     assert (key, entry["action"], entry["bookingId"], entry["role"]) == ("ops", "read_booking", booking.booking_id,
                                                                         "ADMIN")

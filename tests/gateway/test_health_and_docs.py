@@ -1,7 +1,7 @@
 """Probes and the OpenAPI document."""
 
 from gateway import deps
-from tests.gateway.support import FakePool
+from tests.gateway.stand_ins import FakePool
 
 
 def test_live_is_always_200(client):
@@ -10,6 +10,7 @@ def test_live_is_always_200(client):
 
 
 def test_ready_when_everything_answers(client):
+    client.app.dependency_overrides[deps.get_pool] = FakePool
     response = client.get("/health/ready")
     assert response.status_code == 200, response.text
     assert response.json()["checks"] == {"kafka": True, "replyConsumer": True, "postgres": True}

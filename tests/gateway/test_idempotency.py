@@ -1,5 +1,5 @@
 """Idempotency-Key, end to end through the gateway and the worker's own record handling
-(tests.gateway.support.Worker): replay of the original status and body, another request
+(tests.gateway.stand_ins.Worker): replay of the original status and body, another request
 under the key, duplicates in flight on one gateway process and on two, a lost reply, a
 gateway gone, keys kept past 24 hours, and the key's scope (user and trip). No Postgres is
 involved: the trip's writer remembers the keys."""
@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from app.config import get_settings
 from gateway.main import create_app
-from tests.gateway.support import BOOKING_REQUEST, TRIP, Worker, auth, new_key
-
-pytestmark = pytest.mark.integration
+from tests.gateway.replies import BOOKING_REQUEST, TRIP, new_key
+from tests.gateway.stand_ins import NO_DATABASE, Worker
+from tests.support.http import auth
 
 TRAVEL_DATE = (date.today() + timedelta(days=30)).isoformat()  # within the window trips may be published in
 REQUEST = {**BOOKING_REQUEST, "travelDate": TRAVEL_DATE}
@@ -176,9 +176,9 @@ def test_concurrent_duplicates_are_sent_once_and_answered_alike(client, bus):
 
 
 @pytest.fixture
-def second_process(database_url, bus):
+def second_process(bus):
     """Another gateway process: its own app and in-flight table, the same worker."""
-    settings = get_settings().model_copy(update={"database_url": database_url})
+    settings = get_settings().model_copy(update={"database_url": NO_DATABASE})
     with TestClient(create_app(settings, bus=bus), raise_server_exceptions=False) as other:
         yield other
 
@@ -205,9 +205,9 @@ def test_after_a_lost_reply_the_retry_gets_the_outcome_that_applied(client, bus)
     assert timed_out.json()["commandId"] == bus.handled[-1]["commandId"] and bus.bookings() == 1
 
 
-def test_the_key_outlives_the_gateway_that_answered(database_url, bus, client):
+def test_the_key_outlives_the_gateway_that_answered(bus, client):
     key = new_key()
-    settings = get_settings().model_copy(update={"database_url": database_url})
+    settings = get_settings().model_copy(update={"database_url": NO_DATABASE})
     with TestClient(create_app(settings, bus=bus)) as gone:
         first = post(gone, key)
     again = post(client, key)

@@ -26,7 +26,8 @@ from app.config import get_settings
 from app.wire import topics
 from app.transport.bus import CommandBus, ReplyTimeout, next_batch
 from gateway.main import create_app
-from tests.gateway.support import BOOKING_REQUEST, TRIP, auth, new_key
+from tests.gateway.replies import BOOKING_REQUEST, TRIP, new_key
+from tests.support.http import auth
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 from app.domain.booking import Status
 from gateway import queries
 from gateway.queries import SearchFilters
-from tests.gateway.support import far_date, mixed, store_log, trip_log
-from tests.sink.scenario import TripLog
+from tests.gateway.stored import far_date, mixed, store_log, trip_log
+from tests.support.scenario import TripLog
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,8 @@
 import orjson
 
 from app.wire.commands import parse_command
-from tests.gateway.support import TRIP, auth, rejected
+from tests.gateway.replies import TRIP, rejected
+from tests.support.http import auth
 
 
 def test_publish_trip_returns_the_trip_and_its_version(client, bus):

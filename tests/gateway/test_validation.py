@@ -3,7 +3,8 @@ never a 422 for fields and never a 500."""
 
 import pytest
 
-from tests.gateway.support import BOOKING_REQUEST, TRIP, auth
+from tests.gateway.replies import BOOKING_REQUEST, TRIP
+from tests.support.http import auth
 
 
 def booking(**changes):

@@ -6,8 +6,10 @@ import orjson
 import pytest
 
 from app.wire.commands import parse_command
-from tests.gateway.support import ENTRY_ID, auth, rejected, store_log
-from tests.sink.scenario import unique_prefix, waiting_list
+from tests.gateway.replies import ENTRY_ID, rejected
+from tests.gateway.stored import store_log
+from tests.support.http import auth
+from tests.support.scenario import unique_prefix, waiting_list
 
 BOOKING = {"routeId": "R1", "travelDate": "2030-01-15", "originStopId": "A", "destinationStopId": "C",
            "seatsBooked": 2}
@@ -115,16 +117,18 @@ def stored(database_url):
     return store_log(database_url, waiting_list(unique_prefix("gw-waitlist")))
 
 
-def test_a_rider_reads_their_entries_with_their_current_place(client, stored):
-    mine = client.get("/v1/waitlist", headers=auth("rider-w5")).json()["entries"]
+@pytest.mark.integration
+def test_a_rider_reads_their_entries_with_their_current_place(reading_client, stored):
+    mine = reading_client.get("/v1/waitlist", headers=auth("rider-w5")).json()["entries"]
     ours = [e for e in mine if e["routeId"] == stored.route_id]
     assert [(e["status"], e["position"]) for e in ours] == [("WAITING", 1)]
-    error(client.get("/v1/waitlist", headers=auth("ops", "ADMIN")), 403, "forbidden")
+    error(reading_client.get("/v1/waitlist", headers=auth("ops", "ADMIN")), 403, "forbidden")
 
 
-def test_admins_list_a_trips_waiting_list_in_join_order(client, stored):
+@pytest.mark.integration
+def test_admins_list_a_trips_waiting_list_in_join_order(reading_client, stored):
     path = f"/v1/trips/{stored.route_id}/{stored.travel_date}/waitlist"
-    entries = client.get(path, headers=auth("ops", "ADMIN")).json()["entries"]
+    entries = reading_client.get(path, headers=auth("ops", "ADMIN")).json()["entries"]
     assert [e["status"] for e in entries] == ["ACCEPTED", "LEFT", "OFFER_EXPIRED", "OFFERED", "WAITING"]
-    error(client.get(path, headers=auth("rider-w5")), 403, "forbidden")
-    error(client.get(path, headers=auth(stored.driver.user_id, "DRIVER")), 403, "forbidden")
+    error(reading_client.get(path, headers=auth("rider-w5")), 403, "forbidden")
+    error(reading_client.get(path, headers=auth(stored.driver.user_id, "DRIVER")), 403, "forbidden")

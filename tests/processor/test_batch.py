@@ -23,10 +23,8 @@ from app.wire import topics
 from app.tables.partition import Partition
 from app.tables.store import TripStore
 from app.tables.trips import HOLD_DUE, TRIP_STATE
-from tests.processor.support import (
+from tests.processor.commands import (
     PAYMENTS,
-    POLICY,
-    T0,
     create_booking,
     join_waitlist,
     made_up_booking,
@@ -37,6 +35,7 @@ from tests.processor.support import (
     rider,
     trip_key,
 )
+from tests.processor.in_process import POLICY, T0
 
 ROUTES = ["RA", "RB", "RC", "RD"]
 PARTITIONS = {route: index % 2 for index, route in enumerate(ROUTES)}

@@ -13,29 +13,24 @@ import orjson
 import pytest
 
 from app.wire import topics
-from tests.processor.support import (
+from tests.processor.commands import (
     DRIVER,
     PAYMENTS,
     SERVICE,
-    TICK_SECONDS,
-    Namespace,
-    answers,
-    as_json,
-    assert_replay_matches,
     create_booking,
     join_waitlist,
-    lifecycle,
     on_booking,
     on_entry,
     on_trip,
-    produce_raw,
     publish_trip,
-    read_topic,
-    replies_by_command,
     rider,
-    wait_for,
-    worker_namespace,
 )
+from tests.processor.namespace import Namespace, TICK_SECONDS, worker_namespace
+from tests.processor.reading import as_json, lifecycle, replies_by_command
+from tests.processor.replay import assert_replay_matches
+from tests.processor.sending import answers
+from tests.support.kafka import produce_raw, read_topic
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

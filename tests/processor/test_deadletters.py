@@ -14,20 +14,14 @@ from typing import Any
 import orjson
 import pytest
 
+from app.config import ROOT
 from app.wire import topics
-from tests.processor.support import (
-    Namespace,
-    answers,
-    create_booking,
-    on_trip,
-    produce_raw,
-    publish_trip,
-    replies_by_command,
-    trip_key,
-    wait_for,
-    worker_namespace,
-)
-from tests.stack import ROOT
+from tests.processor.commands import create_booking, on_trip, publish_trip, trip_key
+from tests.processor.namespace import Namespace, worker_namespace
+from tests.processor.reading import replies_by_command
+from tests.processor.sending import answers
+from tests.support.kafka import produce_raw
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ from app.worker.ordering import BrokerLog, ContiguousCommands
 from app.worker.processor import Record
 from app.config import get_settings
 from app.wire import topics
-from tests.processor.support import Namespace, produce_raw
+from tests.processor.namespace import Namespace
+from tests.support.kafka import produce_raw
 
 TOPIC = topics.COMMANDS
 

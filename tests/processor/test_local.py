@@ -19,7 +19,8 @@ from app.worker.faust_app import WorkerConsumer
 from app.worker.local import LoadProgress, RocksTables, load_changelogs
 from app.worker.produce import BATCH_BYTES, BatchProducer
 from app.config import get_settings
-from tests.processor.support import Namespace, read_topic
+from tests.processor.namespace import Namespace
+from tests.support.kafka import read_topic
 
 
 def faust_table(datadir: Path, name: str = "trip-state") -> faust.Table:

@@ -13,19 +13,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.wire import topics
-from tests.processor.support import (
-    PARTITIONS,
-    Namespace,
-    answers,
-    create_booking,
-    on_trip,
-    produce_raw,
-    publish_trip,
-    trip_key,
-    wait_for,
-    worker_namespace,
-)
-from tests.stack import Service
+from devstack.processes import Service
+from tests.processor.commands import create_booking, on_trip, publish_trip, trip_key
+from tests.processor.namespace import Namespace, PARTITIONS, worker_namespace
+from tests.processor.sending import answers
+from tests.support.kafka import produce_raw
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

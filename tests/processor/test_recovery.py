@@ -26,31 +26,15 @@ from app.client import BookingClient
 from app.config import get_settings
 from app.wire import topics
 from app.tables.trips import HOLD_DUE, TRIP_STATE
-from tests.processor.support import (
-    PARTITIONS,
-    Namespace,
-    Progress,
-    assert_conserved,
-    assert_no_seat_twice,
-    assert_one_outcome_each,
-    as_json,
-    assert_replay_matches,
-    booking_stream,
-    committed_offsets,
-    create_booking,
-    lifecycle,
-    on_trip,
-    publish_trip,
-    queue_behind,
-    read_topic,
-    replies_by_command,
-    rider,
-    send_all,
-    send_until_answered,
-    trip_key,
-    wait_for,
-)
-from tests.stack import Service
+from devstack.processes import Service
+from tests.processor.commands import booking_stream, create_booking, on_trip, publish_trip, rider, trip_key
+from tests.processor.invariants import assert_conserved, assert_no_seat_twice, assert_one_outcome_each
+from tests.processor.namespace import Namespace, PARTITIONS
+from tests.processor.reading import as_json, committed_offsets, lifecycle, replies_by_command
+from tests.processor.replay import assert_replay_matches
+from tests.processor.sending import Progress, queue_behind, send_all, send_until_answered
+from tests.support.kafka import read_topic
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,10 @@ from app.domain.trip import MS_PER_MINUTE
 from app.wire import topics
 from app.wire.contract import BookingSnapshot, EntrySnapshot
 from tools.write_schemas import SCHEMAS, stale
-from tests.processor.support import (
+from tests.processor.commands import (
     DRIVER,
     PAYMENTS,
     SERVICE,
-    T0,
-    Log,
     create_booking,
     join_waitlist,
     on_booking,
@@ -26,6 +24,7 @@ from tests.processor.support import (
     publish_trip,
     rider,
 )
+from tests.processor.in_process import Log, T0
 
 
 def test_the_committed_schema_files_are_fresh() -> None:

@@ -8,13 +8,9 @@ from app.worker.ticks import tick_value
 from app.domain.trip import MS_PER_MINUTE
 from app.wire import topics
 from app.tables.partition import decode_index, index_key
-from tests.processor.support import (
-    PARTITION,
+from tests.processor.commands import (
     PAYMENTS,
-    POLICY,
-    T0,
     TRAVEL_DATE,
-    Log,
     create_booking,
     made_up_booking,
     on_booking,
@@ -22,6 +18,7 @@ from tests.processor.support import (
     rider,
     trip_key,
 )
+from tests.processor.in_process import Log, PARTITION, POLICY, T0
 
 GRACE_MS = 60 * MS_PER_MINUTE  # app.tables.store.FORGET_GRACE_MS
 WINDOW_MS = POLICY.outcome_retention_ms

@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 
 from sinks.migrate import migrate
 from tests.sink import support
-from tests.sink.scenario import expected_bookings, expected_history, many_bookings, unique_prefix
+from tests.support.scenario import expected_bookings, expected_history, many_bookings, unique_prefix
 
 SAMPLE_EVERY_SECONDS = 0.25
 PRODUCE_EVERY_SECONDS = 0.05

@@ -1,5 +1,6 @@
-"""Helpers for the sink tests: databases, Kafka, the sink as a subprocess, and reading
-back what it wrote."""
+"""Helpers for the sink tests: the sink as a subprocess, records for it on Kafka, and
+reading back what it wrote. The sink tests call the shared database, Kafka and waiting
+helpers (tests/support) through this module too, as `support.<name>`."""
 
 import asyncio
 import os
@@ -24,49 +25,16 @@ from confluent_kafka import (
     TopicPartition,
 )
 from prometheus_client.parser import text_string_to_metric_families
-from psycopg.conninfo import make_conninfo
 
-from app.config import ROOT, get_settings
+from app.config import ROOT
 from gateway import queries
 from sinks.events import SUBSCRIBED
-from tests.sink.scenario import expected_bookings, expected_history
+from tests.support.kafka import bootstrap
+from tests.support.postgres import create_database, database_url, drop_database, rows, scalar  # noqa: F401
+from tests.support.scenario import expected_bookings, expected_history
+from tests.support.waiting import wait_for
 
 # -- Postgres ---------------------------------------------------------------------------
-
-
-def database_url(name: str) -> str:
-    return make_conninfo(get_settings().database_url, dbname=name)
-
-
-def create_database() -> str:
-    name = f"openride_test_sink_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(get_settings().database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-def drop_database(name: str, attempts: int = 50) -> None:
-    """FORCE cannot end an autovacuum worker busy in the database (that needs superuser:
-    InsufficientPrivilege), but the worker is done soon: try again."""
-    for attempt in range(attempts):
-        try:
-            with psycopg.connect(get_settings().database_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except psycopg.errors.InsufficientPrivilege:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2)
-
-
-def scalar(url: str, query: str, params: tuple[Any, ...] = ()) -> Any:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query, params).fetchone()[0]
-
-
-def rows(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query, params).fetchall()
 
 
 def booking_ids_like(url: str, prefix: str) -> list[str]:
@@ -102,12 +70,7 @@ def read_back(url: str, booking_ids: list[str]) -> tuple[dict[str, dict], dict[s
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, message: str, every: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s: {message}")
+    wait_for(message, condition, timeout, every)
 
 
 # Generous: the machine is shared and slow; a test that passes waits only as long as it must.
@@ -144,10 +107,6 @@ def assert_equals_log(url: str, records) -> None:
 
 
 # -- Kafka ------------------------------------------------------------------------------
-
-
-def bootstrap() -> str:
-    return get_settings().kafka_bootstrap
 
 
 def partitions_of(topics: tuple[str, ...] | list[str]) -> list[tuple[str, int]]:

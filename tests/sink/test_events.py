@@ -7,7 +7,7 @@ import pytest
 from app.wire import topics
 from sinks.events import Batch, parse_record
 from sinks.schema import BOOKING_FIELDS, ENTRY_FIELDS, Invalid
-from tests.sink.scenario import every_kind_of_booking, unique_prefix, waiting_list
+from tests.support.scenario import every_kind_of_booking, unique_prefix, waiting_list
 
 
 @pytest.fixture(scope="module")

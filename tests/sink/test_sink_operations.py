@@ -10,7 +10,7 @@ from bench.systems import our_postgres, postgres
 from sinks.events import SUBSCRIBED
 from sinks.migrate import migrate
 from tests.sink import support
-from tests.sink.scenario import every_kind_of_booking, many_bookings, unique_prefix
+from tests.support.scenario import every_kind_of_booking, many_bookings, unique_prefix
 from tests.sink.support import CATCH_UP_SECONDS, assert_equals_log, wait_for_log
 
 pytestmark = pytest.mark.integration

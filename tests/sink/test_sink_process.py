@@ -15,7 +15,7 @@ from app.config import get_settings
 from app.wire import topics
 from sinks.migrate import migrate
 from tests.sink import support
-from tests.sink.scenario import TripLog, every_kind_of_booking, expected_bookings, many_bookings, unique_prefix
+from tests.support.scenario import TripLog, every_kind_of_booking, expected_bookings, many_bookings, unique_prefix
 from tests.sink.support import CATCH_UP_SECONDS, assert_equals_log, progress, wait_for_log
 
 pytestmark = pytest.mark.integration

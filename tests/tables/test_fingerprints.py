@@ -8,7 +8,7 @@ from dataclasses import replace
 from app.domain.commands import CancelBooking, CreateBooking, InitiatePayment, PublishTrip
 from app.domain.handle import handle
 from app.domain.rejections import Code
-from tests.domain.support import DAY, POLICY, RIDER, ROUTES, make_trip, published
+from tests.support.core import DAY, POLICY, RIDER, ROUTES, make_trip, published
 from tests.tables.support import StoreOverDict
 
 TRIP = make_trip(stops=4, capacity=3)

@@ -28,7 +28,7 @@ from app.domain.ids import booking_id_for, entry_id_for
 from app.domain.state import availability
 from app.wire.outbound import lifecycle_events, reply
 from app.tables.store import outcome_key, queue_key
-from tests.domain.support import (
+from tests.support.core import (
     ADMIN,
     DAY,
     DRIVER,

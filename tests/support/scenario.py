@@ -1,4 +1,4 @@
-"""Genuine events for the sink tests: trips driven through the real core
+"""Genuine events for the sink and gateway tests: trips driven through the real core
 (app.domain.handle.handle) and rendered by app.wire.outbound.lifecycle_events, the
 same path the worker takes. Nothing here writes event JSON by hand."""
 

@@ -1,4 +1,4 @@
-"""Builders shared by the domain tests: trips, actors, and a few time helpers."""
+"""Builders shared by the tests of the core and of its tables: trips, actors, and a few time helpers."""
 
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
