@@ -5,7 +5,7 @@ from collections import Counter
 
 from app.domain.booking import Status, Transition
 from bench.checker import Truth, check_truth
-from tests.domain.support import Script, make_trip
+from tests.support.core import Script, make_trip
 
 
 def counted(script: Script) -> Counter[str]:
