@@ -32,7 +32,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from app.config import Settings, get_settings
-from app.wire import topics
 from app.wire.commands import COMMAND
 from app.transport.bus import CommandBus, KafkaUnavailable, ReplyTimeout
 
@@ -41,7 +40,7 @@ __all__ = ["BookingClient", "KafkaUnavailable", "ReplyTimeout"]
 
 class BookingClient:
     def __init__(self, settings: Settings | None = None, reply_partition: int | None = None,
-                 commands_topic: str = topics.COMMANDS, replies_topic: str = topics.REPLIES):
+                 commands_topic: str | None = None, replies_topic: str | None = None):
         """`reply_partition`: the replies partition this process reads; by default a
         stable hash of host and pid. Processes may share one (each skips the others')."""
         self._bus = CommandBus(settings or get_settings(), commands_topic, replies_topic, reply_partition)

@@ -41,7 +41,7 @@ import aiohttp
 
 from app.config import Settings, get_settings
 from app.domain.rejections import Code
-from app.wire import topics
+from app.wire.topics import Topics
 from app.transport.admin import ensure_topics, topic_specs
 from bench import load
 from bench.checker import ClientLog, check, committed_offsets
@@ -360,7 +360,7 @@ class Chaos:
             return cluster.active_controller()
         if role == "coordinator":  # the offsets topic has one partition: every group's coordinator
             return cluster.leaders(OFFSETS_TOPIC)[0]
-        return self.rng.choice(sorted(cluster.leaders(topics.COMMANDS).items()))[1]
+        return self.rng.choice(sorted(cluster.leaders(self.direct.topics.commands).items()))[1]
 
     def longest_wait_after(self, kill: BrokerKill) -> float:
         """The longest a client's command waited past the kill for its answer (retries
@@ -485,7 +485,8 @@ def run(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, i
         # written every event there will be before the sink's catch-up is judged, and the
         # truth covers the commands it processed (a tick written as it stopped is not).
         stack.services["worker"].stop()
-        processed = committed_offsets(settings, stack.services["worker"].env["WORKER_ID"], topics.COMMANDS)
+        processed = committed_offsets(settings, stack.services["worker"].env["WORKER_ID"],
+                                      Topics.of(settings).commands)
         caught_up = SinkLag(settings, stack.database_url).wait_caught_up(180)
     finally:
         stack.stop()

@@ -40,7 +40,7 @@ from app.domain.handle import handle
 from app.domain.money import format_minor
 from app.domain.state import TripState
 from app.domain.waitlist import EntryStatus
-from app.wire import topics
+from app.wire.topics import TICK_KEY, Topics
 from app.wire.commands import TICK, parse_command
 from app.wire.outbound import lifecycle_events, reply
 from bench.invariants import (
@@ -126,10 +126,10 @@ def rebuild_truth(settings: Settings, processed: Mapping[tuple[str, int], int] |
     truth = Truth()
     policy = settings.policy()
     trips_of: dict[int, list[str]] = defaultdict(list)
-    for message in read_topics(settings, (topics.COMMANDS,), processed):
+    for message in read_topics(settings, (Topics.of(settings).commands,), processed):
         record = Record(message.topic(), message.partition(), message.offset(), message.timestamp()[1],
                         message.key(), message.value())
-        if record.key == topics.TICK_KEY:
+        if record.key == TICK_KEY:
             tick_id = TICK.validate_json(record.value or b"").tick_id
             for trip in trips_of[record.partition]:
                 apply(truth, expiry_record(record, trip, tick_id), policy)
@@ -175,11 +175,12 @@ def copies(settings: Settings, names: tuple[str, ...], id_of) -> dict[str, set[b
 
 
 def compare_topics(settings: Settings, truth: Truth, counts: dict[str, int]) -> None:
-    replies = copies(settings, (topics.REPLIES,), lambda m: m.key().decode())
+    topics = Topics.of(settings)
+    replies = copies(settings, (topics.replies,), lambda m: m.key().decode())
     counts["duplicates"] += sum(len(values) > 1 for values in replies.values())
     counts["reply_diff"] += sum(1 for command_id, values in replies.items()
                                 if command_id in truth.replies and values != {truth.replies[command_id]})
-    events = copies(settings, (*topics.LIFECYCLE, topics.TRIP_UPDATED, *topics.WAITLIST),
+    events = copies(settings, (*topics.lifecycle, topics.trip_updated, *topics.waitlist),
                     lambda m: orjson.loads(m.value())["eventId"])
     counts["duplicates"] += sum(len(values) > 1 for values in events.values())
     counts["lost"] += sum(event_id not in events for event_id in truth.events)

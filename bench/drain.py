@@ -53,7 +53,7 @@ def run_once(scenario_name: str, commands: int, tree: Path, profile: Path | None
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
     from app.domain.ids import booking_id_for
-    from app.wire import topics
+    from app.wire.topics import REPLY_PARTITION, REPLY_TO, Topics
     from app.transport.admin import ensure_topics, topic_specs
     from bench import load
     from bench.systems import infra_pids
@@ -61,6 +61,7 @@ def run_once(scenario_name: str, commands: int, tree: Path, profile: Path | None
     from devstack.processes import worker_service
 
     settings = get_settings()
+    topics = Topics.of(settings)
     ensure_topics(settings, topic_specs(settings))
     scenario = (load.hot_trip if scenario_name == "hot" else load.spread)(settings.topic_namespace.rstrip("."))
     # Batches of at most 16 KiB, as a busy gateway's: a fetch returns at least one whole
@@ -72,10 +73,10 @@ def run_once(scenario_name: str, commands: int, tree: Path, profile: Path | None
     partition_of = {trip.key: backlog_partitions[i % len(backlog_partitions)] for i, trip in enumerate(scenario.trips)}
 
     def produce(key: str, command: dict, partition: int, reply_partition: int = 0) -> None:
-        headers = [(topics.REPLY_TO, topics.REPLIES.encode()), (topics.REPLY_PARTITION, str(reply_partition).encode())]
+        headers = [(REPLY_TO, topics.replies.encode()), (REPLY_PARTITION, str(reply_partition).encode())]
         while True:
             try:
-                producer.produce(topics.COMMANDS, key=key.encode(), value=orjson.dumps(command), headers=headers,
+                producer.produce(topics.commands, key=key.encode(), value=orjson.dumps(command), headers=headers,
                                  partition=partition)
                 return
             except BufferError:
@@ -96,9 +97,9 @@ def run_once(scenario_name: str, commands: int, tree: Path, profile: Path | None
     total = len(scenario.trips) + commands
 
     replies = Consumer(reply_consumer_config(settings))
-    partition = TopicPartition(topics.REPLIES, 0)
+    partition = TopicPartition(topics.replies, 0)
     probe_replies = Consumer(reply_consumer_config(settings))
-    probe_replies.assign([TopicPartition(topics.REPLIES, 1, 0)])
+    probe_replies.assign([TopicPartition(topics.replies, 1, 0)])
     probe_trips = iter(load.make_trips(settings.topic_namespace.rstrip(".") + "-quiet", 100_000))
     probes_sent: dict[str, float] = {}
     probe_waits: list[float] = []

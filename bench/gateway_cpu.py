@@ -139,11 +139,12 @@ def respond() -> None:
     reply partition its headers name, until SIGTERM."""
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-    from app.wire import topics
+    from app.wire.topics import REPLY_PARTITION, REPLY_TO, Topics
     from app.transport.bus import next_batch
     from app.transport.clients import command_producer_config, reply_consumer_config
 
     settings = get_settings()
+    topics = Topics.of(settings)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     consumer = Consumer(reply_consumer_config(settings))
@@ -151,13 +152,13 @@ def respond() -> None:
     for partition in range(settings.command_partitions):
         for attempt in range(60):  # a broker just started may not lead its partitions yet
             try:
-                _, end = consumer.get_watermark_offsets(TopicPartition(topics.COMMANDS, partition), timeout=10)
+                _, end = consumer.get_watermark_offsets(TopicPartition(topics.commands, partition), timeout=10)
                 break
             except KafkaException:
                 if attempt == 59:
                     raise
                 time.sleep(1)
-        partitions.append(TopicPartition(topics.COMMANDS, partition, end))
+        partitions.append(TopicPartition(topics.commands, partition, end))
     consumer.assign(partitions)
     consumer.consume(1, 0)  # a first poll starts fetching from the assigned offsets
     print("ready", flush=True)
@@ -170,8 +171,8 @@ def respond() -> None:
             headers = dict(message.headers() or ())
             reply = orjson.dumps({"v": 1, "commandId": command["commandId"], "ok": True, "code": None,
                                   "message": None, "booking": {**BOOKING, "riderId": command["actor"]["userId"]}})
-            producer.produce(headers[topics.REPLY_TO].decode(), key=command["commandId"].encode(), value=reply,
-                             partition=int(headers[topics.REPLY_PARTITION]))
+            producer.produce(headers[REPLY_TO].decode(), key=command["commandId"].encode(), value=reply,
+                             partition=int(headers[REPLY_PARTITION]))
         producer.poll(0)
     producer.flush(5)
     consumer.close()

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from app.config import Settings
 from app.domain.trip import trip_key
-from app.wire import topics
+from app.wire.topics import REPLY_PARTITION, REPLY_TO, Topics
 from bench.http1 import ConnectionLost, Pool
 from app.transport.bus import next_batch
 from app.transport.clients import command_producer_config, reply_consumer_config
@@ -179,8 +179,9 @@ class DirectKafka:
     def __init__(self, settings: Settings, reply_partition: int | None = None):
         self.reply_partition = settings.reply_partitions - 1 if reply_partition is None else reply_partition
         self.producer = Producer({**command_producer_config(settings), "linger.ms": 2})
-        self.headers = [(topics.REPLY_TO, topics.REPLIES.encode()),
-                        (topics.REPLY_PARTITION, str(self.reply_partition).encode())]
+        self.topics = Topics.of(settings)
+        self.headers = [(REPLY_TO, self.topics.replies.encode()),
+                        (REPLY_PARTITION, str(self.reply_partition).encode())]
         self.pending: dict[str, asyncio.Future] = {}
         self.on_reply: Callable[[dict[str, Any], bytes], None] | None = None
         self._settings = settings
@@ -201,9 +202,9 @@ class DirectKafka:
 
     def _read_replies(self) -> None:
         consumer = Consumer(reply_consumer_config(self._settings))
-        partition = TopicPartition(topics.REPLIES, self.reply_partition)
+        partition = TopicPartition(self.topics.replies, self.reply_partition)
         end = reply_end(consumer, partition)
-        consumer.assign([TopicPartition(topics.REPLIES, self.reply_partition, end)])
+        consumer.assign([TopicPartition(self.topics.replies, self.reply_partition, end)])
         consumer.consume(1, 0)
         self._assigned.set()
         try:
@@ -231,7 +232,7 @@ class DirectKafka:
     async def request(self, key: str, command: dict[str, Any], timeout: float = REQUEST_TIMEOUT_S) -> dict[str, Any]:
         future = asyncio.get_running_loop().create_future()
         self.pending[command["commandId"]] = future
-        self.producer.produce(topics.COMMANDS, key=key.encode(), value=orjson.dumps(command), headers=self.headers)
+        self.producer.produce(self.topics.commands, key=key.encode(), value=orjson.dumps(command), headers=self.headers)
         try:
             return await asyncio.wait_for(future, timeout)
         finally:

@@ -47,7 +47,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from app.config import Settings, get_settings
-from app.wire import topics
+from app.wire.topics import REPLY_PARTITION, REPLY_TO, Topics
 from bench import load
 from app.transport.admin import ensure_topics, topic_specs
 from bench.systems import openride_home, profiled
@@ -92,10 +92,11 @@ class Replies:
 
     def __init__(self, settings: Settings, partition: int):
         self.partition = partition
+        self.topic = Topics.of(settings).replies
         self.consumer = Consumer(reply_consumer_config(settings))
-        tp = TopicPartition(topics.REPLIES, partition)
+        tp = TopicPartition(self.topic, partition)
         _, end = watermarks(self.consumer, tp)
-        self.consumer.assign([TopicPartition(topics.REPLIES, partition, end)])
+        self.consumer.assign([TopicPartition(self.topic, partition, end)])
         self.received: dict[str, tuple[float, dict[str, Any]]] = {}
         self.copies: Counter[str] = Counter()
 
@@ -131,7 +132,7 @@ class Replies:
 
     def position(self) -> str:
         """Whether the replies were all read (a missing one was then never written)."""
-        tp = TopicPartition(topics.REPLIES, self.partition)
+        tp = TopicPartition(self.topic, self.partition)
         _, end = watermarks(self.consumer, tp)
         return f"read up to offset {self.consumer.position([tp])[0].offset} of {end}"
 
@@ -147,8 +148,9 @@ class Commands:
 
     def __init__(self, settings: Settings, reply_partition: int):
         self.producer = Producer({**command_producer_config(settings), "linger.ms": 20, "batch.size": 1_000_000})
-        self.headers = [(topics.REPLY_TO, topics.REPLIES.encode()),
-                        (topics.REPLY_PARTITION, str(reply_partition).encode())]
+        self.topics = Topics.of(settings)
+        self.headers = [(REPLY_TO, self.topics.replies.encode()),
+                        (REPLY_PARTITION, str(reply_partition).encode())]
         self.partition_of: dict[str, int] = {}
 
     def send(self, documents: list[tuple[str, dict[str, Any]]]) -> set[str]:
@@ -156,7 +158,7 @@ class Commands:
         for key, document in documents:
             while True:
                 try:
-                    self.producer.produce(topics.COMMANDS, key=key.encode(), value=orjson.dumps(document),
+                    self.producer.produce(self.topics.commands, key=key.encode(), value=orjson.dumps(document),
                                           headers=self.headers, on_delivery=self._delivered)
                     break
                 except BufferError:  # the local queue is full: let it drain

@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 
 from app.domain.commands import Actor
-from app.wire import topics
 from app.transport.bus import Bus
 from gateway.errors import Timestamps
 from gateway.security import Principal
@@ -51,7 +50,8 @@ def entry_of(state: dict[str, Any]) -> dict[str, Any] | None:
 class AuditTrail:
     """Collects finished requests' entries and writes them a batch at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, topic: str) -> None:
+        self.topic = topic  # the audit topic
         self.publisher: Bus | None = None  # the command bus, once the app has started
         self.pending: list[tuple[float, str, dict[str, Any], int]] = []
         self.flushing: asyncio.TimerHandle | None = None
@@ -76,4 +76,4 @@ class AuditTrail:
             if logging_on:
                 log.info(value.decode())
             if self.publisher is not None:
-                self.publisher.publish(topics.AUDIT, entry["userId"], value)
+                self.publisher.publish(self.topic, entry["userId"], value)

@@ -38,7 +38,7 @@ from app.domain.commands import Actor
 from app.domain.ids import trip_of_booking
 from app.domain.rejections import MESSAGES, Code
 from app.domain.trip import trip_key
-from app.wire import topics
+from app.wire.topics import REPLAYED
 from app.wire.commands import ActorIn, CommandIn
 from gateway import audit, metrics
 from gateway.errors import ApiError, error_response, rejection
@@ -160,7 +160,7 @@ class Dispatcher:
             error = rejection(reply)
             entry["code"] = error.code
             response = error_response(error.status, error.code, error.message, error.headers, **error.extra)
-        if reply.get(topics.REPLAYED):
+        if reply.get(REPLAYED):
             metrics.IDEMPOTENT_REPLAYS.inc()
             entry["replayed"] = True
             response.headers["Idempotent-Replayed"] = "true"
@@ -205,7 +205,7 @@ class Dispatcher:
                 reply = await asyncio.shield(waiting.reply)
         except TimeoutError:
             raise ReplyTimeout(command_id) from None
-        return {**reply, topics.REPLAYED: True}
+        return {**reply, REPLAYED: True}
 
     async def _request(self, command: CommandIn, document: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()

@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Settings, get_settings
+from app.wire.topics import Topics
 from gateway.audit import AuditTrail
 from gateway.command_path import CommandRoutes
 from gateway.deps import Bus
@@ -132,7 +133,7 @@ def create_app(settings: Settings | None = None, bus: Bus | None = None) -> Fast
                            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
                            expose_headers=EXPOSED_HEADERS, max_age=600)
-    app.state.audit = AuditTrail()
+    app.state.audit = AuditTrail(Topics.of(settings).audit)
     app.add_middleware(RequestContext, trail=app.state.audit)
     install_error_handlers(app)
     for router in (*command_routers, trips.router, bookings.router, waitlist.router, admin.router, health.router):

@@ -16,7 +16,7 @@ from pydantic import Strict, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from app.domain.trip import TripStatus, trip_key
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from app.wire.commands import SCHEMA_VERSION
 from sinks.schema import (
     BOOKING_COLUMNS,
@@ -38,7 +38,9 @@ from sinks.schema import (
     trip_key_of,
 )
 
-SUBSCRIBED = (*topics.LIFECYCLE, topics.TRIP_UPDATED, *topics.WAITLIST)
+# The topics the sink reads, by their contract names: records are parsed by their topic's
+# contract name (`parse_record`), whatever the deployment's namespace.
+SUBSCRIBED = (*CONTRACT.lifecycle, CONTRACT.trip_updated, *CONTRACT.waitlist)
 
 HISTORY_COLUMNS = ("event_id", "seq", "booking_id", "version", "from_status", "to_status", "reason", "actor",
                    "at", "command_id")
@@ -109,13 +111,14 @@ class Rows:
 
 
 def parse_record(topic: str, value: bytes | None) -> Rows:
+    """`topic`: the contract name of the record's topic (app.wire.topics.Topics.event_type)."""
     if value is None:
         raise Invalid("empty value (tombstone)")
-    if topic == topics.TRIP_UPDATED:
+    if topic == CONTRACT.trip_updated:
         return trip_rows(validated(_TRIP_EVENT, topic, value))
-    if topic == topics.REFUND_REQUIRED:
+    if topic == CONTRACT.refund_required:
         return refund_required_rows(validated(_REFUND_REQUIRED, topic, value))
-    if topic in topics.WAITLIST:
+    if topic in CONTRACT.waitlist:
         return waitlist_rows(validated(_WAITLIST_EVENT, topic, value))
     if topic in SUBSCRIBED:
         return booking_event_rows(validated(_BOOKING_EVENT, topic, value))
@@ -127,7 +130,7 @@ def validated(adapter: TypeAdapter, topic: str, value: bytes) -> dict[str, Any]:
         event = adapter.validate_json(value)
     except ValidationError as error:
         raise Invalid(describe(error)) from None
-    if event["type"] != topics.event_type(topic):  # the topic's name without TOPIC_NAMESPACE
+    if event["type"] != topic:
         raise Invalid(f"type {event['type']!r} on topic {topic}")
     return event
 

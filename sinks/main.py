@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from app.config import Settings, get_settings
 from app.monitoring import serve
 from app.transport.clients import sink_consumer_config, sink_dead_letter_producer_config
-from app.wire import topics
+from app.wire.topics import Topics
 from sinks import store
 from sinks.deadletters import DeadLetter, DeadLetters
 from sinks.events import SUBSCRIBED, Batch, Invalid, parse_record
@@ -48,6 +48,7 @@ class Sink:
     """The loop; `bootstrap` makes its parts."""
 
     settings: Settings
+    topics: Topics
     consumer: Consumer
     database: Database
     dead_letters: DeadLetters
@@ -61,7 +62,7 @@ class Sink:
             # Postgres first: a sink that cannot write should not take partitions from one that can.
             self.database.run(store.ping)
             positions = Positions(self.database, self.monitor)
-            self.consumer.subscribe(list(SUBSCRIBED), on_assign=positions.on_assign, on_revoke=positions.on_revoke)
+            self.consumer.subscribe([self.topics.named(name) for name in SUBSCRIBED], on_assign=positions.on_assign, on_revoke=positions.on_revoke)
             log.info("sink started: group %s, %d topics, database %s", self.settings.sink_group, len(SUBSCRIBED),
                      redact(self.database.url))
             while not self.shutdown.requested:
@@ -87,7 +88,7 @@ class Sink:
     def settle(self, records: list[Message], started: float) -> None:
         """Steps 2 to 5 for one batch; `started`: when the consume() that returned it began."""
         # 2. Parse it: the rows to write, and the records that do not fit the contract.
-        batch, dead = build_batch(records)
+        batch, dead = build_batch(records, self.topics)
         # 3. Dead letters first, acknowledged by the broker: the offsets written next pass them.
         if dead:
             self.dead_letters.send(dead)
@@ -108,7 +109,7 @@ class Sink:
         """The slow path after a refused batch: a transaction per record, each with its own
         offset, so that only the record Postgres refuses is dead-lettered."""
         for message in records:
-            single, _ = build_batch([message])  # a record that does not parse was dead-lettered already
+            single, _ = build_batch([message], self.topics)  # a record that does not parse was dead-lettered already
             try:
                 self.database.run(lambda conn, batch=single: store.write_batch(conn, batch))
             except ROW_ERRORS as error:
@@ -145,12 +146,12 @@ class Sink:
         log.info("sink stopped: %s", self.progress.summary())
 
 
-def build_batch(records: list[Message]) -> tuple[Batch, list[DeadLetter]]:
+def build_batch(records: list[Message], topics: Topics) -> tuple[Batch, list[DeadLetter]]:
     batch = Batch()
     dead: list[DeadLetter] = []
     for message in records:
         try:
-            batch.add(parse_record(message.topic(), message.value()))
+            batch.add(parse_record(topics.event_type(message.topic()), message.value()))
         except Invalid as error:
             dead.append(DeadLetter(message, str(error)))
         batch.advance(message.topic(), message.partition(), message.offset())
@@ -183,12 +184,13 @@ def bootstrap(settings: Settings, database_url: str) -> Sink:
     monitor = Monitor(partial(watermarks, consumer))
     shutdown = Shutdown(monitor.beat)
     database = Database(database_url, monitor, shutdown)
-    dead_letters = DeadLetters(Producer(sink_dead_letter_producer_config(settings)), topics.DEAD_LETTERS, monitor,
+    topics = Topics.of(settings)
+    dead_letters = DeadLetters(Producer(sink_dead_letter_producer_config(settings)), topics.dead_letters, monitor,
                                shutdown)
     signal.signal(signal.SIGTERM, shutdown.request)
     signal.signal(signal.SIGINT, shutdown.request)
     server = serve(monitor.registry, monitor.health, settings.sink_http_host, settings.sink_http_port, "sink")
-    return Sink(settings, consumer, database, dead_letters, monitor, shutdown, on_close=server.shutdown)
+    return Sink(settings, topics, consumer, database, dead_letters, monitor, shutdown, on_close=server.shutdown)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,14 +43,15 @@ from pydantic import ValidationError
 from app.worker.processor import describe
 from app.config import Settings, get_settings
 from app.domain.trip import trip_key
-from app.wire import deadletters, topics
+from app.wire import deadletters
+from app.wire.topics import REPLY_PARTITION, REPLY_TO, Topics
 from app.wire.commands import TRIP_RECORD, claimed_command_id, parse_command
 from app.transport.bus import choose_reply_partition
 from app.transport.clients import command_producer_config, consumer_config, reply_consumer_config
 
 # The client that sent the original has long gone: a replayed command's reply comes to
 # this tool instead (Replies).
-DROPPED_HEADERS = (*deadletters.NAMES, topics.REPLY_TO, topics.REPLY_PARTITION)
+DROPPED_HEADERS = (*deadletters.NAMES, REPLY_TO, REPLY_PARTITION)
 
 
 class Refused(Exception):
@@ -136,18 +137,18 @@ def dead_letter_of(message: Message) -> DeadLetter:
 
 def replays(settings: Settings) -> dict[str, dict[str, Any]]:
     """The ledger: dead letter's place -> what its last replay re-submitted."""
-    return {message.key().decode(): orjson.loads(message.value()) for message in read_all(settings, topics.DEAD_LETTER_REPLAYS)
+    return {message.key().decode(): orjson.loads(message.value()) for message in read_all(settings, Topics.of(settings).dead_letter_replays)
             if message.key() is not None and message.value()}
 
 
 def list_dead_letters(settings: Settings, code: str | None, origin: str | None) -> list[dict[str, Any]]:
     ledger = replays(settings)
-    letters = (dead_letter_of(m) for m in read_all(settings, topics.DEAD_LETTERS))
+    letters = (dead_letter_of(m) for m in read_all(settings, Topics.of(settings).dead_letters))
     return [letter.summary(ledger.get(letter.place)) for letter in letters
             if (code is None or letter.code == code) and (origin is None or letter.header(deadletters.TOPIC) == origin)]
 
 
-def to_resubmit(letter: DeadLetter, fixed: bytes | None) -> Resubmission:
+def to_resubmit(letter: DeadLetter, fixed: bytes | None, topics: Topics) -> Resubmission:
     """What to re-submit, and where; raises Refused when the worker would refuse it."""
     topic = letter.header(deadletters.TOPIC, "")
     if not topic:
@@ -155,9 +156,9 @@ def to_resubmit(letter: DeadLetter, fixed: bytes | None) -> Resubmission:
     value = letter.value if fixed is None else fixed
     if value is None:
         raise Refused(f"dead letter {letter.place} has no value (too large to copy): give a fixed one")
-    if topic == topics.COMMANDS:
-        return command(letter, value)
-    if topic == topics.TRIPS:
+    if topic == topics.commands:
+        return command(letter, value, topics.commands)
+    if topic == topics.trips:
         try:
             trip = TRIP_RECORD.validate_json(value)
         except ValidationError as error:
@@ -166,7 +167,7 @@ def to_resubmit(letter: DeadLetter, fixed: bytes | None) -> Resubmission:
     return Resubmission(topic, letter.key, value)
 
 
-def command(letter: DeadLetter, value: bytes) -> Resubmission:
+def command(letter: DeadLetter, value: bytes, commands_topic: str) -> Resubmission:
     """Keyed by the command's trip, as the command topic is; the command id must be the
     original's, so that the worker tells a second replay by it."""
     try:
@@ -177,13 +178,14 @@ def command(letter: DeadLetter, value: bytes) -> Resubmission:
     if original is not None and wire.command_id != original:
         raise Refused(f"the fixed command must keep commandId {original!r} (it has {wire.command_id!r}): "
                       "the worker tells replays of the same command by it")
-    return Resubmission(topics.COMMANDS, wire.key().encode(), value, wire.command_id)
+    return Resubmission(commands_topic, wire.key().encode(), value, wire.command_id)
 
 
 def replay(settings: Settings, places: list[str], fixed: bytes | None, force: bool,
            wait_s: float) -> Iterator[str]:
     """Re-submits each dead letter in turn, saying what happened to it."""
     ledger = replays(settings)
+    topics = Topics.of(settings)
     producer = Producer({**command_producer_config(settings), "client.id": "openride-deadletters"})
     for place in places:
         if place in ledger and not force:
@@ -192,11 +194,11 @@ def replay(settings: Settings, places: list[str], fixed: bytes | None, force: bo
                    "--force to re-submit)")
             continue
         partition, offset = (int(part) for part in place.split(":"))
-        message = read_one(settings, topics.DEAD_LETTERS, partition, offset)
+        message = read_one(settings, topics.dead_letters, partition, offset)
         if message is None:
             raise Refused(f"no dead letter at {place}")
         letter = dead_letter_of(message)
-        resubmission = to_resubmit(letter, fixed)
+        resubmission = to_resubmit(letter, fixed, topics)
         headers = [(name, header) for name, header in letter.headers.items() if name not in DROPPED_HEADERS]
         headers.append((deadletters.REPLAY_OF, place.encode()))
         replies = Replies(settings, resubmission.command_id) if resubmission.command_id else None
@@ -205,7 +207,7 @@ def replay(settings: Settings, places: list[str], fixed: bytes | None, force: bo
                            headers + (replies.headers() if replies else []))
             record = {"replayedAt": datetime.now(UTC).isoformat(), "topic": resubmission.topic,
                       "partition": sent.partition(), "offset": sent.offset(), "fixed": fixed is not None}
-            deliver(producer, topics.DEAD_LETTER_REPLAYS, place.encode(), orjson.dumps(record), [])
+            deliver(producer, topics.dead_letter_replays, place.encode(), orjson.dumps(record), [])
             ledger[place] = record
             yield (f"{place}: re-submitted to {resubmission.topic}[{sent.partition()}]@{sent.offset()}"
                    + (" with the fixed value" if fixed is not None else ""))
@@ -223,13 +225,14 @@ class Replies:
     def __init__(self, settings: Settings, command_id: str) -> None:
         self.command_id = command_id
         self.partition = choose_reply_partition(settings.reply_partitions, command_id)
+        self.topic = Topics.of(settings).replies
         self.reader = Consumer(reply_consumer_config(settings))
-        where = TopicPartition(topics.REPLIES, self.partition)
+        where = TopicPartition(self.topic, self.partition)
         _, end = self.reader.get_watermark_offsets(where, timeout=10)
-        self.reader.assign([TopicPartition(topics.REPLIES, self.partition, end)])
+        self.reader.assign([TopicPartition(self.topic, self.partition, end)])
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [(topics.REPLY_TO, topics.REPLIES.encode()), (topics.REPLY_PARTITION, str(self.partition).encode())]
+        return [(REPLY_TO, self.topic.encode()), (REPLY_PARTITION, str(self.partition).encode())]
 
     def answer(self, wait_s: float) -> str:
         deadline = time.monotonic() + wait_s

@@ -14,7 +14,8 @@ from typing import Any, get_args
 from pydantic import BaseModel, TypeAdapter
 
 from app.config import ROOT
-from app.wire import contract, topics
+from app.wire import contract
+from app.wire.topics import CONTRACT
 from app.wire.commands import AnyCommandIn, TickIn, TripRecordIn
 
 SCHEMAS = ROOT / "schemas"
@@ -26,16 +27,14 @@ def documents() -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for model in get_args(get_args(AnyCommandIn)[0]):
         kind = get_args(model.model_fields["type"].annotation)[0]
-        found[f"commands/{kind}.json"] = schema_of(model, f"{kind} command on {topics.event_type(topics.COMMANDS)}")
-    found["commands/tick.json"] = schema_of(TickIn, f"clock tick on {topics.event_type(topics.COMMANDS)} (key `tick`)")
+        found[f"commands/{kind}.json"] = schema_of(model, f"{kind} command on {CONTRACT.commands}")
+    found["commands/tick.json"] = schema_of(TickIn, f"clock tick on {CONTRACT.commands} (key `tick`)")
     found["trips/trip-record.json"] = schema_of(TripRecordIn, "record of trips.catalog (compacted, key = trip)")
     found["replies/reply.json"] = schema_of(contract.Reply, "reply on booking.replies")
-    for topic in topics.LIFECYCLE:
-        kind = topics.event_type(topic)
-        model = contract.RefundRequiredEvent if topic == topics.REFUND_REQUIRED else contract.booking_event(kind)
+    for kind in CONTRACT.lifecycle:
+        model = contract.RefundRequiredEvent if kind == CONTRACT.refund_required else contract.booking_event(kind)
         found[f"events/{kind}.json"] = schema_of(model, f"event on {kind}")
-    for topic in topics.WAITLIST:
-        kind = topics.event_type(topic)
+    for kind in CONTRACT.waitlist:
         found[f"events/{kind}.json"] = schema_of(contract.waitlist_event(kind), f"event on {kind}")
     found["events/trip.updated.json"] = schema_of(contract.TripUpdatedEvent, "event on trip.updated")
     return found

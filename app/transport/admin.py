@@ -13,7 +13,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from app.config import Settings
-from app.wire import topics
+from app.wire.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +27,18 @@ def new_topic(settings: Settings, name: str, partitions: int, **config: str) -> 
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    events = [topics.TRIP_UPDATED, topics.DEAD_LETTERS, topics.AUDIT, *topics.LIFECYCLE, *topics.WAITLIST]
+    topics = Topics.of(settings)
+    events = [topics.trip_updated, topics.dead_letters, topics.audit, *topics.lifecycle, *topics.waitlist]
     return [
         # The broker stamps each command, so record time never runs backwards on a
         # partition, and a replay sees the very same clock.
-        new_topic(settings, topics.COMMANDS, settings.command_partitions,
+        new_topic(settings, topics.commands, settings.command_partitions,
                   **{"message.timestamp.type": "LogAppendTime", "retention.ms": str(7 * 86_400_000)}),
-        new_topic(settings, topics.REPLIES, settings.reply_partitions, **{"retention.ms": str(3_600_000)}),
-        new_topic(settings, topics.TRIPS, settings.command_partitions, **{"cleanup.policy": "compact"}),
+        new_topic(settings, topics.replies, settings.reply_partitions, **{"retention.ms": str(3_600_000)}),
+        new_topic(settings, topics.trips, settings.command_partitions, **{"cleanup.policy": "compact"}),
         *(new_topic(settings, name, settings.event_partitions) for name in events),
         # Which dead letters were replayed (tools.deadletters), keyed by the dead letter's position.
-        new_topic(settings, topics.DEAD_LETTER_REPLAYS, 1, **{"cleanup.policy": "compact"}),
+        new_topic(settings, topics.dead_letter_replays, 1, **{"cleanup.policy": "compact"}),
     ]
 
 

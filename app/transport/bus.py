@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from app.config import Settings
 from app.transport.clients import command_producer_config, process_identity, reply_consumer_config
 from app.wire.commands import claimed_command_id
-from app.wire import topics
+from app.wire.topics import REPLAYED, REPLY_PARTITION, REPLY_TO, Topics
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ class ReplyWaiter:
     """A background thread reading one reply partition and resolving the asyncio future
     registered for each reply's command id."""
 
-    def __init__(self, settings: Settings, topic: str = topics.REPLIES, partition: int | None = None):
-        self.topic = topic
+    def __init__(self, settings: Settings, topic: str | None = None, partition: int | None = None):
+        self.topic = topic = topic or Topics.of(settings).replies
         self._lock: int | None = None
         if partition is None:
             partition, self._lock = claim_reply_partition(settings.reply_partitions, topic, settings.kafka_bootstrap)
@@ -216,8 +216,8 @@ class ReplyWaiter:
         if not isinstance(command_id, str):
             log.warning("unreadable reply at %s[%d]@%d", message.topic(), message.partition(), message.offset())
             return None
-        if (topics.REPLAYED, b"true") in (message.headers() or ()):
-            body[topics.REPLAYED] = True
+        if (REPLAYED, b"true") in (message.headers() or ()):
+            body[REPLAYED] = True
         # Plain dict operations are atomic under the GIL: the event loop thread adds and
         # forgets entries, this thread pops them; whoever pops first owns the future.
         future = self._pending.pop(command_id, None)
@@ -256,16 +256,17 @@ class Bus(Protocol):
 class CommandBus:
     """Produces commands and awaits their replies: the gateway's only way to change state."""
 
-    def __init__(self, settings: Settings, commands_topic: str = topics.COMMANDS,
-                 replies_topic: str = topics.REPLIES, reply_partition: int | None = None):
-        self.commands_topic = commands_topic
+    def __init__(self, settings: Settings, commands_topic: str | None = None, replies_topic: str | None = None,
+                 reply_partition: int | None = None):
+        """The topics are the settings' (`Topics.of`) unless named."""
+        self.commands_topic = commands_topic or Topics.of(settings).commands
         # Delivery reports for failures only, to one callback: a report per command that
         # did arrive is a Python call on the pump thread, contending with the event loop.
         self._producer = Producer({**command_producer_config(settings), "delivery.report.only.error": True,
                                    "on_delivery": self._undelivered})
         self._replies = ReplyWaiter(settings, replies_topic, reply_partition)
-        self._headers = [(topics.REPLY_TO, replies_topic.encode()),
-                         (topics.REPLY_PARTITION, str(self._replies.partition).encode())]
+        self._headers = [(REPLY_TO, self._replies.topic.encode()),
+                         (REPLY_PARTITION, str(self._replies.partition).encode())]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._pump: threading.Thread | None = None

@@ -22,7 +22,7 @@ from app.domain.rejections import MESSAGES
 from app.domain.state import TripState, availability, seat_map
 from app.domain.trip import Trip
 from app.domain.waitlist import Entry, EntryStatus
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from app.wire.commands import SCHEMA_VERSION
 from app.tables.codec import trip_to_json
 
@@ -158,7 +158,8 @@ def transition_json(move: Transition) -> dict[str, Any]:
 
 
 def lifecycle_events(state: TripState, outcome: Outcome) -> list[tuple[str, str, bytes]]:
-    """(topic, key, value) for each event of the outcome, in order."""
+    """(topic, key, value) for each event of the outcome, in order; the topic by its
+    contract name (app.wire.topics.CONTRACT), which is also the event's type."""
     trip_version = outcome.trip_version or state.trip_version  # a duplicate's is the original's
     return [rendered for event in outcome.events
             if (rendered := render_event(state, event, trip_version)) is not None]
@@ -171,24 +172,24 @@ def render_event(state: TripState, event: Event, trip_version: int) -> tuple[str
     assert trip is not None
     match event:
         case BookingCreated(booking=booking):
-            return _booking_event(trip, topics.CREATED, booking, 1, booking.transitions[:1])
+            return _booking_event(trip, CONTRACT.created, booking, 1, booking.transitions[:1])
         case BookingMoved(booking_id=booking_id, moves=moves):
             booking = state.bookings[booking_id]
             version = booking.transitions.index(moves[-1]) + 1
             last = moves[-1]
-            topic = topics.PAYMENT_FAILED if last.source == last.target else topics.LIFECYCLE_BY_STATUS[last.target]
+            topic = CONTRACT.payment_failed if last.source == last.target else CONTRACT.lifecycle_by_status[last.target]
             return _booking_event(trip, topic, booking, version, moves)
         case EntryJoined(entry=entry):
-            return _entry_event(trip, topics.WAITLIST_JOINED, entry, 1, entry.transitions[:1])
+            return _entry_event(trip, CONTRACT.waitlist_joined, entry, 1, entry.transitions[:1])
         case EntryMoved(entry_id=entry_id, moves=moves):
             entry = state.entries[entry_id]
             version = entry.transitions.index(moves[-1]) + 1
-            return _entry_event(trip, topics.WAITLIST_BY_STATUS[moves[-1].target], entry, version, moves)
+            return _entry_event(trip, CONTRACT.waitlist_by_status[moves[-1].target], entry, version, moves)
         case TripPublished(trip=published):
             value = {"v": SCHEMA_VERSION, "eventId": f"{published.key}:{trip_version}",
-                     "type": topics.event_type(topics.TRIP_UPDATED), "version": trip_version,
+                     "type": CONTRACT.trip_updated, "version": trip_version,
                      "trip": trip_to_json(published)}
-            return topics.TRIP_UPDATED, published.key, orjson.dumps(value)
+            return CONTRACT.trip_updated, published.key, orjson.dumps(value)
     return None
 
 
@@ -207,7 +208,7 @@ def _moves_event(topic: str, subject: str, subject_id: str, version: int, moves,
     value = {
         "v": SCHEMA_VERSION,
         "eventId": f"{subject_id}:{version}",
-        "type": topics.event_type(topic),
+        "type": topic,
         f"{subject}Id": subject_id,
         "version": version,
         "occurredAt": iso(moves[-1].at),
@@ -222,7 +223,7 @@ def _refund_required(trip: Trip | None, state: TripState, event: RefundRequired)
     value = {
         "v": SCHEMA_VERSION,
         "eventId": f"{event.booking_id}:refund_required:{event.payment_id}",
-        "type": topics.event_type(topics.REFUND_REQUIRED),
+        "type": CONTRACT.refund_required,
         "bookingId": event.booking_id,
         "paymentId": event.payment_id,
         "amount": format_minor(event.amount),
@@ -232,4 +233,4 @@ def _refund_required(trip: Trip | None, state: TripState, event: RefundRequired)
         "version": booking.version if booking else None,
         "booking": snapshot(trip, booking) if trip and booking else None,
     }
-    return topics.REFUND_REQUIRED, event.booking_id, orjson.dumps(value)
+    return CONTRACT.refund_required, event.booking_id, orjson.dumps(value)

@@ -31,7 +31,7 @@ from typing import Protocol
 from app.worker.intake import process_record
 from app.worker.processor import Handled, Record, Send, dead_letter
 from app.domain.policy import Policy
-from app.wire import topics
+from app.wire.topics import CONTRACT, Topics
 from app.tables.partition import Partition
 from app.tables.staged import apply
 from app.tables.store import TripStore
@@ -51,10 +51,11 @@ OnHandled = Callable[[Record, Handled | None, float], None]
 class Processor:
     """Command records in, staged table writes per partition and outputs out."""
 
-    def __init__(self, store: TripStore, policy: Policy, open_partition: Callable[[int], Partition],
+    def __init__(self, store: TripStore, policy: Policy, topics: Topics, open_partition: Callable[[int], Partition],
                  on_handled: OnHandled | None = None) -> None:
         self.store = store
         self.policy = policy
+        self.topics = topics
         self._open = open_partition
         self.on_handled = on_handled
         self.partitions: dict[int, Partition] = {}
@@ -70,10 +71,11 @@ class Processor:
         started = time.perf_counter()
         handled = None
         try:
-            handled = process_record(record, self.partition(record.partition), self.store, send, self.policy)
+            handled = process_record(record, self.partition(record.partition), self.store, send, self.policy,
+                                     self.topics)
         except Exception as error:  # noqa: BLE001 - the partition must keep going
             log.exception("command at %s[%d]@%d failed", record.topic, record.partition, record.offset)
-            dead_letter(record, send, "internal_error", f"{type(error).__name__}: {error}")
+            dead_letter(record, send, "internal_error", f"{type(error).__name__}: {error}", self.topics)
         if self.on_handled is not None:
             self.on_handled(record, handled, time.perf_counter() - started)
 
@@ -99,9 +101,9 @@ class InMemory:
     """The processor with dicts as its tables (tests, replays of the log, benchmarks);
     `flush` ends a batch: after every record, or after many."""
 
-    def __init__(self, policy: Policy, trips_cached: int = 1_000) -> None:
+    def __init__(self, policy: Policy, trips_cached: int = 1_000, topics: Topics = CONTRACT) -> None:
         self.tables: dict[tuple[str, int], dict[bytes, bytes]] = defaultdict(dict)
-        self.processor = Processor(TripStore(trips_cached), policy, self._open)
+        self.processor = Processor(TripStore(trips_cached), policy, topics, self._open)
 
     def _open(self, number: int) -> Partition:
         return Partition.over(number, self.tables[TRIP_STATE, number], self.tables[HOLD_DUE, number])
@@ -250,7 +252,7 @@ class Batches:
 
         def send(topic: str, key: bytes, value: bytes, partition: int | None, headers: Mapping[str, bytes]) -> None:
             outputs.append(Output(topic, key, value, partition, headers))
-            if topic == topics.DEAD_LETTERS and self.on_dead_letter is not None:
+            if topic == self.processor.topics.dead_letters and self.on_dead_letter is not None:
                 self.on_dead_letter(headers)
 
         places = {(record.topic, record.partition) for record in records}

@@ -31,7 +31,7 @@ from app.tables.partition import Partition
 from app.tables.store import TripStore
 from app.tables.trips import HOLD_DUE, TRIP_STATE, hold_due_table, trip_state_table
 from app.transport.admin import ensure_topics, internal_topic_specs
-from app.wire import topics
+from app.wire.topics import TICK_KEY, Topics
 from app.worker.batch import EXIT_BATCH_FAILED, Batches, Durable, Output, Positions, Processor
 from app.worker.faust_app import FairIntake, WorkerApp, WorkerConsumer, WorkerTableManager
 from app.worker.local import RocksTables
@@ -47,9 +47,10 @@ log = logging.getLogger(__name__)
 def build_worker(settings: Settings) -> WorkerApp:
     """The worker's faust app, its agents, tasks and timers, wired from `settings`."""
     app = faust_app(settings)
-    commands = app.topic(topics.COMMANDS, key_serializer="raw", value_serializer="raw",
+    topics = Topics.of(settings)
+    commands = app.topic(topics.commands, key_serializer="raw", value_serializer="raw",
                          partitions=settings.command_partitions)
-    trips_catalog = app.topic(topics.TRIPS, key_serializer="raw", value_serializer="raw",
+    trips_catalog = app.topic(topics.trips, key_serializer="raw", value_serializer="raw",
                               partitions=settings.command_partitions)
     tables = {TRIP_STATE: trip_state_table(app, settings), HOLD_DUE: hold_due_table(app, settings)}
     local = RocksTables(tables)
@@ -63,7 +64,7 @@ def build_worker(settings: Settings) -> WorkerApp:
     guard = ContiguousCommands(BrokerLog(settings))
     monitor = WorkerMonitor(app, settings, guard.positions)
     app.sensors.add(monitor)
-    processor = Processor(TripStore(settings.worker_trips_cached), settings.policy(), open_partition,
+    processor = Processor(TripStore(settings.worker_trips_cached), settings.policy(), topics, open_partition,
                           monitor.handled)
     batches = Batches(processor, guard, durable, positions, monitor.dead_lettered, monitor.batched)
     rate = Rate(batches)
@@ -83,9 +84,9 @@ def build_worker(settings: Settings) -> WorkerApp:
         async for event in stream.events():
             record = record_of(event)
             outputs: list[Output] = []
-            forward_trip(record, lambda *sent: outputs.append(Output(*sent)))
+            forward_trip(record, lambda *sent: outputs.append(Output(*sent)), topics)
             for output in outputs:
-                if output.topic == topics.DEAD_LETTERS:
+                if output.topic == topics.dead_letters:
                     monitor.dead_lettered(output.headers)
             try:
                 await durable.produce_all(outputs)
@@ -119,7 +120,7 @@ def build_worker(settings: Settings) -> WorkerApp:
     async def emit_ticks() -> None:
         value = tick_value(round(time.time() * 1000))
         for partition in range(settings.command_partitions):
-            await commands.send(key=topics.TICK_KEY, value=value, partition=partition)
+            await commands.send(key=TICK_KEY, value=value, partition=partition)
 
     @app.timer(interval=settings.worker_rate_log_seconds)
     async def log_rate() -> None:

@@ -7,19 +7,19 @@ the same `process_record`, so both see a record exactly alike.
 from app.domain.policy import Policy
 from app.tables.partition import Partition
 from app.tables.store import TripStore
-from app.wire import topics
+from app.wire.topics import TICK_KEY, Topics
 from app.worker.processor import Handled, Record, Send, process_command
 from app.worker.ticks import process_tick
 
 
-def process_record(record: Record, partition: Partition, store: TripStore, send: Send,
-                   policy: Policy) -> Handled | None:
+def process_record(record: Record, partition: Partition, store: TripStore, send: Send, policy: Policy,
+                   topics: Topics) -> Handled | None:
     """The one entry point for a record of the command topic (worker and replay alike).
     Returns the command's effect; None for a tick or a record that was dead-lettered."""
-    if record.key == topics.TICK_KEY:
-        process_tick(record, partition, store, send, policy)
+    if record.key == TICK_KEY:
+        process_tick(record, partition, store, send, policy, topics)
         return None
-    handled = process_command(record, partition.trips, store, send, policy)
+    handled = process_command(record, partition.trips, store, send, policy, topics)
     if handled is not None:
         note_next_visit(handled, partition)
     return handled

@@ -45,7 +45,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from app.worker.processor import Handled, Record
 from app.config import Settings
-from app.wire import deadletters, topics
+from app.wire import deadletters
+from app.wire.topics import TICK_KEY, Topics
 from app.monitoring import SnapshotGauge, serve
 
 
@@ -63,7 +64,7 @@ WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 def outcome_of(record: Record, handled: Handled | None) -> tuple[str, str]:
     """(type, outcome) of a handled record; `handled` None: a tick, or a dead-lettered record."""
-    if record.key == topics.TICK_KEY:
+    if record.key == TICK_KEY:
         return "tick", "accepted"
     if handled is None:
         return "unknown", "dead_letter"
@@ -78,6 +79,7 @@ class WorkerMonitor(faust.Sensor):
         super().__init__(**kwargs)
         self.app = app
         self.settings = settings
+        self.commands_topic = Topics.of(settings).commands
         self.positions = positions
         self.registry = CollectorRegistry()
         self.commands = Counter("openride_worker_commands", "Command records handled", ["type", "outcome"],
@@ -169,7 +171,7 @@ class WorkerMonitor(faust.Sensor):
 
     def snapshot(self) -> None:
         consumer, recovery = self.app.consumer, self.app.tables.recovery
-        owned = [tp for tp in consumer.assignment() if tp.topic == topics.COMMANDS]
+        owned = [tp for tp in consumer.assignment() if tp.topic == self.commands_topic]
         positions = self.positions()
         lag = {}
         for tp in owned:

@@ -29,7 +29,8 @@ from app.domain.policy import Policy
 from app.domain.rejections import Code
 from app.domain.state import TripState
 from app.domain.trip import trip_key
-from app.wire import deadletters, topics
+from app.wire import deadletters
+from app.wire.topics import REPLAYED, REPLY_PARTITION, REPLY_TO, Topics
 from app.wire.commands import TRIP_RECORD, claimed_command_id, parse_command
 from app.wire.outbound import lifecycle_events, reply
 from app.tables.staged import Staged
@@ -63,59 +64,60 @@ class Handled:
     next_visit: int | None  # when the trip next needs a tick's visit (`TripStore.handle`)
 
 
-def process_command(record: Record, table: Staged, store: TripStore, send: Send, policy: Policy) -> Handled | None:
+def process_command(record: Record, table: Staged, store: TripStore, send: Send, policy: Policy,
+                    topics: Topics) -> Handled | None:
     """None when the record went to the dead-letter topic."""
     try:
         wire = parse_command(record.value or b"")
     except ValidationError as error:
-        return dead_letter(record, send, rejection_code(error), describe(error))
+        return dead_letter(record, send, rejection_code(error), describe(error), topics)
     if record.key is None or wire.key().encode() != record.key:
-        return dead_letter(record, send, "wrong_key", f"expected key {wire.key()!r}")
+        return dead_letter(record, send, "wrong_key", f"expected key {wire.key()!r}", topics)
     command = wire.to_domain()
     state, outcome, next_visit = store.handle(table, record.key, command, record.timestamp_ms, record.offset, policy,
                                               wire.fingerprint)
     for topic, key, value in lifecycle_events(state, outcome):
-        send(topic, key.encode(), value, None, {})
+        send(topics.named(topic), key.encode(), value, None, {})
     send_reply(record, send, wire.command_id, reply(state, outcome, command),
                replayed=outcome.duplicate and outcome.code is not Code.IDEMPOTENCY_KEY_REUSED)
     return Handled(record.key, state, outcome, wire.type, next_visit)
 
 
-def forward_trip(record: Record, send: Send) -> None:
+def forward_trip(record: Record, send: Send, topics: Topics) -> None:
     """The trips catalog becomes `publish_trip` commands in the command log, so that one
     log orders everything a trip's state depends on (and a replay needs nothing else)."""
     try:
         trip = TRIP_RECORD.validate_json(record.value or b"")
     except ValidationError as error:
-        return dead_letter(record, send, "invalid_trip", describe(error))
+        return dead_letter(record, send, "invalid_trip", describe(error), topics)
     command_id = "trip:" + hashlib.sha256(record.value or b"").hexdigest()[:32]
     command = trip.to_command(command_id)
     key = trip_key(trip.route_id, trip.travel_date).encode()
-    send(topics.COMMANDS, key, orjson.dumps(command), None, reply_headers(record))
+    send(topics.commands, key, orjson.dumps(command), None, reply_headers(record))
 
 
 def reply_headers(record: Record) -> dict[str, bytes]:
-    return {name: record.headers[name] for name in (topics.REPLY_TO, topics.REPLY_PARTITION) if name in record.headers}
+    return {name: record.headers[name] for name in (REPLY_TO, REPLY_PARTITION) if name in record.headers}
 
 
 def send_reply(record: Record, send: Send, command_id: str, body: bytes, replayed: bool = False) -> None:
     """The reply, to where the command's headers say. A replay says so in a header, not in
     the body: a retry's reply is byte-identical to the first."""
-    if topics.REPLY_TO not in record.headers:
+    if REPLY_TO not in record.headers:
         return
     try:
-        partition = int(record.headers[topics.REPLY_PARTITION])
+        partition = int(record.headers[REPLY_PARTITION])
     except (KeyError, ValueError):
         partition = None
-    send(record.headers[topics.REPLY_TO].decode(), command_id.encode(), body, partition,
-         {topics.REPLAYED: b"true"} if replayed else {})
+    send(record.headers[REPLY_TO].decode(), command_id.encode(), body, partition,
+         {REPLAYED: b"true"} if replayed else {})
 
 
-def dead_letter(record: Record, send: Send, code: str, reason: str) -> None:
+def dead_letter(record: Record, send: Send, code: str, reason: str, topics: Topics) -> None:
     log.warning("dead letter from %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, code, reason)
     why = deadletters.headers(code, reason, record.topic, record.partition, record.offset)
     headers = {**record.headers, **dict(why)}
-    send(topics.DEAD_LETTERS, record.key or b"", record.value or b"", None, headers)
+    send(topics.dead_letters, record.key or b"", record.value or b"", None, headers)
     command_id = claimed_command_id(record.value)
     if command_id:
         send_reply(record, send, command_id, orjson.dumps({

@@ -34,15 +34,17 @@ from app.domain.trip import trip_key_parts
 from app.wire.commands import SCHEMA_VERSION, TICK
 from app.tables.partition import Partition
 from app.tables.store import TripStore
+from app.wire.topics import Topics
 
 SYSTEM_ACTOR = {"userId": "system", "role": Role.SERVICE.value}
 
 
-def process_tick(record: Record, partition: Partition, store: TripStore, send: Send, policy: Policy) -> None:
+def process_tick(record: Record, partition: Partition, store: TripStore, send: Send, policy: Policy,
+                 topics: Topics) -> None:
     try:
         tick = TICK.validate_json(record.value or b"")
     except ValidationError as error:
-        dead_letter(record, send, rejection_code(error), describe(error))
+        dead_letter(record, send, rejection_code(error), describe(error), topics)
         return
     index = partition.index()
     trips = index.visits.get(tick.tick_id)
@@ -51,7 +53,8 @@ def process_tick(record: Record, partition: Partition, store: TripStore, send: S
         if not trips:
             return  # the common case: nothing due, nothing written
     for trip in trips:
-        handled = process_command(expiry_record(record, trip, tick.tick_id), partition.trips, store, send, policy)
+        handled = process_command(expiry_record(record, trip, tick.tick_id), partition.trips, store, send, policy,
+                                  topics)
         next_due = None
         if handled is not None:
             next_due = store.forget_outcomes(partition.trips, handled.key, record.timestamp_ms, record.offset, policy)

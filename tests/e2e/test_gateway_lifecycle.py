@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from app.config import ROOT, get_settings
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from app.transport.bus import reply_locks
 from devstack.processes import free_port
 from devstack.stack import Stack
@@ -132,7 +132,7 @@ def two_process_gateway(stack: Stack, tmp_path):
 
 def locked_reply_partitions(stack: Stack) -> list[str]:
     """The reply partitions held by gateway processes of this host reading the stack's topic."""
-    replies = stack.namespace + topics.REPLIES.removeprefix(topics.NAMESPACE)
+    replies = stack.namespace + CONTRACT.replies.removeprefix(CONTRACT.namespace)
     locked = []
     for path in reply_locks(replies, get_settings().kafka_bootstrap).glob("*.lock"):
         descriptor = os.open(path, os.O_RDWR)

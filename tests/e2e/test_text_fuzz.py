@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from gateway import queries
 from devstack.stack import Stack
 from tests.support.http import auth
@@ -114,7 +114,7 @@ class Fuzz:
         actor = {"userId": f"rider-fz-{self.who}", "role": "RIDER"}
         command = {"v": 1, "type": "cancel_booking", "commandId": f"fz-{uuid.uuid4()}", "actor": actor,
                    "bookingId": booking_id, "reason": text}
-        produce_raw(self.stack.namespace + topics.COMMANDS, f"{route_id}:{TRAVEL_DATE}".encode(),
+        produce_raw(self.stack.namespace + CONTRACT.commands, f"{route_id}:{TRAVEL_DATE}".encode(),
                     json.dumps(command).encode(), {})
 
     def cancel_trip(self, client: httpx.Client, route_id: str, text: str) -> None:
@@ -155,8 +155,8 @@ def test_the_read_model_equals_the_workers_state_for_every_fuzzed_booking(fuzz: 
         return all(orjson.dumps(stored.get(b)) == orjson.dumps(published[b]) for b in fuzz.bookings)
 
     wait_for("the sink to hold every booking as the worker published it", stored_equals_published, timeout_s=60)
-    commands = (fuzz.stack.namespace + topics.COMMANDS).encode()
-    refused_events = [m for m in read_topic(fuzz.stack.namespace + topics.DEAD_LETTERS)
+    commands = (fuzz.stack.namespace + CONTRACT.commands).encode()
+    refused_events = [m for m in read_topic(fuzz.stack.namespace + CONTRACT.dead_letters)
                       if m.headers.get("dlq-topic") != commands]
     assert refused_events == [], "the sink refused an event the worker published"
 
@@ -164,7 +164,7 @@ def test_the_read_model_equals_the_workers_state_for_every_fuzzed_booking(fuzz: 
 def latest_snapshots(namespace: str, booking_ids: set[str]) -> dict[str, dict[str, Any]]:
     """Each booking as its newest lifecycle event shows it: the worker's state, as published."""
     newest: dict[str, tuple[int, dict[str, Any]]] = {}
-    for name in topics.LIFECYCLE:
+    for name in CONTRACT.lifecycle:
         for record in read_topic(namespace + name):
             event = orjson.loads(record.value)
             booking = event.get("booking")

@@ -13,7 +13,7 @@ import orjson
 from app.config import get_settings
 from app.tables.store import TripStore
 from app.transport.bus import ReplyTimeout
-from app.wire import topics
+from app.wire.topics import CONTRACT, REPLAYED, REPLY_PARTITION, REPLY_TO
 from app.wire.commands import parse_command
 from app.worker.batch import InMemory
 from app.worker.processor import Record
@@ -70,8 +70,8 @@ class Worker:
         sent: list[tuple[str, bytes, bytes, int | None, dict[str, bytes]]] = []
         with self.lock:
             time.sleep(self.delay)
-            record = Record(topics.COMMANDS, 0, self.offset, self.clock_ms(), key.encode(), orjson.dumps(command),
-                            {topics.REPLY_TO: b"replies", topics.REPLY_PARTITION: b"0"})
+            record = Record(CONTRACT.commands, 0, self.offset, self.clock_ms(), key.encode(), orjson.dumps(command),
+                            {REPLY_TO: b"replies", REPLY_PARTITION: b"0"})
             self.offset += 1
             self.processor.process(record, lambda *out: sent.append(out))
             self.processor.flush()
@@ -81,8 +81,8 @@ class Worker:
         if lost:
             raise ReplyTimeout(command["commandId"])
         reply = orjson.loads(value)
-        if headers.get(topics.REPLAYED) == b"true":
-            reply[topics.REPLAYED] = True
+        if headers.get(REPLAYED) == b"true":
+            reply[REPLAYED] = True
         return reply
 
     @property

@@ -5,7 +5,7 @@ commands go to the stand-in bus, which checks them against the worker's wire mod
 import orjson
 import pytest
 
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from tests.gateway.replies import rejected
 from tests.gateway.stand_ins import audited
 from tests.gateway.stored import far_date, mixed, store_log, trip_log
@@ -231,7 +231,7 @@ def test_commands_are_audited_on_the_topic_and_in_the_log(client, bus, caplog):
     assert response.headers["x-request-id"] == "req-42"
     assert bus.published == [], "written in batches, off the request's path"
     [(topic, key, entry)] = audited(client, bus)
-    assert (topic, key) == (topics.AUDIT, "rider-1")
+    assert (topic, key) == (CONTRACT.audit, "rider-1")
     assert entry["requestId"] == "req-42" and entry["action"] == "cancel_booking" and entry["role"] == "RIDER"
     assert entry["bookingId"] == BOOKING_ID and entry["status"] == 200 and entry["outcome"] == "ok"
     assert entry["commandId"] == bus.sent[0][1]["commandId"]

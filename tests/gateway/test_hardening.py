@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.config import DEVELOPMENT_JWT_SECRET, get_settings
 from app.domain.ids import booking_id_for
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from gateway.dispatch import command_id_for
 from gateway.main import create_app
 from gateway.security import TokenVerifier
@@ -199,7 +199,7 @@ def test_refusals_for_the_callers_role_are_audited(client, bus):
                            json={"paymentId": "p", "paymentStatus": "FAILED"})
     assert response.status_code == 403
     [(topic, key, entry)] = audited(client, bus)
-    assert (topic, key) == (topics.AUDIT, "rider-1")
+    assert (topic, key) == (CONTRACT.audit, "rider-1")
     assert (entry["status"], entry["outcome"], entry["action"]) == (403, "refused",
                                                                     "POST /v1/bookings/{bookingId}/confirm")
 

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from app.worker.batch import InMemory
 from app.worker.processor import Record
 from app.config import get_settings
-from app.wire import topics
+from app.wire.topics import REPLY_PARTITION, REPLY_TO
 from app.transport.bus import CommandBus, ReplyTimeout, next_batch
 from gateway.main import create_app
 from tests.gateway.replies import BOOKING_REQUEST, TRIP, new_key
@@ -87,11 +87,11 @@ class Responder(threading.Thread):
             return
         headers = {name: value.decode() for name, value in message.headers() or []}
         body = {"v": 1, "commandId": command["commandId"], "ok": True, "partition": message.partition()}
-        self.producer.produce(headers[topics.REPLY_TO], key=command["commandId"].encode(), value=orjson.dumps(body),
-                              partition=int(headers[topics.REPLY_PARTITION]))
+        self.producer.produce(headers[REPLY_TO], key=command["commandId"].encode(), value=orjson.dumps(body),
+                              partition=int(headers[REPLY_PARTITION]))
         # A reply for some other gateway process sharing the partition: must be ignored.
-        self.producer.produce(headers[topics.REPLY_TO], key=b"someone-else", value=b"{}",
-                              partition=int(headers[topics.REPLY_PARTITION]))
+        self.producer.produce(headers[REPLY_TO], key=b"someone-else", value=b"{}",
+                              partition=int(headers[REPLY_PARTITION]))
 
 
 class Processor(Responder):

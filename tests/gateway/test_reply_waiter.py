@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from app.config import get_settings
-from app.wire import topics
+from app.wire.topics import CONTRACT, REPLAYED
 from app.transport.bus import (
     CommandBus,
     KafkaUnavailable,
@@ -92,8 +92,8 @@ async def test_a_replay_is_marked_as_such():
     waiter = ReplyWaiter(get_settings(), partition=0)
     first, again = waiter.expect("r1"), waiter.expect("r2")
     await deliver(waiter, FakeMessage(b"r1", reply("r1")), FakeMessage(b"r2", reply("r2"), headers=[
-        ("other", b"x"), (topics.REPLAYED, b"true")]))
-    assert topics.REPLAYED not in first.result() and again.result()[topics.REPLAYED] is True
+        ("other", b"x"), (REPLAYED, b"true")]))
+    assert REPLAYED not in first.result() and again.result()[REPLAYED] is True
 
 
 @in_event_loop
@@ -181,7 +181,7 @@ async def test_a_command_the_producer_gave_up_on_fails_its_request_at_once():
     bus = CommandBus(get_settings(), reply_partition=0)
     bus._loop = asyncio.get_running_loop()
     future = bus._replies.expect("lost")
-    bus._undelivered(KafkaError(KafkaError._MSG_TIMED_OUT), Undelivered(topics.AUDIT, b"{}"))
+    bus._undelivered(KafkaError(KafkaError._MSG_TIMED_OUT), Undelivered(CONTRACT.audit, b"{}"))
     bus._undelivered(KafkaError(KafkaError._MSG_TIMED_OUT), Undelivered(bus.commands_topic, reply("lost")))
     with pytest.raises(KafkaUnavailable):
         await asyncio.wait_for(future, 1)

@@ -7,7 +7,7 @@ import orjson
 
 from app.domain.policy import Policy
 from app.tables.trips import HOLD_DUE, TRIP_STATE
-from app.wire import topics
+from app.wire.topics import CONTRACT, REPLY_TO, TICK_KEY
 from app.worker.batch import InMemory
 from app.worker.processor import Record
 from app.worker.ticks import tick_value
@@ -38,8 +38,8 @@ class Log:
 
     def put(self, key: bytes, value: bytes, at: int, headers: dict[str, bytes] | None = None) -> list:
         before = len(self.sent)
-        record = Record(topics.COMMANDS, PARTITION, self.offset, at, key, value,
-                        headers if headers is not None else {topics.REPLY_TO: b"replies"})
+        record = Record(CONTRACT.commands, PARTITION, self.offset, at, key, value,
+                        headers if headers is not None else {REPLY_TO: b"replies"})
         self.offset += 1
         self.processor.process(record, self.send)
         self.processor.flush()
@@ -52,4 +52,4 @@ class Log:
         return orjson.loads(sent[-1][2])
 
     def tick(self, at: int, value: bytes | None = None) -> list:
-        return self.put(topics.TICK_KEY, value or tick_value(at), at, headers={})
+        return self.put(TICK_KEY, value or tick_value(at), at, headers={})

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.client import BookingClient
-from app.wire import topics
+from app.wire.topics import Topics
 from devstack.processes import Service, worker_service
 from devstack.stack import own_topics
 
@@ -41,9 +41,10 @@ class Namespace:
         }
         own_topics(self.env)
 
-    def topic(self, name: str) -> str:
-        """The namespaced name of a topic (the test process itself runs un-namespaced)."""
-        return self.prefix + name
+    @property
+    def topics(self) -> Topics:
+        """The namespace's topic names (the test process itself runs un-namespaced)."""
+        return Topics(self.prefix)
 
     @property
     def worker_id(self) -> str:
@@ -61,8 +62,8 @@ class Namespace:
         return service
 
     def client(self, reply_partition: int = 0) -> BookingClient:
-        return BookingClient(reply_partition=reply_partition, commands_topic=self.topic(topics.COMMANDS),
-                             replies_topic=self.topic(topics.REPLIES))
+        return BookingClient(reply_partition=reply_partition, commands_topic=self.topics.commands,
+                             replies_topic=self.topics.replies)
 
     def stop(self) -> None:
         for worker in self.workers.values():

@@ -7,7 +7,6 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from app.wire import topics
 from app.worker.processor import Record
 from tests.processor.namespace import PARTITIONS, Namespace
 from tests.support.kafka import bootstrap, read_topic
@@ -21,15 +20,16 @@ def lifecycle(ns: Namespace) -> dict[str, list[Record]]:
     """Every lifecycle event so far, bookings', trips' and waiting-list entries', by event
     id (a re-emitted event appears twice)."""
     events: dict[str, list[Record]] = defaultdict(list)
-    for name in (*topics.LIFECYCLE, topics.TRIP_UPDATED, *topics.WAITLIST):
-        for message in read_topic(ns.topic(name)):
+    topics = ns.topics
+    for name in (*topics.lifecycle, topics.trip_updated, *topics.waitlist):
+        for message in read_topic(name):
             events[as_json(message)["eventId"]].append(message)
     return events
 
 
 def replies_by_command(ns: Namespace) -> dict[str, list[bytes]]:
     replies: dict[str, list[bytes]] = defaultdict(list)
-    for message in read_topic(ns.topic(topics.REPLIES)):
+    for message in read_topic(ns.topics.replies):
         replies[message.key.decode()].append(message.value)
     return replies
 
@@ -39,7 +39,7 @@ def committed_offsets(ns: Namespace) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap(), "group.id": ns.worker_id,
                          "enable.auto.commit": False})
     try:
-        wanted = [TopicPartition(ns.topic(topics.COMMANDS), p) for p in range(PARTITIONS)]
+        wanted = [TopicPartition(ns.topics.commands, p) for p in range(PARTITIONS)]
         return {tp.partition: max(tp.offset, 0) for tp in consumer.committed(wanted, timeout=10)}
     finally:
         consumer.close()

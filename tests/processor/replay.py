@@ -7,7 +7,6 @@ import orjson
 
 from app.config import Settings
 from app.tables.trips import HOLD_DUE, TRIP_STATE
-from app.wire import topics
 from app.worker.batch import InMemory
 from tests.processor.namespace import Namespace
 from tests.processor.reading import changelog, committed_offsets, lifecycle, replies_by_command
@@ -27,8 +26,8 @@ class Replayed:
 
 def replay(ns: Namespace, partition: int, end: int) -> Replayed:
     """A partition's command log up to `end`, record by record, into a fresh processor."""
-    replayed = Replayed(InMemory(settings_policy(ns)))
-    for record in read_topic(ns.topic(topics.COMMANDS), [partition]):
+    replayed = Replayed(InMemory(settings_policy(ns), topics=ns.topics))
+    for record in read_topic(ns.topics.commands, [partition]):
         if record.offset >= end:
             break
         replayed.processor.process(record, replayed.send)
@@ -51,7 +50,7 @@ def settle(ns: Namespace, timeout_s: float = 120) -> None:
     settler = ns.start_worker("settler", ns.workdir / "settler-data", TICK_INTERVAL_SECONDS="86400")
     try:
         def caught_up() -> bool:
-            ends = {m.partition: m.offset + 1 for m in last_records(ns.topic(topics.COMMANDS))}
+            ends = {m.partition: m.offset + 1 for m in last_records(ns.topics.commands)}
             committed = committed_offsets(ns)
             return all(committed.get(p, 0) >= end for p, end in ends.items())
         wait_for("the settling worker to commit the whole log", caught_up, timeout_s)
@@ -74,12 +73,12 @@ def assert_replay_matches(ns: Namespace) -> int:
         for table in (TRIP_STATE, HOLD_DUE):
             assert replayed.processor.table(table, partition) == changelog(ns, table, partition), \
                 f"{table} differs on {partition}"
-        # The replay runs un-namespaced: its events go to the plain topic names, its
-        # replies where the commands' headers say.
+        # The replay sends to the namespace's topics, its replies where the commands'
+        # headers say.
         for topic, key, value in replayed.sent:
-            if topic == ns.topic(topics.REPLIES):
+            if topic == ns.topics.replies:
                 assert set(live_replies[key.decode()]) == {value}, f"reply to {key!r} differs"
-            elif topic != topics.DEAD_LETTERS:
+            elif topic != ns.topics.dead_letters:
                 replayed_events[orjson.loads(value)["eventId"]] = value
         records += replayed.records
     assert {k: {v} for k, v in replayed_events.items()} == live_events

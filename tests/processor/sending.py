@@ -10,7 +10,7 @@ import orjson
 from confluent_kafka import Producer
 
 from app.client import BookingClient, ReplyTimeout
-from app.wire import topics
+from app.wire.topics import REPLY_PARTITION, REPLY_TO
 from tests.processor.commands import on_trip, rider, trip_key
 from tests.processor.namespace import Namespace
 from tests.support.kafka import bootstrap
@@ -44,11 +44,11 @@ def queue_behind(ns: Namespace, partitions: list[int], count: int, reply_partiti
                          # Batches of a busy gateway's size at most: a fetch returns at
                          # least one whole batch, whatever its byte limit says.
                          "batch.size": 16384})
-    headers = [(topics.REPLY_TO, ns.topic(topics.REPLIES).encode()),
-               (topics.REPLY_PARTITION, str(reply_partition).encode())]
+    headers = [(REPLY_TO, ns.topics.replies.encode()),
+               (REPLY_PARTITION, str(reply_partition).encode())]
     for n in range(count):
         query = on_trip("query_availability", f"W{n:09d}", rider("auditor"))
-        producer.produce(ns.topic(topics.COMMANDS), key=trip_key(query["routeId"]), value=orjson.dumps(query),
+        producer.produce(ns.topics.commands, key=trip_key(query["routeId"]), value=orjson.dumps(query),
                          headers=headers, partition=partitions[n % len(partitions)])
         producer.poll(0)
     assert producer.flush(30) == 0

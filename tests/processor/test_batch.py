@@ -19,7 +19,7 @@ from app.worker.batch import Batches, BatchFailed, Durable, InMemory, Output, Po
 from app.worker.ticks import tick_value
 from app.worker.processor import Record
 from app.domain.trip import MS_PER_MINUTE
-from app.wire import topics
+from app.wire.topics import CONTRACT, REPLY_TO, TICK_KEY
 from app.tables.partition import Partition
 from app.tables.store import TripStore
 from app.tables.trips import HOLD_DUE, TRIP_STATE
@@ -63,15 +63,15 @@ def recorded_log(seed: int, commands: int) -> list[Record]:
     unanswered: list[tuple[str, dict, int]] = []  # every third offer: accepted late, if ever
 
     def put(partition: int, key: bytes, value: bytes, headers: dict | None = None) -> list:
-        record = Record(topics.COMMANDS, partition, offsets[partition], now, key, value,
-                        {topics.REPLY_TO: b"replies"} if headers is None else headers)
+        record = Record(CONTRACT.commands, partition, offsets[partition], now, key, value,
+                        {REPLY_TO: b"replies"} if headers is None else headers)
         offsets[partition] += 1
         records.append(record)
         before = len(sent)
         log.process(record, lambda topic, k, v, p, h: sent.append((topic, k, v)))
         log.flush()
         for topic, _, value in sent[before:]:
-            if topic == topics.WAITLIST_OFFERED:
+            if topic == CONTRACT.waitlist_offered:
                 entry = orjson.loads(value)["entry"]
                 if len(offered) % 3 == 2:
                     unanswered.append((entry["routeId"], entry, len(records)))
@@ -81,7 +81,7 @@ def recorded_log(seed: int, commands: int) -> list[Record]:
 
     def command(document: dict, route: str) -> dict:
         replies = [orjson.loads(v) for topic, _, v in put(PARTITIONS[route], trip_key(route), orjson.dumps(document))
-                   if topic == topics.REPLIES or topic == "replies"]
+                   if topic == CONTRACT.replies or topic == "replies"]
         return replies[-1] if replies else {}
 
     for route in ROUTES:
@@ -94,7 +94,7 @@ def recorded_log(seed: int, commands: int) -> list[Record]:
         if roll < 0.05 and documents:
             document, route = rng.choice(documents[-200:])  # re-sent: the same command id
         elif roll < 0.09:
-            put(n % 2, topics.TICK_KEY, tick_value(now), {})
+            put(n % 2, TICK_KEY, tick_value(now), {})
             continue
         elif roll < 0.11:
             put(PARTITIONS[route], trip_key(route), b'{"type": "teleport"}')  # a dead letter
@@ -179,14 +179,14 @@ def records() -> list[Record]:
 def test_the_recorded_log_has_what_it_claims(records):
     sent, tables = handled_in_batches(records, [1] * len(records))
     kinds = Counter(topic for topic, *_ in sent)
-    assert kinds[topics.EXPIRED] > 100 and kinds[topics.CONFIRMED] > 50 and kinds[topics.REFUNDED] > 50
-    assert kinds[topics.REFUND_REQUIRED] > 0 and kinds[topics.DEAD_LETTERS] > 20 and kinds[topics.CANCELLED] > 20
+    assert kinds[CONTRACT.expired] > 100 and kinds[CONTRACT.confirmed] > 50 and kinds[CONTRACT.refunded] > 50
+    assert kinds[CONTRACT.refund_required] > 0 and kinds[CONTRACT.dead_letters] > 20 and kinds[CONTRACT.cancelled] > 20
     replies = [orjson.loads(value) for topic, _, value, *_ in sent if topic == "replies"]
     codes = Counter(reply["code"] for reply in replies)
     assert codes["seats_unavailable"] > 100 and codes["booking_not_found"] > 50 and codes["hold_expired"] > 0
-    assert kinds[topics.WAITLIST_OFFERED] > 50 and kinds[topics.WAITLIST_ACCEPTED] > 20
-    assert kinds[topics.WAITLIST_OFFER_EXPIRED] > 10 and kinds[topics.WAITLIST_LEFT] > 0
-    assert kinds[topics.WAITLIST_CANCELLED] > 0 and codes["offer_expired"] > 0 and codes["seat_unavailable"] > 0
+    assert kinds[CONTRACT.waitlist_offered] > 50 and kinds[CONTRACT.waitlist_accepted] > 20
+    assert kinds[CONTRACT.waitlist_offer_expired] > 10 and kinds[CONTRACT.waitlist_left] > 0
+    assert kinds[CONTRACT.waitlist_cancelled] > 0 and codes["offer_expired"] > 0 and codes["seat_unavailable"] > 0
     assert {TRIP_STATE, HOLD_DUE} == {name for name, _ in tables}
 
 
@@ -255,8 +255,11 @@ class InOrder:
 
 def batches_over(broker: Broker) -> tuple[Batches, Positions]:
     tables: dict = {}
-    processor = Processor(TripStore(10), POLICY, lambda n: Partition.over(n, tables.setdefault((TRIP_STATE, n), {}),
-                                                                          tables.setdefault((HOLD_DUE, n), {})))
+    def open_partition(number: int) -> Partition:
+        return Partition.over(number, tables.setdefault((TRIP_STATE, number), {}),
+                              tables.setdefault((HOLD_DUE, number), {}))
+
+    processor = Processor(TripStore(10), POLICY, CONTRACT, open_partition)
     positions = Positions()
     changelogs = {TRIP_STATE: "trip-state-changelog", HOLD_DUE: "hold-due-changelog"}
     return Batches(processor, InOrder(), Durable(broker, changelogs, broker), positions), positions
@@ -272,8 +275,8 @@ async def run_acknowledging(broker: Broker, batches: Batches, records: list[Reco
 
 def a_batch() -> list[Record]:
     documents = [publish_trip("RZ"), create_booking("RZ", "rider-1", 2), create_booking("RZ", "rider-2")]
-    return [Record(topics.COMMANDS, 1, offset, T0 + offset, trip_key("RZ"), orjson.dumps(document),
-                   {topics.REPLY_TO: b"replies"}) for offset, document in enumerate(documents)]
+    return [Record(CONTRACT.commands, 1, offset, T0 + offset, trip_key("RZ"), orjson.dumps(document),
+                   {REPLY_TO: b"replies"}) for offset, document in enumerate(documents)]
 
 
 def test_a_batch_is_in_the_changelog_then_the_local_store_then_its_outputs_go_out():
@@ -288,7 +291,7 @@ def test_a_batch_is_in_the_changelog_then_the_local_store_then_its_outputs_go_ou
     assert max(changelog) < min(local) < max(local) < min(outputs), happened
     assert sum(what == "sent" and topic == "replies" for what, topic in happened) == 3
     assert sum(what == "acked" for what, _ in happened) == sum(what == "sent" for what, _ in happened)
-    assert positions.take() == {(topics.COMMANDS, 1): 3}
+    assert positions.take() == {(CONTRACT.commands, 1): 3}
 
 
 @pytest.mark.parametrize("failing", ["trip-state-changelog", "replies"])
@@ -315,19 +318,19 @@ def test_positions_move_on_only_after_every_output_is_acknowledged():
         assert positions.take() == {} and not running.done()
         broker.acknowledge_all()  # the replies and events
         await running
-        assert positions.take() == {(topics.COMMANDS, 1): 3}
+        assert positions.take() == {(CONTRACT.commands, 1): 3}
 
     asyncio.run(scenario())
 
 
 def test_holds_expire_in_a_batch_as_one_at_a_time():
     """Ticks and commands of many trips in one batch: the expiries are the same records."""
-    log = [Record(topics.COMMANDS, 0, 0, T0, trip_key("RY"), orjson.dumps(publish_trip("RY")), {})]
+    log = [Record(CONTRACT.commands, 0, 0, T0, trip_key("RY"), orjson.dumps(publish_trip("RY")), {})]
     for n in range(1, 4):
-        log.append(Record(topics.COMMANDS, 0, n, T0 + n, trip_key("RY"),
+        log.append(Record(CONTRACT.commands, 0, n, T0 + n, trip_key("RY"),
                           orjson.dumps(create_booking("RY", f"rider-{n}")), {}))
-    log.append(Record(topics.COMMANDS, 0, 4, T0 + 11 * MS_PER_MINUTE, topics.TICK_KEY,
+    log.append(Record(CONTRACT.commands, 0, 4, T0 + 11 * MS_PER_MINUTE, TICK_KEY,
                       tick_value(T0 + 11 * MS_PER_MINUTE), {}))
     one, batched = handled_in_batches(log, [1] * 5), handled_in_batches(log, [5])
     assert one == batched
-    assert sum(topic == topics.EXPIRED for topic, *_ in batched[0]) == 3
+    assert sum(topic == CONTRACT.expired for topic, *_ in batched[0]) == 3

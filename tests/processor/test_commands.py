@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.wire import topics
+from app.wire.topics import CONTRACT, REPLAYED, REPLY_PARTITION, REPLY_TO, TICK_KEY
 from tests.processor.commands import (
     DRIVER,
     PAYMENTS,
@@ -85,8 +85,8 @@ def test_a_booking_lives_through_every_command_type(ns: Namespace) -> None:
 
     events = wait_for("five lifecycle events", lambda: at_least(5, events_of(ns, booking["id"])))
     assert [(e["type"], e["version"]) for e in events] == [
-        (topics.CREATED, 1), (topics.PAYMENT_INITIATED, 2), (topics.CONFIRMED, 4),
-        (topics.CHECKED_IN, 5), (topics.COMPLETED, 6)]
+        (CONTRACT.created, 1), (CONTRACT.payment_initiated, 2), (CONTRACT.confirmed, 4),
+        (CONTRACT.checked_in, 5), (CONTRACT.completed, 6)]
     for event in events:
         assert event["eventId"] == f"{booking['id']}:{event['version']}"
         assert event["booking"]["version"] == event["version"] and event["booking"]["id"] == booking["id"]
@@ -118,7 +118,7 @@ def test_failed_payment_cancel_refund_expire_and_trip_cancel(ns: Namespace) -> N
     stranger = send(ns, on_booking("check_in", live["id"], rider("rider-2")))
     assert (stranger["ok"], stranger["code"]) == (False, "forbidden")
     assert wait_for("the trip's cancel event", lambda: [
-        e for e in events_of(ns, live["id"]) if e["type"] == topics.CANCELLED])
+        e for e in events_of(ns, live["id"]) if e["type"] == CONTRACT.cancelled])
 
 
 def test_a_duplicate_gets_the_identical_reply_and_re_emits_identical_events(ns: Namespace) -> None:
@@ -132,7 +132,7 @@ def test_a_duplicate_gets_the_identical_reply_and_re_emits_identical_events(ns: 
     replies = replies_by_command(ns)
     assert len(replies[command["commandId"]]) == 2 and len(set(replies[command["commandId"]])) == 1
     assert len(replies[rejected["commandId"]]) == 2 and len(set(replies[rejected["commandId"]])) == 1
-    assert again.pop(topics.REPLAYED) is True and topics.REPLAYED not in first  # the reply's header says so
+    assert again.pop(REPLAYED) is True and REPLAYED not in first  # the reply's header says so
     assert first == again
     created = wait_for("the event twice", lambda: at_least(2, lifecycle(ns)[f"{booking_id}:1"]))
     assert created[0].value == created[1].value
@@ -150,7 +150,7 @@ MALFORMED = [
     (b"R1:2030-01-01", b'{"type": "create_booking", "commandId": "m-missing"}', "invalid_command", True),
     (b"R2:2030-01-01", b'{"type": "expire_holds", "commandId": "m-key", "actor": {"userId": "u", "role": '
                        b'"SERVICE"}, "routeId": "R1", "travelDate": "2030-01-01"}', "wrong_key", True),
-    (topics.TICK_KEY, b'{"type": "tick"}', "invalid_command", False),
+    (TICK_KEY, b'{"type": "tick"}', "invalid_command", False),
     # Text the read model could not store is refused here too, not only over HTTP.
     (b"R1:2030-01-01", b'{"type": "cancel_booking", "commandId": "m-nul", "actor": {"userId": "u", "role": "RIDER"}, '
                        b'"bookingId": "R1.20300101.AAAAAAAAAAAAAAAA", "reason": "My plans changed\\u0000, sorry"}',
@@ -163,18 +163,18 @@ MALFORMED = [
 
 def test_malformed_records_go_to_dead_letters_with_bytes_headers_and_reason(ns: Namespace) -> None:
     marker = uuid.uuid4().hex
-    headers = {topics.REPLY_TO: ns.topic(topics.REPLIES).encode(), topics.REPLY_PARTITION: b"0",
+    headers = {REPLY_TO: ns.topics.replies.encode(), REPLY_PARTITION: b"0",
                "x-test": marker.encode()}
     for key, value, _, _ in MALFORMED:
-        produce_raw(ns.topic(topics.COMMANDS), key, value, headers)
+        produce_raw(ns.topics.commands, key, value, headers)
     assert send(ns, on_trip("query_availability", "R1"))["code"] == "trip_not_found", "the worker carries on"
 
-    letters = [m for m in read_topic(ns.topic(topics.DEAD_LETTERS)) if m.headers.get("x-test") == marker.encode()]
+    letters = [m for m in read_topic(ns.topics.dead_letters) if m.headers.get("x-test") == marker.encode()]
     assert sorted((m.key, m.value, m.headers["dlq-code"].decode()) for m in letters) == sorted(
         (key, value, code) for key, value, code, _ in MALFORMED)
     for letter in letters:
-        assert letter.headers["dlq-reason"] and letter.headers["dlq-topic"] == ns.topic(topics.COMMANDS).encode()
-        assert letter.headers[topics.REPLY_TO] == headers[topics.REPLY_TO]
+        assert letter.headers["dlq-reason"] and letter.headers["dlq-topic"] == ns.topics.commands.encode()
+        assert letter.headers[REPLY_TO] == headers[REPLY_TO]
     replies = replies_by_command(ns)
     for _, value, code, answered in MALFORMED:
         if answered:
@@ -189,7 +189,7 @@ def test_a_hold_expires_by_tick_frees_its_seats_and_refuses_a_late_payment(ns: N
     assert send(ns, create_booking(route, "rider-2"))["code"] == "seats_unavailable"
 
     expired = wait_for("booking.expired", lambda: [e for e in events_of(ns, booking["id"])
-                                                   if e["type"] == topics.EXPIRED], timeout_s=90, every_s=1)
+                                                   if e["type"] == CONTRACT.expired], timeout_s=90, every_s=1)
     event = expired[0]
     assert event["booking"]["status"] == "EXPIRED" and event["eventId"] == f"{booking['id']}:2"
     late_by_ms = iso_ms(event["occurredAt"]) - iso_ms(booking["expiresAt"])
@@ -201,7 +201,7 @@ def test_a_hold_expires_by_tick_frees_its_seats_and_refuses_a_late_payment(ns: N
                                amount=booking["totalPrice"]))
     assert (late["ok"], late["code"]) == (False, "hold_expired")
     refund = wait_for("booking.refund_required", lambda: [e for e in events_of(ns, booking["id"])
-                                                           if e["type"] == topics.REFUND_REQUIRED])[0]
+                                                           if e["type"] == CONTRACT.refund_required])[0]
     assert (refund["paymentId"], refund["amount"], refund["reason"]) == ("pay-late", booking["totalPrice"],
                                                                          "hold_expired")
     assert send(ns, create_booking(route, "rider-2"))["booking"]["seatNumbers"] == [1]

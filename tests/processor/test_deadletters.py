@@ -15,7 +15,6 @@ import orjson
 import pytest
 
 from app.config import ROOT
-from app.wire import topics
 from tests.processor.commands import create_booking, on_trip, publish_trip, trip_key
 from tests.processor.namespace import Namespace, worker_namespace
 from tests.processor.reading import replies_by_command
@@ -49,13 +48,13 @@ def test_a_dead_letter_is_listed_refused_as_is_then_replayed_fixed_once(ns: Name
     assert answers(ns, publish_trip(route, capacity=4))[0]["ok"]
     booking = create_booking(route, "rider-d", seats=2)
     broken = {key: value for key, value in booking.items() if key != "seatsBooked"}
-    produce_raw(ns.topic(topics.COMMANDS), trip_key(route), orjson.dumps(broken), {"trace-id": b"t-1"})
+    produce_raw(ns.topics.commands, trip_key(route), orjson.dumps(broken), {"trace-id": b"t-1"})
 
     def ours() -> list[dict[str, Any]]:
         return [letter for letter in listed(ns) if letter["key"] == trip_key(route).decode()]
     [letter] = wait_for("the dead letter listed", ours, timeout_s=60)
     assert letter["code"] == "invalid_command" and "seatsBooked" in letter["reason"]
-    assert letter["origin"].startswith(ns.topic(topics.COMMANDS) + "[") and letter["replayed"] is None
+    assert letter["origin"].startswith(ns.topics.commands + "[") and letter["replayed"] is None
     place = letter["deadLetter"]
 
     as_is = tool(ns, "replay", place)

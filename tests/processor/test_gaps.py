@@ -10,11 +10,11 @@ from confluent_kafka import Consumer, TopicPartition
 from app.worker.ordering import BrokerLog, ContiguousCommands
 from app.worker.processor import Record
 from app.config import get_settings
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from tests.processor.namespace import Namespace
 from tests.support.kafka import produce_raw
 
-TOPIC = topics.COMMANDS
+TOPIC = CONTRACT.commands
 
 
 def record(offset: int, partition: int = 0) -> Record:
@@ -102,7 +102,7 @@ def test_partitions_are_followed_apart_and_a_forgotten_one_starts_at_its_committ
 @pytest.mark.integration
 def test_the_broker_log_returns_a_range_of_a_partition_as_the_agent_would_see_it(tmp_path: Path) -> None:
     ns = Namespace(tmp_path, {})
-    topic = ns.topic(topics.COMMANDS)
+    topic = ns.topics.commands
     for n in range(10):
         produce_raw(topic, b"trip-key", f"command {n}".encode(), {"reply-to": f"r{n}".encode()}, partition=2)
     read = BrokerLog(get_settings()).read_range(topic, 2, 3, 7)
@@ -114,7 +114,7 @@ def test_the_broker_log_returns_a_range_of_a_partition_as_the_agent_would_see_it
 @pytest.mark.integration
 def test_the_broker_log_starts_a_partition_where_the_worker_group_committed_or_at_its_beginning(tmp_path) -> None:
     ns = Namespace(tmp_path, {})
-    topic = ns.topic(topics.COMMANDS)
+    topic = ns.topics.commands
     for n in range(6):
         produce_raw(topic, b"trip-key", f"command {n}".encode(), {}, partition=1)
     settings = get_settings().model_copy(update={"worker_id": f"gaps-{tmp_path.name}"})

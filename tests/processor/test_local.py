@@ -111,7 +111,7 @@ def test_the_worker_s_commits_take_faust_s_acknowledgements_with_them(tmp_path: 
 @pytest.mark.integration
 def test_a_changelog_is_loaded_in_bulk_as_faust_s_replay_would_leave_it(tmp_path: Path) -> None:
     ns = Namespace(tmp_path, {})
-    topic = ns.topic("bulk-changelog")
+    topic = ns.topics.named("bulk-changelog")
     from app.transport.admin import ensure_topics
     from confluent_kafka.admin import NewTopic
 
@@ -142,7 +142,7 @@ def test_a_changelog_is_loaded_in_bulk_as_faust_s_replay_would_leave_it(tmp_path
 def test_records_go_out_a_batch_per_partition_in_order_with_the_offset_of_each_partition_s_last(
         tmp_path: Path) -> None:
     ns = Namespace(tmp_path, {})
-    topic = ns.topic("batched-out")
+    topic = ns.topics.named("batched-out")
     from confluent_kafka.admin import NewTopic
 
     from app.transport.admin import ensure_topics

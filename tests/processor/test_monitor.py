@@ -12,7 +12,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.wire import topics
 from devstack.processes import Service
 from tests.processor.commands import create_booking, on_trip, publish_trip, trip_key
 from tests.processor.namespace import Namespace, PARTITIONS, worker_namespace
@@ -79,7 +78,7 @@ def test_health_metrics_and_a_load_from_the_changelogs_are_reported(ns: Namespac
                                               on_trip("query_availability", "nowhere-" + route))
     assert published["ok"] and created["ok"] and unknown["code"] == "trip_not_found"
     assert again == {**created, "replayed": True}  # the duplicate's reply, marked as a replay
-    produce_raw(ns.topic(topics.COMMANDS), trip_key(route), b"{not json", {})
+    produce_raw(ns.topics.commands, trip_key(route), b"{not json", {})
     answers(ns, on_trip("query_availability", route))  # handled after the malformed record: it was counted
 
     found = wait_for("a snapshot of the worker ready", lambda: snapshot_where(url, "openride_worker_ready"))
@@ -103,7 +102,7 @@ def test_health_metrics_and_a_load_from_the_changelogs_are_reported(ns: Namespac
         found = {labels: v for (name, labels), v in samples(url).items() if name == "openride_worker_lag"}
         return found if len(found) == PARTITIONS else None
     per_partition = wait_for("a lag for every partition", lag, timeout_s=60)
-    assert {dict(labels)["topic"] for labels in per_partition} == {ns.topic(topics.COMMANDS)}
+    assert {dict(labels)["topic"] for labels in per_partition} == {ns.topics.commands}
     assert all(v >= 0 for v in per_partition.values())
 
     length = len(worker.log_path.read_text(errors="replace"))

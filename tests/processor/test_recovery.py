@@ -24,7 +24,6 @@ from app.worker.processor import Record
 from app.worker.batch import EXIT_BATCH_FAILED
 from app.client import BookingClient
 from app.config import get_settings
-from app.wire import topics
 from app.tables.trips import HOLD_DUE, TRIP_STATE
 from devstack.processes import Service
 from tests.processor.commands import booking_stream, create_booking, on_trip, publish_trip, rider, trip_key
@@ -197,11 +196,11 @@ def test_a_partition_with_nothing_waiting_is_answered_while_the_others_catch_up(
 
     asyncio.run(publish())
     worker.stop()
-    quiet = next(record.partition for record in read_topic(ns.topic(topics.COMMANDS))
+    quiet = next(record.partition for record in read_topic(ns.topics.commands)
                  if record.key == trip_key(route))
     queue_behind(ns, [p for p in range(PARTITIONS) if p != quiet], WAITING, reply_partition=1)
     replies = Consumer({"bootstrap.servers": get_settings().kafka_bootstrap, "group.id": f"w-{uuid.uuid4()}"})
-    waiting_replies = TopicPartition(ns.topic(topics.REPLIES), 1)
+    waiting_replies = TopicPartition(ns.topics.replies, 1)
 
     def answered_from_backlog() -> int:
         return replies.get_watermark_offsets(waiting_replies, timeout=10)[1]
@@ -287,9 +286,9 @@ def test_a_batch_the_changelog_refuses_stops_the_worker_and_nothing_of_it_counts
             await asyncio.to_thread(worker.process.wait, 60)
             assert worker.process.returncode == EXIT_BATCH_FAILED
             assert not answer.done() and booking["commandId"] not in replies_by_command(ns)
-            offset = next(r.offset for r in read_topic(ns.topic(topics.COMMANDS)) if as_json(r)["commandId"] ==
+            offset = next(r.offset for r in read_topic(ns.topics.commands) if as_json(r)["commandId"] ==
                           booking["commandId"])
-            partition = next(r.partition for r in read_topic(ns.topic(topics.COMMANDS)) if as_json(r)["commandId"] ==
+            partition = next(r.partition for r in read_topic(ns.topics.commands) if as_json(r)["commandId"] ==
                              booking["commandId"])
             assert committed_offsets(ns)[partition] <= offset
             await asyncio.to_thread(limit_messages, changelog, 1024 * 1024)

@@ -9,7 +9,7 @@ from jsonschema import Draft202012Validator
 
 from app.worker.ticks import tick_value
 from app.domain.trip import MS_PER_MINUTE
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from app.wire.contract import BookingSnapshot, EntrySnapshot
 from tools.write_schemas import SCHEMAS, stale
 from tests.processor.commands import (
@@ -92,11 +92,11 @@ def test_every_command_reply_and_event_validates_against_its_schema() -> None:
         document = orjson.loads(value)
         if topic == "replies":
             validator("replies/reply.json").validate(document)
-        elif topic != topics.DEAD_LETTERS:
+        elif topic != CONTRACT.dead_letters:
             validator(f"events/{document['type']}.json").validate(document)
             assert document["eventId"] and (document.get("version") or document["type"] == "booking.refund_required")
-        seen.add(topic if topic in ("replies", topics.DEAD_LETTERS) else document["type"])
-    assert seen == {"replies", topics.DEAD_LETTERS, topics.TRIP_UPDATED, *topics.LIFECYCLE, *topics.WAITLIST}
+        seen.add(topic if topic in ("replies", CONTRACT.dead_letters) else document["type"])
+    assert seen == {"replies", CONTRACT.dead_letters, CONTRACT.trip_updated, *CONTRACT.lifecycle, *CONTRACT.waitlist}
     validator("commands/tick.json").validate(orjson.loads(tick_value(T0)))
 
 
@@ -110,7 +110,7 @@ def test_snapshots_carry_their_contracts_keys_in_its_order() -> None:
     """The read side renders keys in the contract's order (sinks.schema): the processor's
     snapshots must too, so a booking reads the same from an event and from the gateway."""
     _, log = conversation()
-    documents = [orjson.loads(value) for topic, _, value in log.sent if topic != topics.DEAD_LETTERS]
+    documents = [orjson.loads(value) for topic, _, value in log.sent if topic != CONTRACT.dead_letters]
     bookings = [document["booking"] for document in documents if document.get("booking")]
     entries = [document["entry"] for document in documents if document.get("entry")]
     assert bookings and entries

@@ -6,7 +6,7 @@ import orjson
 
 from app.worker.ticks import tick_value
 from app.domain.trip import MS_PER_MINUTE
-from app.wire import topics
+from app.wire.topics import CONTRACT, TICK_KEY
 from app.tables.partition import decode_index, index_key
 from tests.processor.commands import (
     PAYMENTS,
@@ -29,7 +29,7 @@ def index_of(log: Log):
 
 
 def expired_events(sent: list) -> list[dict]:
-    return [orjson.loads(v) for topic, _, v in sent if topic == topics.EXPIRED]
+    return [orjson.loads(v) for topic, _, v in sent if topic == CONTRACT.expired]
 
 
 def test_a_tick_expires_a_hold_once_its_time_is_up_and_not_before() -> None:
@@ -81,7 +81,7 @@ def test_an_idle_partition_tick_writes_nothing_and_a_bad_tick_is_a_dead_letter()
     log = Log()
     assert log.tick(T0) == [] and log.due == {}
     sent = log.tick(T0, b'{"type": "tick"}')
-    assert [(topic, key) for topic, key, _ in sent] == [(topics.DEAD_LETTERS, topics.TICK_KEY)]
+    assert [(topic, key) for topic, key, _ in sent] == [(CONTRACT.dead_letters, TICK_KEY)]
 
 
 def test_many_trips_on_a_partition_expire_in_trip_key_order() -> None:

@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from app.config import get_settings
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from sinks.events import SUBSCRIBED
 from sinks.migrate import migrate
 from tests.sink import support
@@ -48,7 +48,7 @@ def kafka_topics() -> None:
     except Exception as error:  # noqa: BLE001 - any failure here means no broker
         pytest.fail(f"Kafka not reachable at {support.bootstrap()} (scripts/kafka.sh start): {error}")
     partitions = get_settings().event_partitions
-    missing = [NewTopic(t, partitions, 1) for t in (*SUBSCRIBED, topics.DEAD_LETTERS) if t not in existing]
+    missing = [NewTopic(t, partitions, 1) for t in (*SUBSCRIBED, CONTRACT.dead_letters) if t not in existing]
     for topic, future in admin.create_topics(missing).items() if missing else ():
         try:
             future.result(30)

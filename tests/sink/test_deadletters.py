@@ -4,6 +4,7 @@ so that one tool and one dashboard read both. Pure: no Kafka, no Postgres."""
 from confluent_kafka import Message
 
 from app.wire import deadletters
+from app.wire.topics import CONTRACT
 from app.worker.processor import Record, dead_letter
 from sinks.deadletters import DeadLetter
 
@@ -11,7 +12,7 @@ from sinks.deadletters import DeadLetter
 def worker_headers(reason: str) -> list[tuple[str, bytes]]:
     sent = []
     record = Record("booking.commands", 3, 42, 0, b"key", b"not json", {"trace-id": b"t-1"})
-    dead_letter(record, lambda *output: sent.append(output), "invalid_json", reason)
+    dead_letter(record, lambda *output: sent.append(output), "invalid_json", reason, CONTRACT)
     [(_, _, _, _, headers)] = sent  # not a command: no error reply
     return list(headers.items())
 

@@ -4,7 +4,7 @@ Postgres, so these are not integration tests."""
 import orjson
 import pytest
 
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from sinks.events import Batch, parse_record
 from sinks.schema import BOOKING_FIELDS, ENTRY_FIELDS, Invalid
 from tests.support.scenario import every_kind_of_booking, unique_prefix, waiting_list
@@ -20,7 +20,7 @@ def first(log, topic: str) -> dict:
 
 
 def test_the_mapping_covers_every_snapshot_field_in_order(log):
-    snapshot = first(log, topics.CONFIRMED)["booking"]
+    snapshot = first(log, CONTRACT.confirmed)["booking"]
     assert [f.key for f in BOOKING_FIELDS] == list(snapshot)
 
 
@@ -30,8 +30,8 @@ def test_every_genuine_record_parses(log):
 
 
 def test_history_rows_carry_the_versions_they_produced(log):
-    confirmed = first(log, topics.CONFIRMED)  # PAID and CONFIRMED in one event
-    rows = parse_record(topics.CONFIRMED, orjson.dumps(confirmed)).history
+    confirmed = first(log, CONTRACT.confirmed)  # PAID and CONFIRMED in one event
+    rows = parse_record(CONTRACT.confirmed, orjson.dumps(confirmed)).history
     assert [(r[1], r[3], r[4], r[5]) for r in rows] == [
         (0, 3, "PAYMENT_INITIATED", "PAID"), (1, 4, "PAID", "CONFIRMED")]
 
@@ -77,43 +77,43 @@ def corrupt(event: dict, path: tuple, value) -> bytes:
     (("transitions",), [{"from": "HELD"}] * 9, "transitions"),
 ])
 def test_records_that_break_the_contract_are_refused(log, path, value, reason):
-    event = first(log, topics.CONFIRMED)
+    event = first(log, CONTRACT.confirmed)
     with pytest.raises(Invalid, match=reason):
-        parse_record(topics.CONFIRMED, corrupt(event, path, value))
+        parse_record(CONTRACT.confirmed, corrupt(event, path, value))
 
 
 @pytest.mark.parametrize("value", [None, b"", b"not json", b"[1, 2]", b'"text"'])
 def test_records_that_are_not_events_are_refused(value):
     with pytest.raises(Invalid):
-        parse_record(topics.CREATED, value)
+        parse_record(CONTRACT.created, value)
 
 
 def test_a_refund_demand_for_an_unknown_booking_writes_nothing(log):
-    event = first(log, topics.REFUND_REQUIRED)
+    event = first(log, CONTRACT.refund_required)
     event["booking"] = None
-    rows = parse_record(topics.REFUND_REQUIRED, orjson.dumps(event))
+    rows = parse_record(CONTRACT.refund_required, orjson.dumps(event))
     assert rows.booking is None and not rows.history and rows.trip is None
 
 
 def test_unknown_snapshot_fields_are_ignored(log):
     """The processor may add a field before the sink stores it."""
-    event = first(log, topics.CREATED)
+    event = first(log, CONTRACT.created)
     event["booking"]["loyaltyPoints"] = 12
-    assert parse_record(topics.CREATED, orjson.dumps(event)).booking is not None
+    assert parse_record(CONTRACT.created, orjson.dumps(event)).booking is not None
 
 
 def test_an_event_cannot_carry_more_moves_than_its_version(log):
-    event = first(log, topics.CONFIRMED)  # two moves, version 4
+    event = first(log, CONTRACT.confirmed)  # two moves, version 4
     event["version"] = event["booking"]["version"] = 1
     with pytest.raises(Invalid, match="more moves"):
-        parse_record(topics.CONFIRMED, orjson.dumps(event))
+        parse_record(CONTRACT.confirmed, orjson.dumps(event))
 
 
 def test_every_problem_is_named_in_the_reason():
     with pytest.raises(Invalid, match="^not JSON"):
-        parse_record(topics.CREATED, b"{not json")
+        parse_record(CONTRACT.created, b"{not json")
     with pytest.raises(Invalid, match="object"):
-        parse_record(topics.CREATED, b"[1, 2]")
+        parse_record(CONTRACT.created, b"[1, 2]")
     with pytest.raises(Invalid, match="unexpected topic"):
         parse_record("some.other.topic", b"{}")
 
@@ -124,11 +124,11 @@ def waitlist_log():
 
 
 def test_the_entry_mapping_covers_every_snapshot_field_in_order(waitlist_log):
-    entry = first(waitlist_log, topics.WAITLIST_OFFERED)["entry"]
+    entry = first(waitlist_log, CONTRACT.waitlist_offered)["entry"]
     assert [f.key for f in ENTRY_FIELDS] == list(entry)
     for topic, _, value in waitlist_log.records:
         parse_record(topic, value)
-    assert {t for t, _, _ in waitlist_log.records} >= set(topics.WAITLIST) - {topics.WAITLIST_CANCELLED}
+    assert {t for t, _, _ in waitlist_log.records} >= set(CONTRACT.waitlist) - {CONTRACT.waitlist_cancelled}
 
 
 @pytest.mark.parametrize(("path", "value", "reason"), [
@@ -140,6 +140,6 @@ def test_the_entry_mapping_covers_every_snapshot_field_in_order(waitlist_log):
     (("transitions", 0, "to"), "CONFIRMED", "to"),
 ])
 def test_waiting_list_records_that_break_the_contract_are_refused(waitlist_log, path, value, reason):
-    event = first(waitlist_log, topics.WAITLIST_OFFERED)
+    event = first(waitlist_log, CONTRACT.waitlist_offered)
     with pytest.raises(Invalid, match=reason):
-        parse_record(topics.WAITLIST_OFFERED, corrupt(event, path, value))
+        parse_record(CONTRACT.waitlist_offered, corrupt(event, path, value))

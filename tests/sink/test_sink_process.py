@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from app.config import get_settings
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from sinks.migrate import migrate
 from tests.sink import support
 from tests.support.scenario import TripLog, every_kind_of_booking, expected_bookings, many_bookings, unique_prefix
@@ -42,7 +42,7 @@ def test_the_sink_starts_where_postgres_says_not_at_the_log_start(database, kafk
     booking_id = log.book("rider-position")
     log.fail_payment(booking_id)
     log.fail_payment(booking_id)
-    first_failure, second_failure = (r for r in log.records if r[0] == topics.PAYMENT_FAILED)
+    first_failure, second_failure = (r for r in log.records if r[0] == CONTRACT.payment_failed)
     support.produce([first_failure])
     support.start_sink_at_log_end(database)
     support.produce([second_failure])
@@ -78,7 +78,7 @@ def test_a_booking_confirmed_before_it_was_created_ends_right(sink_process):
 
 def test_poison_records_are_dead_lettered_and_the_sink_goes_on(sink_process):
     url = sink_process.database_url
-    dead_letter_start = support.log_end_offsets([topics.DEAD_LETTERS])
+    dead_letter_start = support.log_end_offsets([CONTRACT.dead_letters])
     # A record Postgres itself refuses (the parser cannot know): the batch is split to find it.
     with psycopg.connect(url) as conn:
         conn.execute("ALTER TABLE bookings ADD CONSTRAINT test_refused CHECK (rider_id <> 'refused-rider')")
@@ -89,10 +89,10 @@ def test_poison_records_are_dead_lettered_and_the_sink_goes_on(sink_process):
     sink_process.start()
 
     support.produce(log.records)
-    support.produce([(topics.CREATED, poison_key, b"{not json")], headers=[("trace-id", b"abc-123")])
+    support.produce([(CONTRACT.created, poison_key, b"{not json")], headers=[("trace-id", b"abc-123")])
     # Fits the broker, but not the sink's producer once the dead-letter headers are added.
     oversized_key = f"{log.route_id}-oversized"
-    support.produce([(topics.CREATED, oversized_key, b"x" * 1_010_000)], max_bytes=1_040_000)
+    support.produce([(CONTRACT.created, oversized_key, b"x" * 1_010_000)], max_bytes=1_040_000)
     after = log.book("rider-after")
     log.pay(after)
     support.produce(log.records[-3:])
@@ -108,7 +108,7 @@ def test_poison_records_are_dead_lettered_and_the_sink_goes_on(sink_process):
     headers = dict(garbage.headers())
     assert garbage.value() == b"{not json"
     assert headers["trace-id"] == b"abc-123"  # the original headers are kept
-    assert headers["dlq-topic"] == topics.CREATED.encode()
+    assert headers["dlq-topic"] == CONTRACT.created.encode()
     assert headers["dlq-reason"].startswith(b"not JSON") and headers["dlq-code"] == b"invalid_event"
     assert int(headers["dlq-offset"]) >= 0 and int(headers["dlq-partition"]) >= 0
     assert b"refused by Postgres" in dict(by_key[refused].headers())["dlq-reason"]

@@ -9,7 +9,7 @@ import orjson
 import psycopg
 import pytest
 
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from gateway import queries
 from sinks import store
 from sinks.main import build_batch
@@ -80,8 +80,8 @@ def test_a_booking_shows_its_trips_current_driver_whatever_arrives_first(databas
     log = TripLog(unique_prefix("driver"))
     booking_id = log.book("rider-a")
     log.reassign("driver-taken-over")
-    trips = [r for r in log.records if r[0] == topics.TRIP_UPDATED]
-    bookings = [r for r in log.records if r[0] != topics.TRIP_UPDATED]
+    trips = [r for r in log.records if r[0] == CONTRACT.trip_updated]
+    bookings = [r for r in log.records if r[0] != CONTRACT.trip_updated]
     apply(database, trips + bookings if trip_first else bookings + trips, batch_size=1)
     assert support.scalar(database, "SELECT driver_id FROM bookings WHERE id = %s", (booking_id,)) == \
         "driver-taken-over"
@@ -103,14 +103,14 @@ def test_replaying_the_same_events_changes_nothing(database):
 def test_offsets_are_written_with_the_rows(database):
     log = every_kind_of_booking(unique_prefix("offsets"))
     batch, _ = build_batch([FakeMessage(t, k, v, 100 + i, _partition=i % 2) for i, (t, k, v) in
-                            enumerate(log.records)])
+                            enumerate(log.records)], CONTRACT)
     with store.connect(database) as conn:
         store.write_batch(conn, batch)
-        stored = store.stored_offsets(conn, [(topic, p) for topic in topics.LIFECYCLE for p in (0, 1, 2)])
+        stored = store.stored_offsets(conn, [(topic, p) for topic in CONTRACT.lifecycle for p in (0, 1, 2)])
     expected = {}
     for i, (topic, _, _) in enumerate(log.records):
         expected[(topic, i % 2)] = 100 + i + 1
-    expected = {k: v for k, v in expected.items() if k[0] != topics.TRIP_UPDATED}
+    expected = {k: v for k, v in expected.items() if k[0] != CONTRACT.trip_updated}
     assert stored == expected
 
 

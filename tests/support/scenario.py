@@ -29,7 +29,7 @@ from app.domain.handle import Outcome, handle
 from app.domain.policy import Policy
 from app.domain.state import TripState
 from app.domain.trip import Stop, Trip
-from app.wire import topics
+from app.wire.topics import CONTRACT
 from app.wire.outbound import entry_snapshot, lifecycle_events, snapshot
 
 # Fixed times keep the events deterministic; the sink never compares them with the clock.
@@ -243,7 +243,7 @@ def expected_history(records: list[tuple[str, str, bytes]]) -> dict[str, list[di
 
 
 def booking_records(records: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
-    return [r for r in records if r[0] != topics.TRIP_UPDATED]
+    return [r for r in records if r[0] != CONTRACT.trip_updated]
 
 
 def expected_entries(records: list[tuple[str, str, bytes]]) -> dict[str, dict]:

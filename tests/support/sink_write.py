@@ -4,6 +4,7 @@ merge), without Kafka: records are handed over in an order the test chooses."""
 import itertools
 from dataclasses import dataclass
 
+from app.wire.topics import CONTRACT
 from sinks import store
 from sinks.main import build_batch
 
@@ -47,6 +48,6 @@ def apply(url: str, records, batch_size: int = 1000) -> None:
     """Write records in the given order, batch by batch, as the sink would."""
     with store.connect(url) as conn:
         for start in range(0, len(records), batch_size):
-            batch, dead = build_batch(messages(records[start:start + batch_size]))
+            batch, dead = build_batch(messages(records[start:start + batch_size]), CONTRACT)
             assert not dead, [d.reason for d in dead]
             store.write_batch(conn, batch)
