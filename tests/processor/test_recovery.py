@@ -234,8 +234,10 @@ def test_a_second_worker_joins_mid_stream_and_takes_over_from_its_standby_copy_w
                            in_flight=128)
             commands = list(booking_stream(routes, 900, seed=5))
             replies = await stream_with(client, commands[:300], 50, second.start)
+            # Its share loaded, not only its start: "Worker ready" may come before the
+            # rebalance gives it any partition, and the kill would then find no copy.
             await asyncio.to_thread(wait_for, "the second worker to take its share",
-                                    lambda: "Worker ready" in second.log_path.read_text(errors="replace"), 120)
+                                    lambda: bool(loads_per_recovery(second)), 120)
             replies += await stream_with(client, commands[300:600], 50, lambda: None)
             killed = time.monotonic()
             replies += await stream_with(client, commands[600:], 50, first.kill)
