@@ -15,7 +15,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from app.worker.batch import Batches, BatchFailed, Durable, InMemory, Output, Positions, Processor
+from app.worker.batch import Batches, BatchFailed, Durable, InMemory, Positions, Processor
 from app.worker.ticks import tick_value
 from app.worker.processor import Record
 from app.domain.trip import MS_PER_MINUTE

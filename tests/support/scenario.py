@@ -191,7 +191,7 @@ def waiting_list(route_id: str) -> TripLog:
     log.pay(full)
     accepted = log.join("rider-w1")
     left = log.join("rider-w2", to_stop="ibadan")
-    expires = log.join("rider-w3")
+    log.join("rider-w3")  # its offer expires below
     waiting = [log.join("rider-w4", seats=2), log.join("rider-w5", seats=3)]
     log.cancel(full)  # three seats: offered to w1, w2 and w3 (w4 no longer fits)
     log.pay(log.take_offer(accepted))
