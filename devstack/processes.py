@@ -52,6 +52,14 @@ class Service:
 WORKER_ARGV = [sys.executable, "-m", "app.worker", "worker", "-l", "info"]
 
 
+def worker_argv(tree: Path) -> list[str]:
+    """The worker's command line in `tree`; a checkout from before the worker moved to
+    app/worker (benchmarks compare against older revisions) runs `app.agents.worker`."""
+    if (tree / "app" / "worker" / "__main__.py").exists():
+        return WORKER_ARGV
+    return [sys.executable, "-m", "app.agents.worker", "worker", "-l", "info"]
+
+
 def worker_service(name: str, workdir: Path, env: dict[str, str], tree: Path = ROOT) -> Service:
     """A worker process with a data dir of its own (workdir/name) unless env names one.
     Unbuffered, so that a worker killed with SIGKILL leaves its last log lines. `tree`:
@@ -59,4 +67,4 @@ def worker_service(name: str, workdir: Path, env: dict[str, str], tree: Path = R
     first, from the working directory; the virtualenv is this one's)."""
     env = {**os.environ, "WORKER_DATADIR": str(workdir / name), "PYTHONUNBUFFERED": "1", "WORKER_HTTP_PORT": "0",
            **env}
-    return Service(name, WORKER_ARGV, env, workdir / f"{name}.log", tree=tree)
+    return Service(name, worker_argv(tree), env, workdir / f"{name}.log", tree=tree)
