@@ -5,7 +5,7 @@
 -- migration can be recorded): version int primary key, name, checksum, applied_at.
 
 -- One row per booking: every field of the booking snapshot an event carries
--- (app.models.outbound.snapshot, camelCase there, snake_case here), as of the highest
+-- (app.wire.contract.BookingSnapshot, camelCase there, snake_case here), as of the highest
 -- version applied. The sink only ever moves a row forward (version guard), so events
 -- may arrive in any order across the lifecycle topics.
 CREATE TABLE bookings (

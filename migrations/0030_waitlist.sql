@@ -1,6 +1,6 @@
 -- Waiting lists (issue 16): one row per waiting-list entry, from the waitlist.* topics,
 -- as of the highest version applied (the same forward-only version guard as bookings).
--- Columns are the entry snapshot's (app.models.outbound.entry_snapshot), snake_case.
+-- Columns are the entry snapshot's (app.wire.contract.EntrySnapshot), snake_case.
 CREATE TABLE waitlist_entries (
     id                  text        PRIMARY KEY,
     rider_id            text        NOT NULL,
