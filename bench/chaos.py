@@ -432,7 +432,7 @@ async def drive(settings: Settings, stack: Stack, args: argparse.Namespace,
     brokers = asyncio.create_task(chaos.broker_killer(cluster, args, done)) if cluster else None
     watchdog = asyncio.create_task(chaos.restart_exited(done))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_S * 2)) as session:
-        identify = load.jwt_identity(settings.jwt_secret)
+        identify = load.jwt_identity(settings)
         flows = [chaos.kafka_flow(budget) for _ in range(args.kafka_clients)]
         flows += [chaos.http_flow(budget, session, identify) for _ in range(args.http_clients)]
         if args.postgres_outage_s:

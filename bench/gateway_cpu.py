@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
 import orjson
 import psutil
 import uvloop
 
 from app.config import get_settings
 from bench.http1 import Pool
+from bench.load import jwt_identity
 from bench.systems import fresh_database
 from gateway.schemas import BOOKING_EXAMPLE
 from devstack.processes import free_port
@@ -187,13 +187,11 @@ def profiler(pid: int, out: Path) -> subprocess.Popen:
 
 
 def requests_for(pool: Pool, route: str, count: int, users: int, keyed: bool) -> list[bytes]:
-    secret = get_settings().jwt_secret
-    expires = int(time.time()) + 3600
-    tokens = [jwt.encode({"sub": f"rider-{n}", "role": "RIDER", "exp": expires}, secret, algorithm="HS256")
-              for n in range(users)]
+    identify = jwt_identity(get_settings())
+    tokens = [identify(f"rider-{n}") for n in range(users)]
     rendered = []
     for n in range(count):
-        headers = {"Authorization": f"Bearer {tokens[n % users]}", "Content-Type": "application/json"}
+        headers = {**tokens[n % users], "Content-Type": "application/json"}
         if keyed:
             headers["Idempotency-Key"] = uuid.uuid4().hex
         if route == "create":

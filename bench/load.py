@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-import jwt
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -25,6 +24,7 @@ from app.config import Settings
 from app.domain.trip import trip_key
 from app.wire.topics import REPLY_PARTITION, REPLY_TO, Topics
 from bench.http1 import ConnectionLost, Pool
+from gateway.security import mint_token
 from app.transport.bus import next_batch
 from app.transport.clients import command_producer_config, reply_consumer_config
 
@@ -288,13 +288,14 @@ class Http:
         return Result("error", detail=str(status))
 
 
-def jwt_identity(secret: str) -> Callable[[str], dict[str, str]]:
+def jwt_identity(settings: Settings) -> Callable[[str], dict[str, str]]:
+    """A rider's bearer header, minted once per rider as `make token` mints it."""
     tokens: dict[str, dict[str, str]] = {}
-    expires = int(time.time()) + 6 * 3600
 
     def identify(rider: str) -> dict[str, str]:
         if rider not in tokens:
-            token = jwt.encode({"sub": rider, "role": "RIDER", "exp": expires}, secret, algorithm="HS256")
+            token = mint_token(rider, ["RIDER"], 6 * 3600, settings.jwt_algorithm, settings.jwt_secret,
+                               settings.jwt_audience, settings.jwt_issuer)
             tokens[rider] = {"Authorization": f"Bearer {token}"}
         return tokens[rider]
 

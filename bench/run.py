@@ -186,7 +186,7 @@ async def bench(args: argparse.Namespace, stack, baselines: dict[str, Any], lag:
     rates = QUICK_RATES if args.quick else RATES
     direct = load.DirectKafka(settings)
     await direct.start()
-    jwt = load.jwt_identity(settings.jwt_secret)
+    jwt = load.jwt_identity(settings)
     available = {
         "direct": direct,
         "http": load.Http("http", stack.base_url, jwt),
