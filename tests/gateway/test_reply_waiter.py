@@ -20,32 +20,7 @@ from app.transport.bus import (
     choose_reply_partition,
     claim_reply_partition,
 )
-
-
-class FakeMessage:
-    def __init__(self, key: bytes | None, value: bytes, error=None, headers=None):
-        self._key, self._value, self._error, self._headers = key, value, error, headers
-
-    def key(self):
-        return self._key
-
-    def headers(self):
-        return self._headers
-
-    def value(self):
-        return self._value
-
-    def error(self):
-        return self._error
-
-    def topic(self):
-        return "booking.replies"
-
-    def partition(self):
-        return 0
-
-    def offset(self):
-        return 7
+from tests.support.messages import FakeMessage
 
 
 def reply(command_id: str, **fields) -> bytes:
@@ -167,21 +142,12 @@ def test_processes_of_one_host_read_different_reply_partitions(tmp_path, monkeyp
     assert claim_reply_partition(3, "replies", "broker:9092", "host:2")[0] == partition
 
 
-class Undelivered(FakeMessage):
-    def __init__(self, topic: str, value: bytes):
-        super().__init__(b"k", value)
-        self._topic = topic
-
-    def topic(self):
-        return self._topic
-
-
 @in_event_loop
 async def test_a_command_the_producer_gave_up_on_fails_its_request_at_once():
     bus = CommandBus(get_settings(), reply_partition=0)
     bus._loop = asyncio.get_running_loop()
     future = bus._replies.expect("lost")
-    bus._undelivered(KafkaError(KafkaError._MSG_TIMED_OUT), Undelivered(CONTRACT.audit, b"{}"))
-    bus._undelivered(KafkaError(KafkaError._MSG_TIMED_OUT), Undelivered(bus.commands_topic, reply("lost")))
+    bus._undelivered(KafkaError(KafkaError._MSG_TIMED_OUT), FakeMessage(b"k", b"{}", topic=CONTRACT.audit))
+    bus._undelivered(KafkaError(KafkaError._MSG_TIMED_OUT), FakeMessage(b"k", reply("lost"), topic=bus.commands_topic))
     with pytest.raises(KafkaUnavailable):
         await asyncio.wait_for(future, 1)

@@ -14,6 +14,7 @@ from gateway import queries
 from sinks import store
 from sinks.main import build_batch
 from tests.sink import support
+from tests.support.postgres import rows, scalar
 from tests.support.scenario import (
     START,
     TripLog,
@@ -25,12 +26,13 @@ from tests.support.scenario import (
     unique_prefix,
     waiting_list,
 )
-from tests.support.sink_write import FakeMessage, apply
+from tests.support.messages import FakeMessage
+from tests.support.sink_write import apply
 
 pytestmark = pytest.mark.integration
 
 def table_dump(url: str) -> dict[str, list]:
-    return {table: support.rows(url, f"SELECT * FROM {table} ORDER BY 1, 2")
+    return {table: rows(url, f"SELECT * FROM {table} ORDER BY 1, 2")
             for table in ("bookings", "booking_history", "trips", "waitlist_entries")}
 
 
@@ -54,11 +56,11 @@ def test_events_become_rows_with_ordered_history(database):
     assert [(m["version"], m["from"], m["to"]) for m in moves[completed["id"]]] == [
         (1, "PENDING", "HELD"), (2, "HELD", "PAYMENT_INITIATED"), (3, "PAYMENT_INITIATED", "PAID"),
         (4, "PAID", "CONFIRMED"), (5, "CONFIRMED", "CHECKED_IN"), (6, "CHECKED_IN", "COMPLETED")]
-    route_id, travel_date, capacity, status, version, stops = support.rows(
+    route_id, travel_date, capacity, status, version, stops = rows(
         database, "SELECT route_id, travel_date, capacity, status, version, stops FROM trips")[0]
     assert (route_id, capacity, status, version) == (log.route_id, 48, "ACTIVE", 1)
     assert [s["stopId"] for s in stops] == ["lagos", "ibadan", "ilorin"]
-    assert support.scalar(database, "SELECT count(*) FROM bookings") == len(log.final_snapshots())
+    assert scalar(database, "SELECT count(*) FROM bookings") == len(log.final_snapshots())
 
 
 def test_out_of_order_delivery_ends_in_the_same_rows(database):
@@ -83,7 +85,7 @@ def test_a_booking_shows_its_trips_current_driver_whatever_arrives_first(databas
     trips = [r for r in log.records if r[0] == CONTRACT.trip_updated]
     bookings = [r for r in log.records if r[0] != CONTRACT.trip_updated]
     apply(database, trips + bookings if trip_first else bookings + trips, batch_size=1)
-    assert support.scalar(database, "SELECT driver_id FROM bookings WHERE id = %s", (booking_id,)) == \
+    assert scalar(database, "SELECT driver_id FROM bookings WHERE id = %s", (booking_id,)) == \
         "driver-taken-over"
     assert log.final_snapshots()[booking_id]["driverId"] == "driver-taken-over"  # as the processor says
 
@@ -97,12 +99,12 @@ def test_replaying_the_same_events_changes_nothing(database):
 
     assert table_dump(database) == before
     transitions = sum(len(h) for h in expected_history(log.records).values())
-    assert support.scalar(database, "SELECT count(*) FROM booking_history") == transitions
+    assert scalar(database, "SELECT count(*) FROM booking_history") == transitions
 
 
 def test_offsets_are_written_with_the_rows(database):
     log = every_kind_of_booking(unique_prefix("offsets"))
-    batch, _ = build_batch([FakeMessage(t, k, v, 100 + i, _partition=i % 2) for i, (t, k, v) in
+    batch, _ = build_batch([FakeMessage(k.encode(), v, topic=t, offset=100 + i, partition=i % 2) for i, (t, k, v) in
                             enumerate(log.records)], CONTRACT)
     with store.connect(database) as conn:
         store.write_batch(conn, batch)

@@ -2,6 +2,7 @@
 
 - `http`: tokens and requests as the gateway's callers make them;
 - `kafka`: reading a topic to its end, producing raw records;
+- `messages`: a consumed record made by hand, for code that reads them without a broker;
 - `postgres`: fresh databases, queries for assertions;
 - `waiting`: polling until a condition holds;
 - `core`: trips, actors and scripts of commands for the pure core;

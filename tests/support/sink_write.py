@@ -2,46 +2,17 @@
 merge), without Kafka: records are handed over in an order the test chooses."""
 
 import itertools
-from dataclasses import dataclass
 
 from app.wire.topics import CONTRACT
 from sinks import store
 from sinks.main import build_batch
+from tests.support.messages import FakeMessage
 
 _offsets = itertools.count()
 
 
-@dataclass
-class FakeMessage:
-    """The part of confluent_kafka.Message the sink reads."""
-
-    _topic: str
-    _key: str
-    _value: bytes
-    _offset: int
-    _partition: int = 0
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return self._key.encode()
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> None:
-        return None
-
-
 def messages(records) -> list[FakeMessage]:
-    return [FakeMessage(topic, key, value, next(_offsets)) for topic, key, value in records]
+    return [FakeMessage(key.encode(), value, topic=topic, offset=next(_offsets)) for topic, key, value in records]
 
 
 def apply(url: str, records, batch_size: int = 1000) -> None:
