@@ -23,6 +23,8 @@ from confluent_kafka import Producer
 
 from sinks.migrate import migrate
 from tests.sink import support
+from tests.support.kafka import bootstrap
+from tests.support.postgres import create_database, database_url, drop_database, scalar
 from tests.support.scenario import expected_bookings, expected_history, many_bookings, unique_prefix
 
 SAMPLE_EVERY_SECONDS = 0.25
@@ -34,7 +36,7 @@ def events_of(prefix: str, trips: int) -> list[tuple[str, str, bytes]]:
 
 
 def transitions_in(url: str, prefix: str) -> int:
-    return support.scalar(url, "SELECT count(*) FROM booking_history WHERE booking_id LIKE %s", (prefix + "%",))
+    return scalar(url, "SELECT count(*) FROM booking_history WHERE booking_id LIKE %s", (prefix + "%",))
 
 
 def total_lag(sink: support.SinkProcess) -> float:
@@ -59,7 +61,7 @@ def drain(url: str, sink: support.SinkProcess, prefix: str, transitions: int) ->
 def stream(records: list, rate: int, sink: support.SinkProcess) -> list[float]:
     """Produce at `rate` events/s, sampling the lag; returns the samples."""
     per_tick = max(1, round(rate * PRODUCE_EVERY_SECONDS))
-    producer = Producer({"bootstrap.servers": support.bootstrap(), "linger.ms": 5, "enable.idempotence": True})
+    producer = Producer({"bootstrap.servers": bootstrap(), "linger.ms": 5, "enable.idempotence": True})
     samples: list[float] = []
     started = time.monotonic()
     next_sample = started
@@ -102,8 +104,8 @@ def main() -> None:
     prefix = unique_prefix("bench")
     backlog = events_of(f"{prefix}-backlog", args.trips)
     streamed = events_of(f"{prefix}-stream", args.stream_trips)
-    name = support.create_database()
-    url = support.database_url(name)
+    name = create_database()
+    url = database_url(name)
     sink = support.SinkProcess(url, Path(tempfile.mkdtemp()) / "sink.log")
     if args.batch_size:
         sink.extra_env["SINK_BATCH_SIZE"] = str(args.batch_size)
@@ -131,7 +133,7 @@ def main() -> None:
               f"caught up {after:.2f} s after the last event was produced")
     finally:
         sink.ensure_stopped()
-        support.drop_database(name)
+        drop_database(name)
 
 
 if __name__ == "__main__":

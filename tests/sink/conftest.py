@@ -10,6 +10,8 @@ from app.wire.topics import CONTRACT
 from sinks.events import SUBSCRIBED
 from sinks.migrate import migrate
 from tests.sink import support
+from tests.support.kafka import bootstrap
+from tests.support.postgres import create_database, database_url, drop_database
 
 
 @pytest.fixture(scope="session")
@@ -25,11 +27,11 @@ def postgres() -> str:
 @pytest.fixture
 def empty_database(postgres):
     """A new database, unmigrated; its URL."""
-    name = support.create_database()
+    name = create_database()
     try:
-        yield support.database_url(name)
+        yield database_url(name)
     finally:
-        support.drop_database(name)
+        drop_database(name)
 
 
 @pytest.fixture
@@ -42,11 +44,11 @@ def database(empty_database) -> str:
 def kafka_topics() -> None:
     """The topics exist in any real setup (`python -m tools.create_topics`); create the missing
     ones for a bare broker. Never deletes anything: the broker is shared."""
-    admin = AdminClient({"bootstrap.servers": support.bootstrap()})
+    admin = AdminClient({"bootstrap.servers": bootstrap()})
     try:
         existing = admin.list_topics(timeout=10).topics
     except Exception as error:  # noqa: BLE001 - any failure here means no broker
-        pytest.fail(f"Kafka not reachable at {support.bootstrap()} (scripts/kafka.sh start): {error}")
+        pytest.fail(f"Kafka not reachable at {bootstrap()} (scripts/kafka.sh start): {error}")
     partitions = get_settings().event_partitions
     missing = [NewTopic(t, partitions, 1) for t in (*SUBSCRIBED, CONTRACT.dead_letters) if t not in existing]
     for topic, future in admin.create_topics(missing).items() if missing else ():

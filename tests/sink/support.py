@@ -1,6 +1,6 @@
 """Helpers for the sink tests: the sink as a subprocess, records for it on Kafka, and
-reading back what it wrote. The sink tests call the shared database, Kafka and waiting
-helpers (tests/support) through this module too, as `support.<name>`."""
+reading back what it wrote. The database, Kafka and waiting helpers they share with other
+folders are in tests/support."""
 
 import asyncio
 import os
@@ -30,7 +30,7 @@ from app.config import ROOT
 from gateway import queries
 from sinks.events import SUBSCRIBED
 from tests.support.kafka import bootstrap
-from tests.support.postgres import create_database, database_url, drop_database, rows, scalar  # noqa: F401
+from tests.support.postgres import rows, scalar
 from tests.support.scenario import expected_bookings, expected_history
 from tests.support.waiting import wait_for
 

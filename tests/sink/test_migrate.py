@@ -8,7 +8,7 @@ import pytest
 
 from app.config import ROOT
 from sinks.migrate import migrate, migration_files
-from tests.sink import support
+from tests.support.postgres import rows
 
 pytestmark = pytest.mark.integration
 
@@ -16,11 +16,11 @@ TABLES = {"bookings", "booking_history", "trips", "sink_offsets", "schema_migrat
 
 
 def applied_versions(url: str) -> list[int]:
-    return [r[0] for r in support.rows(url, "SELECT version FROM schema_migrations ORDER BY version")]
+    return [r[0] for r in rows(url, "SELECT version FROM schema_migrations ORDER BY version")]
 
 
 def tables(url: str) -> set[str]:
-    return {r[0] for r in support.rows(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    return {r[0] for r in rows(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
 
 def test_migrate_applies_every_file_once_and_reruns_as_a_no_op(empty_database):

@@ -10,6 +10,7 @@ from bench.systems import our_postgres, postgres
 from sinks.events import SUBSCRIBED
 from sinks.migrate import migrate
 from tests.sink import support
+from tests.support.postgres import create_database, database_url, drop_database
 from tests.support.scenario import every_kind_of_booking, many_bookings, unique_prefix
 from tests.sink.support import CATCH_UP_SECONDS, assert_equals_log, wait_for_log
 
@@ -110,8 +111,8 @@ def test_replaying_every_topic_from_the_start_into_a_clean_database_gives_identi
     assert_equals_log(sink_process.database_url, records)
     live = support.dump_of_routes(sink_process.database_url, prefix)
 
-    name = support.create_database()
-    clean = support.database_url(name)
+    name = create_database()
+    clean = database_url(name)
     replay = support.SinkProcess(clean, tmp_path / "replay.log")
     try:
         migrate(clean)  # no offsets stored: every partition is read from its first record
@@ -125,4 +126,4 @@ def test_replaying_every_topic_from_the_start_into_a_clean_database_gives_identi
         assert support.duplicate_history_rows(clean) == 0
     finally:
         replay.ensure_stopped()
-        support.drop_database(name)
+        drop_database(name)

@@ -15,6 +15,7 @@ from app.config import get_settings
 from app.wire.topics import CONTRACT
 from sinks.migrate import migrate
 from tests.sink import support
+from tests.support.postgres import create_database, database_url, drop_database, rows, scalar
 from tests.support.scenario import TripLog, every_kind_of_booking, expected_bookings, many_bookings, unique_prefix
 from tests.sink.support import CATCH_UP_SECONDS, assert_equals_log, progress, wait_for_log
 
@@ -28,7 +29,7 @@ def test_events_on_the_topics_end_up_in_postgres_and_sigterm_stops_cleanly(sink_
 
     wait_for_log(sink_process.database_url, log.records, log.route_id, sink_process)
     assert_equals_log(sink_process.database_url, log.records)
-    assert support.scalar(sink_process.database_url, "SELECT version FROM trips WHERE route_id = %s",
+    assert scalar(sink_process.database_url, "SELECT version FROM trips WHERE route_id = %s",
                           (log.route_id,)) == 1
     assert sink_process.stop() == 0
     assert "sink stopped" in sink_process.log()
@@ -117,13 +118,13 @@ def test_poison_records_are_dead_lettered_and_the_sink_goes_on(sink_process):
     assert oversized.value() is None and "dlq-value-dropped" in dict(oversized.headers())
     found, _ = support.read_back(url, sorted(kept))
     assert found == kept
-    assert support.rows(url, "SELECT id FROM bookings WHERE id = %s", (refused,)) == []
+    assert rows(url, "SELECT id FROM bookings WHERE id = %s", (refused,)) == []
     assert sink_process.process.poll() is None, "the sink must keep running"
 
 
 def sink_writing_a_batch(url: str) -> bool:
     """The sink's Postgres session is inside a batch's transaction (copying or merging)."""
-    return support.scalar(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+    return scalar(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                "AND application_name = 'openride-sink' AND xact_start IS NOT NULL "
                                "AND (query LIKE 'COPY%%' OR query LIKE 'INSERT%%')") > 0
 
@@ -175,7 +176,7 @@ def test_a_lost_connection_is_retried_without_losing_or_repeating(sink_process):
     support.produce(first.records)
     wait_for_log(url, first.records, prefix, sink_process)
 
-    terminated = support.scalar(url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+    terminated = scalar(url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                      "WHERE datname = current_database() AND application_name = 'openride-sink'")
     support.produce(second.records)
     wait_for_log(url, first.records + second.records, prefix, sink_process)
@@ -187,7 +188,7 @@ def test_a_lost_connection_is_retried_without_losing_or_repeating(sink_process):
 
 def test_the_sink_waits_for_postgres_and_stops_on_sigterm_meanwhile(kafka_topics, tmp_path):
     name = f"openride_test_sink_later_{unique_prefix('x')[-10:]}"
-    url = support.database_url(name)
+    url = database_url(name)
     waiting = support.SinkProcess(url, tmp_path / "waiting.log")
     patient = support.SinkProcess(url, tmp_path / "patient.log")
     log = every_kind_of_booking(unique_prefix("later"))
@@ -200,9 +201,9 @@ def test_the_sink_waits_for_postgres_and_stops_on_sigterm_meanwhile(kafka_topics
         support.wait_until(lambda: "Postgres unavailable" in patient.log(), CATCH_UP_SECONDS, "retrying")
         # The database appears ready in one step (a rename), so the sink cannot find it
         # half made, without the stored offsets, and read the shared topics from the start.
-        ready = support.create_database()
-        migrate(support.database_url(ready))
-        support.start_sink_at_log_end(support.database_url(ready))
+        ready = create_database()
+        migrate(database_url(ready))
+        support.start_sink_at_log_end(database_url(ready))
         with psycopg.connect(get_settings().database_url, autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{ready}" RENAME TO "{name}"')
         support.produce(log.records)
@@ -212,4 +213,4 @@ def test_the_sink_waits_for_postgres_and_stops_on_sigterm_meanwhile(kafka_topics
     finally:
         waiting.ensure_stopped()
         patient.ensure_stopped()
-        support.drop_database(name)
+        drop_database(name)
