@@ -16,30 +16,35 @@ Two variants (BASELINE_MODE):
   request: the stored response; another request: 422), and an audit line per request.
 
 Left out on purpose (the benchmark does not exercise them): holds expiring, payments.
-Run: `uvicorn bench.baseline.app:app` with BASELINE_DATABASE_URL (and BASELINE_MODE) set.
+Run: `uvicorn --factory bench.baseline.app:create_app` with BASELINE_DATABASE_URL (and
+BASELINE_MODE, BASELINE_POOL_SIZE) set; they and the settings are read when it starts.
 """
 
 import logging
 import os
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any
 
 import orjson
 import psycopg
-from fastapi import FastAPI, Header
+from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import Response
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.domain import inventory
 from app.domain.booking import Status
 from app.domain.commands import Actor, CreateBooking, Role
 from app.domain.decide import Accepted, decide
+from app.domain.policy import Policy
 from app.domain.state import TripState
+from app.domain.trip import trip_key as trip_key_of
 from app.tables.codec import trip_from_json
 from gateway.dispatch import fingerprint
 from gateway.security import AuthError, TokenVerifier
@@ -74,11 +79,25 @@ CREATE TABLE IF NOT EXISTS baseline_idempotency (
     PRIMARY KEY (user_id, idempotency_key)
 );
 """
-POOL_SIZE = int(os.environ.get("BASELINE_POOL_SIZE", "10"))
-LIKE_FOR_LIKE = os.environ.get("BASELINE_MODE", "bare") == "like-for-like"
-policy = get_settings().policy()
-verifier = TokenVerifier.from_settings(get_settings())
 audit = logging.getLogger("baseline.audit")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline service's configuration, read when it starts."""
+
+    like_for_like: bool
+    database_url: str
+    pool_size: int
+    policy: Policy
+    verifier: TokenVerifier
+
+    @classmethod
+    def from_environment(cls, settings: Settings) -> "Baseline":
+        return cls(like_for_like=os.environ.get("BASELINE_MODE", "bare") == "like-for-like",
+                   database_url=os.environ.get("BASELINE_DATABASE_URL", settings.database_url),
+                   pool_size=int(os.environ.get("BASELINE_POOL_SIZE", "10")),
+                   policy=settings.policy(), verifier=TokenVerifier.from_settings(settings))
 
 
 class Wire(BaseModel):
@@ -87,7 +106,7 @@ class Wire(BaseModel):
 
 class CreateIn(Wire):
     route_id: str
-    travel_date: str
+    travel_date: date
     origin_stop_id: str
     destination_stop_id: str
     seats_booked: int = Field(ge=0, le=1000)
@@ -99,55 +118,63 @@ class CancelIn(Wire):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    url = os.environ.get("BASELINE_DATABASE_URL", get_settings().database_url)
-    if LIKE_FOR_LIKE:  # one JSON line per request on stderr (the service's log file)
+    config: Baseline = app.state.baseline
+    if config.like_for_like:  # one JSON line per request on stderr (the service's log file)
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         audit.addHandler(handler)
         audit.setLevel(logging.INFO)
         audit.propagate = False
-    async with AsyncConnectionPool(url, min_size=POOL_SIZE, max_size=POOL_SIZE, open=False) as pool:
+    async with AsyncConnectionPool(config.database_url, min_size=config.pool_size, max_size=config.pool_size,
+                                   open=False) as pool:
         async with pool.connection() as conn:
             await conn.execute(SCHEMA)
         app.state.pool = pool
         yield
 
 
-app = FastAPI(title="BASELINE (row locks), benchmark only", lifespan=lifespan)
+router = APIRouter()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="BASELINE (row locks), benchmark only", lifespan=lifespan)
+    app.state.baseline = Baseline.from_environment(get_settings())
+    app.include_router(router)
+    return app
 
 
 def answer(status: int, body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-@app.get("/health")
+@router.get("/health")
 async def health() -> Response:
     return answer(200, {"status": "UP"})
 
 
-def rider_of(x_rider: str | None, authorization: str | None) -> str | None:
+def rider_of(config: Baseline, x_rider: str | None, authorization: str | None) -> str | None:
     """The caller: the X-Rider header (bare), or the verified JWT's subject (like-for-like)."""
-    if not LIKE_FOR_LIKE:
+    if not config.like_for_like:
         return x_rider
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
     try:
-        return verifier.verify(token).user_id
+        return config.verifier.verify(token).user_id
     except AuthError:
         return None
 
 
 class Idempotency:
-    """Like-for-like only: the request's record in baseline_idempotency, read and written in
-    the booking's transaction."""
+    """Like-for-like only (`recorded`): the request's record in baseline_idempotency, read and
+    written in the booking's transaction."""
 
-    def __init__(self, user_id: str, key: str | None, method: str, path: str, body: Any):
-        self.user_id, self.key = user_id, key
+    def __init__(self, recorded: bool, user_id: str, key: str | None, method: str, path: str, body: Any):
+        self.recorded, self.user_id, self.key = recorded, user_id, key
         self.fingerprint = fingerprint(method, path, body)
 
     async def recall(self, conn: psycopg.AsyncConnection) -> Response | None:
-        if self.key is None:
+        if not self.recorded or self.key is None:
             return None
         row = await (await conn.execute(
             "SELECT fingerprint, status, body FROM baseline_idempotency WHERE user_id = %s AND idempotency_key = %s",
@@ -159,7 +186,7 @@ class Idempotency:
         return Response(bytes(row[2]), status_code=row[1], media_type="application/json")
 
     async def remember(self, conn: psycopg.AsyncConnection, response: Response) -> Response:
-        if self.key is not None:
+        if self.recorded and self.key is not None:
             await conn.execute(
                 "INSERT INTO baseline_idempotency (user_id, idempotency_key, fingerprint, status, body)"
                 " VALUES (%s, %s, %s, %s, %s)",
@@ -167,37 +194,39 @@ class Idempotency:
         return response
 
 
-def audited(rider: str, action: str, response: Response, **target: Any) -> Response:
-    if LIKE_FOR_LIKE:
+def audited(config: Baseline, rider: str, action: str, response: Response, **target: Any) -> Response:
+    if config.like_for_like:
         audit.info(orjson.dumps({"at": time.time(), "userId": rider, "role": "RIDER", "action": action, **target,
                                  "status": response.status_code}).decode())
     return response
 
 
-@app.post("/v1/bookings")
-async def create_booking(body: CreateIn, x_rider: Annotated[str | None, Header()] = None,
+@router.post("/v1/bookings")
+async def create_booking(request: Request, body: CreateIn, x_rider: Annotated[str | None, Header()] = None,
                          authorization: Annotated[str | None, Header()] = None,
                          idempotency_key: Annotated[str | None, Header()] = None) -> Response:
-    rider = rider_of(x_rider, authorization)
+    config: Baseline = request.app.state.baseline
+    rider = rider_of(config, x_rider, authorization)
     if rider is None:
         return answer(401, {"code": "unauthorized"})
-    trip_key = f"{body.route_id}:{body.travel_date}"
+    trip_key = trip_key_of(body.route_id, body.travel_date)
     command_id = f"{rider}/{idempotency_key or os.urandom(8).hex()}"
     command = CreateBooking(command_id, Actor(rider, Role.RIDER), body.origin_stop_id, body.destination_stop_id,
                             body.seats_booked)
-    kept = Idempotency(rider, idempotency_key, "POST", "/v1/bookings", body.model_dump(by_alias=True))
-    async with app.state.pool.connection() as conn, conn.transaction():
-        response = await book(conn, trip_key, rider, idempotency_key, command, kept)
-    return audited(rider, "create_booking", response, tripKey=trip_key)
+    kept = Idempotency(config.like_for_like, rider, idempotency_key, "POST", "/v1/bookings",
+                       body.model_dump(by_alias=True, mode="json"))
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        response = await book(conn, trip_key, rider, idempotency_key, command, kept, config.policy)
+    return audited(config, rider, "create_booking", response, tripKey=trip_key)
 
 
 async def book(conn: psycopg.AsyncConnection, trip_key: str, rider: str, idempotency_key: str | None,
-               command: CreateBooking, kept: Idempotency) -> Response:
+               command: CreateBooking, kept: Idempotency, policy: Policy) -> Response:
     row = await (await conn.execute(
         "SELECT trip, legs, booked FROM baseline_trips WHERE trip_key = %s FOR UPDATE", (trip_key,))).fetchone()
     if row is None:
         return answer(404, {"code": "trip_not_found"})
-    if LIKE_FOR_LIKE:
+    if kept.recorded:
         replay = await kept.recall(conn)
         if replay is not None:
             return replay
@@ -211,7 +240,7 @@ async def book(conn: psycopg.AsyncConnection, trip_key: str, rider: str, idempot
     decision = decide(state, command, int(time.time() * 1000), policy)
     if not isinstance(decision, Accepted):
         refused = answer(409 if decision.code.value == "seats_unavailable" else 400, {"code": decision.code.value})
-        return await kept.remember(conn, refused) if LIKE_FOR_LIKE else refused
+        return await kept.remember(conn, refused)
     booking = decision.events[0].booking  # type: ignore[attr-defined]
     inventory.occupy(state.legs, booking.first_leg, booking.last_leg, booking.seats)
     await conn.execute(
@@ -223,20 +252,23 @@ async def book(conn: psycopg.AsyncConnection, trip_key: str, rider: str, idempot
                        (Jsonb(state.legs), trip_key))
     created = answer(201, {"booking": {"id": booking.booking_id, "seatNumbers": list(booking.seats),
                                        "status": Status.HELD.value}})
-    return await kept.remember(conn, created) if LIKE_FOR_LIKE else created
+    return await kept.remember(conn, created)
 
 
-@app.post("/v1/bookings/{booking_id}/cancel")
-async def cancel_booking(booking_id: str, body: CancelIn, x_rider: Annotated[str | None, Header()] = None,
+@router.post("/v1/bookings/{booking_id}/cancel")
+async def cancel_booking(request: Request, booking_id: str, body: CancelIn,
+                         x_rider: Annotated[str | None, Header()] = None,
                          authorization: Annotated[str | None, Header()] = None,
                          idempotency_key: Annotated[str | None, Header()] = None) -> Response:
-    rider = rider_of(x_rider, authorization)
+    config: Baseline = request.app.state.baseline
+    rider = rider_of(config, x_rider, authorization)
     if rider is None:
         return answer(401, {"code": "unauthorized"})
-    kept = Idempotency(rider, idempotency_key, "POST", f"/v1/bookings/{booking_id}/cancel", body.model_dump())
-    async with app.state.pool.connection() as conn, conn.transaction():
+    kept = Idempotency(config.like_for_like, rider, idempotency_key, "POST", f"/v1/bookings/{booking_id}/cancel",
+                       body.model_dump())
+    async with request.app.state.pool.connection() as conn, conn.transaction():
         response = await cancel(conn, booking_id, rider, kept)
-    return audited(rider, "cancel_booking", response, bookingId=booking_id)
+    return audited(config, rider, "cancel_booking", response, bookingId=booking_id)
 
 
 async def cancel(conn: psycopg.AsyncConnection, booking_id: str, rider: str, kept: Idempotency) -> Response:
@@ -247,22 +279,21 @@ async def cancel(conn: psycopg.AsyncConnection, booking_id: str, rider: str, kep
     # Lock order: trip row first, as in create, so the two never deadlock.
     legs = (await (await conn.execute(
         "SELECT legs FROM baseline_trips WHERE trip_key = %s FOR UPDATE", (found[0],))).fetchone())[0]
-    if LIKE_FOR_LIKE:
-        replay = await kept.recall(conn)
-        if replay is not None:
-            return replay
+    replay = await kept.recall(conn)
+    if replay is not None:
+        return replay
     booking = await (await conn.execute(
         "SELECT first_leg, last_leg, seat_numbers, status FROM baseline_bookings WHERE id = %s",
         (booking_id,))).fetchone()
     if booking[3] != Status.HELD.value:
         refused = answer(409, {"code": "invalid_transition"})
-        return await kept.remember(conn, refused) if LIKE_FOR_LIKE else refused
+        return await kept.remember(conn, refused)
     inventory.release(legs, booking[0], booking[1], booking[2])
     await conn.execute("UPDATE baseline_bookings SET status = %s WHERE id = %s",
                        (Status.CANCELLED.value, booking_id))
     await conn.execute("UPDATE baseline_trips SET legs = %s WHERE trip_key = %s", (Jsonb(legs), found[0]))
     cancelled = answer(200, {"booking": {"id": booking_id, "status": Status.CANCELLED.value}})
-    return await kept.remember(conn, cancelled) if LIKE_FOR_LIKE else cancelled
+    return await kept.remember(conn, cancelled)
 
 
 def seed_trips(database_url: str, trips: list[tuple[str, dict[str, Any]]]) -> None:
