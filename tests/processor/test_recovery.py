@@ -242,6 +242,10 @@ def test_a_second_worker_joins_mid_stream_and_takes_over_from_its_standby_copy_w
             killed = time.monotonic()
             replies += await stream_with(client, commands[600:], 50, first.kill)
             print(f"the last 300 bookings, from the first worker's SIGKILL on: {time.monotonic() - killed:.1f} s")
+            # Waited for, not assumed: the four trips may all be on the second worker's
+            # partitions, and the stream then ends before the group moves the first's.
+            await asyncio.to_thread(wait_for, "the second worker to take over the first's partitions",
+                                    lambda: len(loads_per_recovery(second)) >= 2, 120)
             ns.assert_alive("worker-b")
             check(ns, commands, replies, await inventory(client, routes))
 
