@@ -24,9 +24,9 @@ from app.config import Settings
 from app.domain.trip import trip_key
 from app.wire.topics import REPLY_PARTITION, REPLY_TO, Topics
 from bench.http1 import ConnectionLost, Pool
-from gateway.security import mint_token
 from app.transport.bus import next_batch
 from app.transport.clients import command_producer_config, reply_consumer_config
+from gateway.security import mint_token
 
 REQUEST_TIMEOUT_S = 10.0
 STOPS = tuple(f"S{i:02d}" for i in range(10))

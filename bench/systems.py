@@ -149,8 +149,8 @@ def start_baseline(settings: Settings, workdir: Path, mode: str = "bare", networ
     port = free_port()
     route = network.database_url if network else (lambda url: url)
     env = {**os.environ, "BASELINE_DATABASE_URL": route(database_url), "BASELINE_MODE": mode}
-    argv = [sys.executable, "-m", "uvicorn", "--factory", "bench.baseline.app:create_app", "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log"]
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "bench.baseline.app:create_app", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log"]
     service = Service(f"baseline-{mode}", argv, env, workdir / f"baseline-{mode}.log")
     service.start()
     baseline = Baseline(f"http://127.0.0.1:{port}", database_url, service)

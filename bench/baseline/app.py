@@ -83,7 +83,7 @@ audit = logging.getLogger("baseline.audit")
 
 
 @dataclass(frozen=True)
-class Baseline:
+class BaselineSettings:
     """One baseline service's configuration, read when it starts."""
 
     like_for_like: bool
@@ -93,7 +93,7 @@ class Baseline:
     verifier: TokenVerifier
 
     @classmethod
-    def from_environment(cls, settings: Settings) -> "Baseline":
+    def from_environment(cls, settings: Settings) -> "BaselineSettings":
         return cls(like_for_like=os.environ.get("BASELINE_MODE", "bare") == "like-for-like",
                    database_url=os.environ.get("BASELINE_DATABASE_URL", settings.database_url),
                    pool_size=int(os.environ.get("BASELINE_POOL_SIZE", "10")),
@@ -118,7 +118,7 @@ class CancelIn(Wire):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    config: Baseline = app.state.baseline
+    config: BaselineSettings = app.state.baseline
     if config.like_for_like:  # one JSON line per request on stderr (the service's log file)
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -138,7 +138,7 @@ router = APIRouter()
 
 def create_app() -> FastAPI:
     app = FastAPI(title="BASELINE (row locks), benchmark only", lifespan=lifespan)
-    app.state.baseline = Baseline.from_environment(get_settings())
+    app.state.baseline = BaselineSettings.from_environment(get_settings())
     app.include_router(router)
     return app
 
@@ -152,7 +152,7 @@ async def health() -> Response:
     return answer(200, {"status": "UP"})
 
 
-def rider_of(config: Baseline, x_rider: str | None, authorization: str | None) -> str | None:
+def rider_of(config: BaselineSettings, x_rider: str | None, authorization: str | None) -> str | None:
     """The caller: the X-Rider header (bare), or the verified JWT's subject (like-for-like)."""
     if not config.like_for_like:
         return x_rider
@@ -194,7 +194,7 @@ class Idempotency:
         return response
 
 
-def audited(config: Baseline, rider: str, action: str, response: Response, **target: Any) -> Response:
+def audited(config: BaselineSettings, rider: str, action: str, response: Response, **target: Any) -> Response:
     if config.like_for_like:
         audit.info(orjson.dumps({"at": time.time(), "userId": rider, "role": "RIDER", "action": action, **target,
                                  "status": response.status_code}).decode())
@@ -205,7 +205,7 @@ def audited(config: Baseline, rider: str, action: str, response: Response, **tar
 async def create_booking(request: Request, body: CreateIn, x_rider: Annotated[str | None, Header()] = None,
                          authorization: Annotated[str | None, Header()] = None,
                          idempotency_key: Annotated[str | None, Header()] = None) -> Response:
-    config: Baseline = request.app.state.baseline
+    config: BaselineSettings = request.app.state.baseline
     rider = rider_of(config, x_rider, authorization)
     if rider is None:
         return answer(401, {"code": "unauthorized"})
@@ -260,7 +260,7 @@ async def cancel_booking(request: Request, booking_id: str, body: CancelIn,
                          x_rider: Annotated[str | None, Header()] = None,
                          authorization: Annotated[str | None, Header()] = None,
                          idempotency_key: Annotated[str | None, Header()] = None) -> Response:
-    config: Baseline = request.app.state.baseline
+    config: BaselineSettings = request.app.state.baseline
     rider = rider_of(config, x_rider, authorization)
     if rider is None:
         return answer(401, {"code": "unauthorized"})

@@ -30,7 +30,7 @@ def test_events_on_the_topics_end_up_in_postgres_and_sigterm_stops_cleanly(sink_
     wait_for_log(sink_process.database_url, log.records, log.route_id, sink_process)
     assert_equals_log(sink_process.database_url, log.records)
     assert scalar(sink_process.database_url, "SELECT version FROM trips WHERE route_id = %s",
-                          (log.route_id,)) == 1
+                  (log.route_id,)) == 1
     assert sink_process.stop() == 0
     assert "sink stopped" in sink_process.log()
 
@@ -125,8 +125,8 @@ def test_poison_records_are_dead_lettered_and_the_sink_goes_on(sink_process):
 def sink_writing_a_batch(url: str) -> bool:
     """The sink's Postgres session is inside a batch's transaction (copying or merging)."""
     return scalar(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                               "AND application_name = 'openride-sink' AND xact_start IS NOT NULL "
-                               "AND (query LIKE 'COPY%%' OR query LIKE 'INSERT%%')") > 0
+                       "AND application_name = 'openride-sink' AND xact_start IS NOT NULL "
+                       "AND (query LIKE 'COPY%%' OR query LIKE 'INSERT%%')") > 0
 
 
 def test_sigkill_mid_batch_then_restart_ends_equal_to_the_log(sink_process):
@@ -177,7 +177,7 @@ def test_a_lost_connection_is_retried_without_losing_or_repeating(sink_process):
     wait_for_log(url, first.records, prefix, sink_process)
 
     terminated = scalar(url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                     "WHERE datname = current_database() AND application_name = 'openride-sink'")
+                             "WHERE datname = current_database() AND application_name = 'openride-sink'")
     support.produce(second.records)
     wait_for_log(url, first.records + second.records, prefix, sink_process)
 

@@ -104,8 +104,8 @@ def test_replaying_the_same_events_changes_nothing(database):
 
 def test_offsets_are_written_with_the_rows(database):
     log = every_kind_of_booking(unique_prefix("offsets"))
-    batch, _ = build_batch([FakeMessage(k.encode(), v, topic=t, offset=100 + i, partition=i % 2) for i, (t, k, v) in
-                            enumerate(log.records)], CONTRACT)
+    batch, _ = build_batch([FakeMessage(k.encode(), v, topic=t, offset=100 + i, partition=i % 2)
+                            for i, (t, k, v) in enumerate(log.records)], CONTRACT)
     with store.connect(database) as conn:
         store.write_batch(conn, batch)
         stored = store.stored_offsets(conn, [(topic, p) for topic in CONTRACT.lifecycle for p in (0, 1, 2)])
